@@ -1,0 +1,88 @@
+"""The product's enumerations; JobType and JobStatus are exactly the seed's."""
+
+from enum import StrEnum
+
+
+class JobType(StrEnum):
+    # The seed insists on the GENERATE_* prefix (never SCRAPE_* or CREATE_*).
+    GENERATE_DNA = "generate_dna"
+    GENERATE_PERSONAS = "generate_personas"
+    GENERATE_TOPICS = "generate_topics"
+    GENERATE_BLOGPOST = "generate_blogpost"
+    GENERATE_SOCIAL = "generate_social"
+    GENERATE_IMAGE = "generate_image"
+    GENERATE_VIDEO = "generate_video"
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Tier(StrEnum):
+    FREE = "free"
+    PRO = "pro"
+    ULTIMATE = "ultimate"
+
+
+class Role(StrEnum):
+    MARKETER = "marketer"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+    def allows(self, needed: "Role") -> bool:
+        """Admin can do everything; a supervisor can also do a marketer's work."""
+        order = [Role.MARKETER, Role.SUPERVISOR, Role.ADMIN]
+        return order.index(self) >= order.index(needed)
+
+
+class Platform(StrEnum):
+    X = "x"
+    LINKEDIN = "linkedin"
+    INSTAGRAM = "instagram"
+    FACEBOOK = "facebook"
+    THREADS = "threads"
+    BLUESKY = "bluesky"
+
+
+class PipelineStatus(StrEnum):
+    RUNNING = "RUNNING"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+class PipelineStage(StrEnum):
+    DNA = "dna"
+    PERSONAS = "personas"
+    AWAITING_PERSONA_SELECTION = "awaiting_persona_selection"
+    TOPICS = "topics"
+    AWAITING_TOPIC_APPROVAL = "awaiting_topic_approval"
+    BLOGPOSTS = "blogposts"
+    AWAITING_BLOGPOST_APPROVAL = "awaiting_blogpost_approval"
+    SOCIAL = "social"
+    MEDIA = "media"
+    PUBLISHING = "publishing"
+    DONE = "done"
+
+
+class PublishState(StrEnum):
+    DRAFT = "DRAFT"
+    SCHEDULED = "SCHEDULED"
+    PUBLISHED = "PUBLISHED"
+    UNCONFIRMED = "UNCONFIRMED"
+    FAILED = "FAILED"
+
+
+class MediaKind(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"

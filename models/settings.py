@@ -1,0 +1,80 @@
+"""Every setting of the product in one pydantic-settings class, read from the environment and `.env`."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Where things are. DATABASE_URL unset means the embedded PostgreSQL under DATA_DIR/pg.
+    data_dir: Path = Field(default=PROJECT_ROOT / ".data")
+    database_url: str | None = None
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    # AI providers. `auto`: real providers where a key is set, else offline.
+    ai_provider: Literal["auto", "offline", "gemini", "perplexity", "openai"] = "auto"
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str | None = None
+    gemini_text_model: str = "gemini-2.5-pro"
+    gemini_image_model: str = "gemini-2.5-flash-image"
+    imagen_model: str = "imagen-4.0-generate-001"
+    veo_model: str = "veo-3.0-generate-001"
+    perplexity_api_key: SecretStr | None = None
+    perplexity_base_url: str = "https://api.perplexity.ai"
+    perplexity_model: str = "sonar-pro"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    ai_timeout_seconds: float = 120.0
+
+    # Offline provider knobs for benchmarks and failure tests.
+    offline_latency_ms: int = 0
+    offline_jitter_ms: int = 0
+    offline_fault: Literal["none", "rate_limit", "timeout", "invalid_json", "auth"] = "none"
+    offline_fault_every: int = 0
+
+    # Worker.
+    worker_ai_concurrency: int = 4
+    worker_media_concurrency: int = 2
+    worker_pipeline_concurrency: int = 20
+    worker_publish_concurrency: int = 10
+    worker_graceful_shutdown_seconds: float = 30.0
+
+    # API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    @property
+    def embedded_pg_dir(self) -> Path:
+        return self.data_dir / "pg"
+
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL (psycopg 3 driver) for DATABASE_URL or the embedded server."""
+        url = self.database_url or embedded_database_url(self.embedded_pg_dir)
+        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got scheme of {url.split(':', 1)[0]!r}")
+
+    def temporal_ui_link(self, workflow_id: str) -> str:
+        return f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+
+
+def embedded_database_url(pg_dir: Path) -> str:
+    """The embedded server listens on a Unix socket inside its data directory."""
+    return f"postgresql://postgres@/postgres?host={pg_dir.resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

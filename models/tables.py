@@ -1,0 +1,241 @@
+"""SQLModel tables: every row belongs to a tenant; large content lives here, not in Temporal payloads."""
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from models.enums import JobStatus, JobType, MediaKind, PipelineStage, PipelineStatus, Platform, PublishState, Role, Tier
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = False) -> Any:
+    return sa.Column(sa.DateTime(timezone=True), nullable=nullable)
+
+
+def _json(nullable: bool = True) -> Any:
+    return sa.Column(JSONB, nullable=nullable)
+
+
+def _enum(enum: type, nullable: bool = False) -> Any:
+    # Stored as plain strings (values), checked by the application: adding a value needs no migration.
+    return sa.Column(sa.String(32), nullable=nullable)
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenant"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=200)
+    tier: Tier = Field(sa_column=_enum(Tier))
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    webhook_secret: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    # sha256 of the key; the key itself is shown once and never stored.
+    key_hash: str = Field(max_length=64, unique=True, index=True)
+    prefix: str = Field(max_length=16)
+    role: Role = Field(sa_column=_enum(Role))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class Company(SQLModel, table=True):
+    __tablename__ = "company"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    name: str = Field(max_length=200)
+    website: str | None = Field(default=None, max_length=2000)
+    country: str | None = Field(default=None, max_length=100)
+    language: str = Field(default="en", max_length=20)
+    industry: str | None = Field(default=None, max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class CompanyDNA(SQLModel, table=True):
+    """One researched version of a company's DNA; a new research run adds a version."""
+
+    __tablename__ = "company_dna"
+    __table_args__ = (
+        sa.UniqueConstraint("company_id", "version"),
+        sa.UniqueConstraint("job_id"),
+    )
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id")
+    version: int
+    summary: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    data_points: list[dict[str, Any]] = Field(sa_column=_json(nullable=False))
+    sources: list[dict[str, Any]] = Field(sa_column=_json(nullable=False))
+    is_sample: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Persona(SQLModel, table=True):
+    __tablename__ = "persona"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id", index=True)
+    position: int = 0
+    name: str = Field(max_length=200)
+    role: str = Field(default="", max_length=200)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=_json(nullable=False))
+    selected: bool = False
+    is_sample: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Topic(SQLModel, table=True):
+    __tablename__ = "topic"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    persona_id: uuid.UUID = Field(foreign_key="persona.id", index=True)
+    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id", index=True)
+    month: str = Field(max_length=7, index=True)  # YYYY-MM
+    position: int = 0
+    title: str = Field(max_length=500)
+    angle: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    keywords: list[str] = Field(default_factory=list, sa_column=_json(nullable=False))
+    status: str = Field(default="PROPOSED", max_length=32)  # PROPOSED, APPROVED, REJECTED
+    feedback: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    revision: int = 0
+    is_sample: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class BlogPost(SQLModel, table=True):
+    __tablename__ = "blog_post"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    topic_id: uuid.UUID = Field(foreign_key="topic.id", index=True)
+    title: str = Field(max_length=500)
+    slug: str = Field(max_length=200)
+    meta_description: str = Field(default="", max_length=500)
+    keywords: list[str] = Field(default_factory=list, sa_column=_json(nullable=False))
+    status: str = Field(default="DRAFT", max_length=32)  # DRAFT, APPROVED, CHANGES_REQUESTED
+    current_revision: int = 1
+    is_sample: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class BlogPostRevision(SQLModel, table=True):
+    __tablename__ = "blog_post_revision"
+    __table_args__ = (sa.UniqueConstraint("blog_post_id", "revision"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    blog_post_id: uuid.UUID = Field(foreign_key="blog_post.id", index=True)
+    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id")
+    revision: int
+    markdown: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    word_count: int = 0
+    citations: list[dict[str, Any]] = Field(default_factory=list, sa_column=_json(nullable=False))
+    feedback: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class SocialPost(SQLModel, table=True):
+    __tablename__ = "social_post"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    blog_post_id: uuid.UUID = Field(foreign_key="blog_post.id", index=True)
+    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id")
+    platform: Platform = Field(sa_column=_enum(Platform))
+    text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    hashtags: list[str] = Field(default_factory=list, sa_column=_json(nullable=False))
+    publish_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    publish_state: PublishState = Field(default=PublishState.DRAFT, sa_column=_enum(PublishState))
+    external_id: str | None = Field(default=None, max_length=500)
+    published_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    is_sample: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class MediaAsset(SQLModel, table=True):
+    __tablename__ = "media_asset"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id")
+    social_post_id: uuid.UUID | None = Field(default=None, foreign_key="social_post.id", index=True)
+    blog_post_id: uuid.UUID | None = Field(default=None, foreign_key="blog_post.id", index=True)
+    kind: MediaKind = Field(sa_column=_enum(MediaKind))
+    mime_type: str = Field(max_length=100)
+    path: str = Field(max_length=1000)  # relative to the media store
+    size_bytes: int = 0
+    width: int | None = None
+    height: int | None = None
+    duration_seconds: float | None = None
+    prompt: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    is_sample: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Pipeline(SQLModel, table=True):
+    __tablename__ = "pipeline"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    month: str = Field(max_length=7)
+    platforms: list[str] = Field(default_factory=list, sa_column=_json(nullable=False))
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=_json(nullable=False))
+    status: PipelineStatus = Field(default=PipelineStatus.RUNNING, sa_column=_enum(PipelineStatus))
+    stage: PipelineStage = Field(default=PipelineStage.DNA, sa_column=_enum(PipelineStage))
+    status_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    workflow_id: str = Field(max_length=200, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    completed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class AIJob(SQLModel, table=True):
+    """One generation job: every field of the seed's AIJob, plus tenant, workflow id and usage."""
+
+    __tablename__ = "ai_job"
+    __table_args__ = (sa.Index("ix_ai_job_company_created", "company_id", "created_at"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    job_type: JobType = Field(sa_column=_enum(JobType))
+    status: JobStatus = Field(default=JobStatus.PENDING, sa_column=_enum(JobStatus))
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    persona_id: uuid.UUID | None = Field(default=None, foreign_key="persona.id")
+    topic_id: uuid.UUID | None = Field(default=None, foreign_key="topic.id")
+    blog_post_id: uuid.UUID | None = Field(default=None, foreign_key="blog_post.id")
+    social_post_id: uuid.UUID | None = Field(default=None, foreign_key="social_post.id")
+    pipeline_id: uuid.UUID | None = Field(default=None, foreign_key="pipeline.id", index=True)
+    # Inputs the job was started with (month, platforms...), so a retried activity reads the same.
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=_json(nullable=False))
+
+    progress: int = Field(default=0, ge=0, le=100)
+    progress_message: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    result_data: dict[str, Any] | None = Field(default=None, sa_column=_json())
+    error_message: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    completed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+    workflow_id: str | None = Field(default=None, max_length=200, index=True)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Field(default=Decimal("0"), sa_column=sa.Column(sa.Numeric(12, 6), nullable=False, server_default="0"))
+    model: str | None = Field(default=None, max_length=200)
+    provider: str | None = Field(default=None, max_length=100)
+    # Every provider call of the job: provider, model, tokens, cost, latency, fallbacks.
+    usage_records: list[dict[str, Any]] = Field(default_factory=list, sa_column=_json(nullable=False))
