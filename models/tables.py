@@ -9,7 +9,17 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from models.enums import JobStatus, JobType, MediaKind, PipelineStage, PipelineStatus, Platform, PublishState, Role, Tier
+from models.enums import (
+    JobStatus,
+    JobType,
+    MediaKind,
+    PipelineStage,
+    PipelineStatus,
+    Platform,
+    PublishState,
+    Role,
+    Tier,
+)
 
 
 def utcnow() -> datetime:
@@ -75,7 +85,7 @@ class CompanyDNA(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
-    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id")
+    job_id: uuid.UUID | None = Field(default=None)  # provenance: the AIJob that made it
     version: int
     summary: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     data_points: list[dict[str, Any]] = Field(sa_column=_json(nullable=False))
@@ -89,7 +99,7 @@ class Persona(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
-    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id", index=True)
+    job_id: uuid.UUID | None = Field(default=None, index=True)  # provenance: the AIJob that made it
     position: int = 0
     name: str = Field(max_length=200)
     role: str = Field(default="", max_length=200)
@@ -105,7 +115,7 @@ class Topic(SQLModel, table=True):
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
     persona_id: uuid.UUID = Field(foreign_key="persona.id", index=True)
-    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id", index=True)
+    job_id: uuid.UUID | None = Field(default=None, index=True)  # provenance: the AIJob that made it
     month: str = Field(max_length=7, index=True)  # YYYY-MM
     position: int = 0
     title: str = Field(max_length=500)
@@ -141,7 +151,7 @@ class BlogPostRevision(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     blog_post_id: uuid.UUID = Field(foreign_key="blog_post.id", index=True)
-    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id")
+    job_id: uuid.UUID | None = Field(default=None, index=True)  # provenance: the AIJob that made it
     revision: int
     markdown: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     word_count: int = 0
@@ -156,7 +166,7 @@ class SocialPost(SQLModel, table=True):
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
     blog_post_id: uuid.UUID = Field(foreign_key="blog_post.id", index=True)
-    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id")
+    job_id: uuid.UUID | None = Field(default=None, index=True)  # provenance: the AIJob that made it
     platform: Platform = Field(sa_column=_enum(Platform))
     text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     hashtags: list[str] = Field(default_factory=list, sa_column=_json(nullable=False))
@@ -173,7 +183,7 @@ class MediaAsset(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
-    job_id: uuid.UUID | None = Field(default=None, foreign_key="ai_job.id")
+    job_id: uuid.UUID | None = Field(default=None, index=True)  # provenance: the AIJob that made it
     social_post_id: uuid.UUID | None = Field(default=None, foreign_key="social_post.id", index=True)
     blog_post_id: uuid.UUID | None = Field(default=None, foreign_key="blog_post.id", index=True)
     kind: MediaKind = Field(sa_column=_enum(MediaKind))

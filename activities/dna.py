@@ -1,0 +1,100 @@
+"""Company search and DNA research: sourced findings, then 30+ named data points tied to those sources."""
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+
+from activities.deps import StageDeps
+from activities.jobs import ArtifactWriter, StageRun, execute_stage
+from activities.prompts import render
+from models.contracts import StageInput, StageResult
+from models.enums import JobType
+from models.generation import CompanyDNAExtraction, ResearchResult
+from models.tables import CompanyDNA
+
+MIN_DATA_POINTS = 30
+
+
+def numbered_sources(research: ResearchResult) -> str:
+    return "\n".join(f"[{i}] {s.title or 'untitled'} - {s.url}" for i, s in enumerate(research.sources))
+
+
+class DnaStage:
+    def __init__(self, deps: StageDeps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="generate_dna")
+    async def generate_dna(self, stage: StageInput) -> StageResult:
+        return await execute_stage(self.deps, stage, JobType.GENERATE_DNA, self._research)
+
+    async def _research(self, run: StageRun) -> tuple[ArtifactWriter, dict[str, Any]]:
+        company = run.company
+        context = {
+            "company_name": company.name,
+            "website": company.website,
+            "industry": company.industry,
+            "country": company.country,
+            "language": company.language,
+        }
+        await run.progress(10, f"researching {company.name} on the web")
+        research = await self.deps.router.research(
+            render("dna_research", **context),
+            sample_context=context,
+        )
+        if not research.sources:
+            await run.progress(35, "research returned no sources; asking again for cited findings")
+            research = await self.deps.router.research(
+                render("dna_research", **context) + "\nEvery statement must cite a URL.",
+                sample_context=context,
+            )
+        await run.progress(40, f"research found {len(research.sources)} sources; extracting data points")
+
+        source_count = len(research.sources)
+        dna = await self.deps.router.generate_json(
+            render(
+                "dna_extract",
+                **context,
+                research=research.text,
+                sources=numbered_sources(research),
+                min_points=MIN_DATA_POINTS,
+            ),
+            CompanyDNAExtraction,
+            sample_context={**context, "source_count": source_count},
+            validate=lambda extraction: extraction.check_against(source_count),
+        )
+        await run.progress(85, f"{len(dna.data_points)} data points from {source_count} sources")
+        is_sample = run.used_offline_provider()
+
+        async def write(session: AsyncSession) -> list[uuid.UUID]:
+            # One DNA row per job (unique job_id): a retried activity finds it instead of adding a version.
+            existing = (await session.exec(select(CompanyDNA).where(col(CompanyDNA.job_id) == run.job.id))).first()
+            if existing is not None:
+                return [existing.id]
+            latest = select(sa.func.coalesce(sa.func.max(CompanyDNA.version), 0)).where(col(CompanyDNA.company_id) == company.id)
+            version = int((await session.exec(latest)).one()) + 1
+            row = CompanyDNA(
+                tenant_id=company.tenant_id,
+                company_id=company.id,
+                job_id=run.job.id,
+                version=version,
+                summary=dna.summary,
+                data_points=[p.model_dump() for p in dna.data_points],
+                sources=[s.model_dump() for s in research.sources],
+                is_sample=is_sample,
+            )
+            session.add(row)
+            await session.flush()
+            return [row.id]
+
+        summary = {
+            "dataPoints": len(dna.data_points),
+            "sources": source_count,
+            "sample": is_sample,
+            "preview": [{"name": p.name, "value": p.value[:200]} for p in dna.data_points[:5]],
+        }
+        return write, summary
+

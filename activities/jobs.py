@@ -1,0 +1,232 @@
+"""The AIJob row's life during a stage: PROCESSING with progress, then COMPLETED, FAILED or CANCELLED, exactly once."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import StageDeps
+from models.contracts import (
+    AI_MAX_ATTEMPTS,
+    RATE_LIMIT_BASE_DELAY_SECONDS,
+    TIMEOUT_RETRY_DELAY_SECONDS,
+    JobFinish,
+    StageInput,
+    StageResult,
+)
+from models.db import Database
+from models.enums import JobStatus, JobType
+from models.tables import AIJob, Company
+from providers.base import AIProviderError, AIRateLimitError, AITimeoutError
+from providers.usage import UsageLog, current_usage_log, track_usage
+
+HEARTBEAT_EVERY_SECONDS = 1.0
+OFFLINE_PROVIDER = "offline"
+TERMINAL = [s.value for s in JobStatus if s.is_terminal]
+
+
+class JobStore:
+    """Conditional updates of AIJob rows: a terminal row is never changed again."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def load(self, job_id: uuid.UUID) -> AIJob:
+        async with self.db.session() as session:
+            job = await session.get(AIJob, job_id)
+        if job is None:
+            raise ApplicationError(f"AIJob {job_id} does not exist", type="JobNotFound", non_retryable=True)
+        return job
+
+    async def _update(self, job_id: uuid.UUID, **values: Any) -> bool:
+        statement = (
+            sa.update(AIJob)
+            .where(col(AIJob.id) == job_id, col(AIJob.status).not_in(TERMINAL))
+            .values(**values)
+        )
+        async with self.db.session() as session:
+            result = await session.exec(statement)  # type: ignore[call-overload]
+            await session.commit()
+        return bool(result.rowcount)
+
+    async def start(self, job_id: uuid.UUID, message: str) -> None:
+        now = datetime.now(UTC)
+        await self._update(
+            job_id,
+            status=JobStatus.PROCESSING.value,
+            progress_message=message,
+            started_at=sa.func.coalesce(AIJob.started_at, now),
+        )
+
+    async def progress(self, job_id: uuid.UUID, percent: int, message: str) -> None:
+        await self._update(job_id, progress=max(0, min(100, percent)), progress_message=message)
+
+    async def finish(self, job_id: uuid.UUID, status: JobStatus, message: str) -> bool:
+        """FAILED or CANCELLED with the reason; a no-op when the job already ended."""
+        values: dict[str, Any] = {"status": status.value, "completed_at": datetime.now(UTC)}
+        if status == JobStatus.FAILED:
+            values["error_message"] = message
+            values["progress_message"] = "failed"
+        else:
+            values["progress_message"] = message or "cancelled"
+        return await self._update(job_id, **values)
+
+    async def complete(
+        self,
+        session: AsyncSession,
+        job: AIJob,
+        result: StageResult,
+        usage: UsageLog,
+    ) -> None:
+        """COMPLETED with result and usage, in the caller's transaction (the one that stored the artifacts)."""
+        row = await session.get(AIJob, job.id, with_for_update=True)
+        if row is None or JobStatus(row.status).is_terminal:
+            raise ApplicationError(
+                f"AIJob {job.id} ended ({row.status if row else 'deleted'}) while the stage ran; nothing stored",
+                type="JobAlreadyEnded",
+                non_retryable=True,
+            )
+        records = [r.model_dump(mode="json") for r in usage.records]
+        row.status = JobStatus.COMPLETED
+        row.progress = 100
+        row.progress_message = "completed"
+        row.result_data = result.to_result_data()
+        row.completed_at = datetime.now(UTC)
+        row.input_tokens = (row.input_tokens or 0) + usage.input_tokens
+        row.output_tokens = (row.output_tokens or 0) + usage.output_tokens
+        row.cost_usd = Decimal(row.cost_usd or 0) + Decimal(str(usage.cost_usd))
+        row.usage_records = [*(row.usage_records or []), *records]
+        if usage.records:
+            row.provider = ",".join(sorted(usage.providers))
+            row.model = ",".join(sorted(usage.models))
+        session.add(row)
+
+
+@dataclass
+class StageRun:
+    """Handed to a stage's body: the job, its company, and a way to report progress."""
+
+    job: AIJob
+    company: Company
+    deps: StageDeps
+    store: JobStore
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    async def progress(self, percent: int, message: str) -> None:
+        activity.heartbeat({"progress": percent, "message": message})
+        await self.store.progress(self.job.id, percent, message)
+
+    def used_offline_provider(self) -> bool:
+        """Sample content must say so: true when any call of this stage was served offline."""
+        log = current_usage_log()
+        return log is not None and OFFLINE_PROVIDER in log.providers
+
+
+# A stage body does the provider work and returns a writer that stores the artifacts in the
+# given session (the same transaction that completes the job) and returns their ids.
+ArtifactWriter = Callable[[AsyncSession], Awaitable[list[uuid.UUID]]]
+StageBody = Callable[[StageRun], Awaitable[tuple[ArtifactWriter, dict[str, Any]]]]
+
+
+@contextlib.asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat in the background so that a long provider call still receives cancellation."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def retry_delay(error: AIProviderError, attempt: int) -> timedelta:
+    if isinstance(error, AIRateLimitError):
+        if error.retry_after is not None and error.retry_after > 0:
+            return timedelta(seconds=error.retry_after)
+        return timedelta(seconds=RATE_LIMIT_BASE_DELAY_SECONDS * 2 ** (attempt - 1))
+    if isinstance(error, AITimeoutError):
+        return timedelta(seconds=TIMEOUT_RETRY_DELAY_SECONDS)
+    return timedelta(seconds=RATE_LIMIT_BASE_DELAY_SECONDS * 2 ** (attempt - 1))
+
+
+def describe_retry(error: AIProviderError, delay: timedelta, attempt: int) -> str:
+    kind = "rate limited" if isinstance(error, AIRateLimitError) else "timed out" if isinstance(error, AITimeoutError) else "provider error"
+    return f"{kind}, retrying in {int(delay.total_seconds())} s, attempt {attempt + 1} of {AI_MAX_ATTEMPTS}"
+
+
+async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, body: StageBody) -> StageResult:
+    """Runs one stage for one AIJob, idempotently: a retry after success returns the stored result."""
+    store = JobStore(deps.db)
+    job = await store.load(stage.job_id)
+    if job.job_type != job_type:
+        raise ApplicationError(f"AIJob {job.id} is {job.job_type}, not {job_type}", type="WrongJobType", non_retryable=True)
+    if job.status == JobStatus.COMPLETED and job.result_data is not None:
+        return StageResult.from_result_data(job.id, job.result_data)
+    if JobStatus(job.status).is_terminal:
+        raise ApplicationError(f"AIJob {job.id} already ended {job.status}", type="JobAlreadyEnded", non_retryable=True)
+
+    async with deps.db.session() as session:
+        company = await session.get(Company, job.company_id)
+    if company is None or company.tenant_id != job.tenant_id:
+        await store.finish(job.id, JobStatus.FAILED, "the company no longer exists")
+        raise ApplicationError(f"company {job.company_id} not found", type="CompanyNotFound", non_retryable=True)
+
+    attempt = activity.info().attempt
+    await store.start(job.id, "started" if attempt == 1 else f"attempt {attempt} of {AI_MAX_ATTEMPTS}")
+    run = StageRun(job=job, company=company, deps=deps, store=store)
+    try:
+        with track_usage() as usage:
+            async with heartbeating():
+                writer, summary = await body(run)
+            await run.progress(95, "saving")
+            async with deps.db.session() as session:
+                artifact_ids = await writer(session)
+                result = StageResult(job_id=job.id, artifact_ids=artifact_ids, summary=summary)
+                await store.complete(session, job, result, usage)
+                await session.commit()
+        activity.logger.info("job %s %s completed: %s", job.id, job_type.value, summary)
+        return result
+    except asyncio.CancelledError:
+        details = activity.cancellation_details()
+        # A worker shutdown or heartbeat timeout is not the user's cancel: the retry picks the job up again.
+        if details is not None and details.cancel_requested:
+            await asyncio.shield(store.finish(job.id, JobStatus.CANCELLED, "cancelled while running; nothing was stored"))
+        raise
+    except AIProviderError as error:
+        if error.retryable and attempt < AI_MAX_ATTEMPTS:
+            delay = retry_delay(error, attempt)
+            await store.progress(job.id, 0, describe_retry(error, delay, attempt))
+            raise ApplicationError(str(error), type=type(error).__name__, next_retry_delay=delay) from error
+        message = str(error) if not error.retryable else f"{error} (gave up after {attempt} attempts)"
+        await store.finish(job.id, JobStatus.FAILED, message)
+        raise ApplicationError(message, type=type(error).__name__, non_retryable=True) from error
+
+
+class JobActivities:
+    """Quick bookkeeping the workflow runs when a stage could not record its own end (timeouts, crashes)."""
+
+    def __init__(self, db: Database) -> None:
+        self.store = JobStore(db)
+
+    @activity.defn(name="finish_job")
+    async def finish_job(self, finish: JobFinish) -> bool:
+        if finish.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise ApplicationError("finish_job only records FAILED or CANCELLED", type="BadFinish", non_retryable=True)
+        return await self.store.finish(finish.job_id, finish.status, finish.message)

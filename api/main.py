@@ -1,0 +1,57 @@
+"""The FastAPI app factory: a lifespan that owns the DB engine and the Temporal client, routers, errors."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from api.errors import install_error_handlers
+from api.routes import companies, health, jobs, tenant
+from models.db import Database
+from models.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database.from_url(settings.sqlalchemy_url())
+        app.state.temporal = None
+        app.state.connect_temporal = lambda: connect_temporal(settings)
+        try:
+            app.state.temporal = await asyncio.wait_for(app.state.connect_temporal(), timeout=10)
+        except Exception as exc:  # the API still serves reads; /readyz reports the engine as down
+            logger.warning("Temporal at %s is not reachable (%s); starting without it", settings.temporal_address, exc)
+        yield
+        await app.state.db.close()
+
+    app = FastAPI(
+        title="content-pipeline",
+        version="0.1.0",
+        summary="AI content-marketing pipeline: research, personas, topics, blog posts, social posts, publishing.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(companies.router, prefix=API_PREFIX)
+    app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(tenant.router, prefix=API_PREFIX)
+    return app

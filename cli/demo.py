@@ -1,0 +1,109 @@
+"""`make run`: the demo on the embedded stack — a sample company's DNA researched through the API, with live progress."""
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlmodel import select
+
+from models.enums import Role, Tier
+from models.settings import Settings
+
+console = Console()
+
+DEMO_TENANT = "Demo tenant"
+SAMPLE_COMPANY = {
+    "name": "Northwind Coffee Roasters",
+    "website": "https://northwind-coffee.example",
+    "country": "Czech Republic",
+    "language": "en",
+    "industry": "Specialty coffee",
+    "timezone": "Europe/Prague",
+}
+
+
+async def demo_key(database_url: str) -> str:
+    """A fresh marketer key of the demo tenant (created on first run, reused after)."""
+    from api.keys import add_key, create_tenant
+    from models.db import Database
+    from models.tables import Tenant
+
+    db = Database.from_url(database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            tenant = (await session.exec(select(Tenant).where(Tenant.name == DEMO_TENANT))).first()
+            if tenant is None:
+                tenant, _ = await create_tenant(session, DEMO_TENANT, Tier.ULTIMATE)
+            key, _ = await add_key(session, tenant.id, Role.MARKETER)
+            await session.commit()
+            return key
+    finally:
+        await db.close()
+
+
+async def run_dna_job(api_url: str, key: str, wait_seconds: float = 180) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as http:
+        company = (await http.post("/api/v1/companies", json=SAMPLE_COMPANY)).raise_for_status().json()
+        console.print(f"company [bold]{company['name']}[/] created: {company['id']}")
+        started = (await http.post(f"/api/v1/ai/companies/{company['id']}/scrape-dna/")).raise_for_status().json()
+        job_id = started["jobId"]
+        console.print(f"DNA job accepted (202): {job_id}")
+
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console,
+        ) as progress:
+            bar = progress.add_task("company DNA", total=100, message="queued")
+            deadline = time.monotonic() + wait_seconds
+            while True:
+                job = (await http.get(f"/api/v1/ai/jobs/{job_id}/")).raise_for_status().json()
+                progress.update(bar, completed=job["progress"], message=job["progressMessage"])
+                if job["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the DNA job did not finish within {wait_seconds} s")
+                await asyncio.sleep(0.25)
+        dna = None
+        if job["status"] == "COMPLETED":
+            dna = (await http.get(f"/api/v1/companies/{company['id']}/dna")).raise_for_status().json()
+        return {"company": company, "job": job, "dna": dna}
+
+
+def show(outcome: dict[str, Any]) -> None:
+    job = outcome["job"]
+    table = Table(title="AIJob", show_header=False)
+    for field in ("id", "jobType", "status", "progress", "progressMessage", "createdAt", "startedAt", "completedAt", "workflowId", "temporalUiUrl"):
+        table.add_row(field, str(job.get(field)))
+    usage = job["usage"]
+    table.add_row("usage", f"{usage['inputTokens']} in / {usage['outputTokens']} out tokens, ${usage['costUsd']} ({usage['provider']})")
+    if job["errorMessage"]:
+        table.add_row("errorMessage", job["errorMessage"])
+    console.print(table)
+    dna = outcome["dna"]
+    if dna:
+        points = Table(title=f"Company DNA v{dna['version']}: {len(dna['dataPoints'])} data points, {len(dna['sources'])} sources"
+                       + (" (SAMPLE CONTENT from the offline provider)" if dna["isSample"] else ""))
+        points.add_column("data point")
+        points.add_column("value")
+        points.add_column("sources")
+        for point in dna["dataPoints"][:8]:
+            points.add_row(point["name"], point["value"][:90], ", ".join(dna["sources"][i]["url"] for i in point["sourceIndexes"][:2]))
+        console.print(points)
+
+
+def run_demo(settings: Settings) -> int:
+    from cli.stack import DevStack
+
+    console.rule("content-pipeline demo")
+    with DevStack(settings) as stack:
+        key = asyncio.run(demo_key(stack.database_url))
+        outcome = asyncio.run(run_dna_job(stack.api_url, key))
+        show(outcome)
+    status = outcome["job"]["status"]
+    console.rule(f"demo finished: job {status}")
+    return 0 if status == "COMPLETED" else 1

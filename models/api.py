@@ -1,0 +1,164 @@
+"""API schemas: what the HTTP API takes and returns, camelCase on the wire."""
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from models.enums import JobStatus, JobType, Role, Tier
+
+T = TypeVar("T")
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class Page(CamelModel, Generic[T]):
+    data: list[T]
+    count: int = Field(description="how many items match, across all pages")
+    limit: int
+    offset: int
+
+
+class CompanyBase(CamelModel):
+    name: str = Field(min_length=1, max_length=200, examples=["Acme Robotics"])
+    website: str | None = Field(default=None, max_length=2000, examples=["https://acme-robotics.example"])
+    country: str | None = Field(default=None, max_length=100, examples=["Czech Republic"])
+    language: str = Field(default="en", min_length=2, max_length=20, examples=["en"])
+    industry: str | None = Field(default=None, max_length=200, examples=["Industrial automation"])
+    timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Prague"])
+
+
+class CompanyCreate(CompanyBase):
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value.strip()
+
+    @field_validator("website")
+    @classmethod
+    def _website(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("website must start with http:// or https://")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Prague") from exc
+        return value
+
+
+class CompanyPublic(CompanyBase):
+    id: uuid.UUID
+    created_at: datetime
+
+
+class Usage(CamelModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal("0")
+    provider: str | None = None
+    model: str | None = None
+
+
+class LiveState(CamelModel):
+    """What Temporal says about a job that is still running."""
+
+    workflow_status: str
+    activity: str | None = None
+    attempt: int | None = None
+    last_failure: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class AIJobPublic(CamelModel):
+    id: uuid.UUID
+    job_type: JobType
+    status: JobStatus
+    company_id: uuid.UUID
+    persona_id: uuid.UUID | None = None
+    topic_id: uuid.UUID | None = None
+    progress: int
+    progress_message: str
+    result_data: dict[str, Any] | None = None
+    error_message: str
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    workflow_id: str | None = None
+    temporal_ui_url: str | None = None
+    usage: Usage
+    live: LiveState | None = None
+
+
+class JobAccepted(CamelModel):
+    job_id: uuid.UUID
+
+
+class DataPointPublic(CamelModel):
+    name: str
+    category: str
+    value: str
+    source_indexes: list[int]
+
+
+class SourcePublic(CamelModel):
+    url: str
+    title: str = ""
+
+
+class CompanyDNAPublic(CamelModel):
+    id: uuid.UUID
+    company_id: uuid.UUID
+    version: int
+    summary: str
+    data_points: list[DataPointPublic]
+    sources: list[SourcePublic]
+    is_sample: bool
+    created_at: datetime
+
+
+class TenantCreated(CamelModel):
+    tenant_id: uuid.UUID
+    api_key: str
+    tier: Tier
+
+
+class ApiKeyCreate(CamelModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+
+
+class ApiKeyCreated(CamelModel):
+    id: uuid.UUID
+    api_key: str = Field(description="shown once; only its hash is stored")
+    prefix: str
+    role: Role
+
+
+class ApiKeyPublic(CamelModel):
+    id: uuid.UUID
+    prefix: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class TenantPublic(CamelModel):
+    id: uuid.UUID
+    name: str
+    tier: Tier
+    created_at: datetime

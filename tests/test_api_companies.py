@@ -1,0 +1,92 @@
+"""Companies over HTTP: camelCase in and out, problem+json for bad input, and bad input changes nothing."""
+
+import uuid
+
+from tests.conftest import RunningStack, Tenant
+
+PROBLEM = "application/problem+json"
+
+
+async def count_companies(stack: RunningStack, tenant: Tenant) -> int:
+    response = await stack.http.get("/api/v1/companies", headers=tenant.headers())
+    assert response.status_code == 200
+    return int(response.json()["count"])
+
+
+async def test_create_list_and_get_a_company(stack: RunningStack, tenant: Tenant) -> None:
+    body = {"name": "Acme Robotics", "website": "https://acme.example", "country": "CZ", "industry": "Robots", "timezone": "Europe/Prague"}
+    created = await stack.http.post("/api/v1/companies/", json=body, headers=tenant.headers())
+    assert created.status_code == 201, created.text
+    company = created.json()
+    assert company["name"] == "Acme Robotics" and company["timezone"] == "Europe/Prague"
+    assert "createdAt" in company and "created_at" not in company
+    got = await stack.http.get(f"/api/v1/companies/{company['id']}", headers=tenant.headers())
+    assert got.status_code == 200 and got.json() == company
+    got_slash = await stack.http.get(f"/api/v1/companies/{company['id']}/", headers=tenant.headers())
+    assert got_slash.status_code == 200
+    listed = await stack.http.get("/api/v1/companies?limit=1&offset=0", headers=tenant.headers())
+    page = listed.json()
+    assert page["count"] >= 1 and len(page["data"]) == 1 and page["limit"] == 1
+
+
+async def test_bad_input_is_a_problem_and_changes_nothing(stack: RunningStack, tenant: Tenant) -> None:
+    before = await count_companies(stack, tenant)
+    bad_bodies = [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": "X", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"name": "X", "website": "ftp://nope"}, "website"),
+        ({"name": "X", "surprise": 1}, "surprise"),
+        ({"name": "x" * 201}, "name"),
+    ]
+    for body, field in bad_bodies:
+        response = await stack.http.post("/api/v1/companies", json=body, headers=tenant.headers())
+        assert response.status_code == 422, (body, response.text)
+        assert response.headers["content-type"].startswith(PROBLEM)
+        problem = response.json()
+        assert problem["status"] == 422 and problem["title"] and problem["type"]
+        assert any(field in e["field"] for e in problem["errors"]), problem
+    malformed = await stack.http.post(
+        "/api/v1/companies", content=b'{"name": "Acme",', headers={**tenant.headers(), "Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 422 and malformed.headers["content-type"].startswith(PROBLEM)
+    assert await count_companies(stack, tenant) == before
+
+
+async def test_unknown_ids_are_404_problems(stack: RunningStack, tenant: Tenant) -> None:
+    for path in (f"/api/v1/companies/{uuid.uuid4()}", f"/api/v1/ai/jobs/{uuid.uuid4()}/", f"/api/v1/companies/{uuid.uuid4()}/dna"):
+        response = await stack.http.get(path, headers=tenant.headers())
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith(PROBLEM)
+    not_a_uuid = await stack.http.get("/api/v1/companies/not-a-uuid", headers=tenant.headers())
+    assert not_a_uuid.status_code == 422
+    started = await stack.http.post(f"/api/v1/ai/companies/{uuid.uuid4()}/scrape-dna/", headers=tenant.headers())
+    assert started.status_code == 404 and started.headers["content-type"].startswith(PROBLEM)
+
+
+async def test_health_and_readiness(stack: RunningStack) -> None:
+    assert (await stack.http.get("/healthz")).json() == {"status": "ok"}
+    ready = await stack.http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"database": "ok", "temporal": "ok"}
+
+
+async def test_unexpected_errors_are_500_problems_without_internals() -> None:
+    import httpx
+
+    from api.main import create_app
+    from models.settings import Settings
+
+    app = create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none", _env_file=None))  # type: ignore[call-arg]
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internal detail at /srv/app.py line 12")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert "secret" not in response.text and "Traceback" not in response.text

@@ -1,0 +1,105 @@
+"""The first job end to end: the API writes the AIJob and starts its workflow, the worker researches the DNA
+through the offline provider, and the job ends COMPLETED (or FAILED on a permanent provider error)."""
+
+import asyncio
+
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from models.enums import Role
+from tests.conftest import RunningStack, Tenant, running_stack, wait_for_job
+
+
+async def new_company(stack: RunningStack, tenant: Tenant, name: str = "Acme Robotics") -> str:
+    response = await stack.http.post(
+        "/api/v1/companies",
+        json={"name": name, "website": "https://acme-robotics.example", "industry": "Industrial automation"},
+        headers=tenant.headers(),
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def test_dna_job_end_to_end(stack: RunningStack, tenant: Tenant) -> None:
+    company_id = await new_company(stack, tenant)
+    started = await stack.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())
+    assert started.status_code == 202, started.text
+    job_id = started.json()["jobId"]
+
+    job = await wait_for_job(stack.http, job_id, tenant.headers())
+    assert job["status"] == "COMPLETED", job
+    assert job["jobType"] == "generate_dna"
+    assert job["progress"] == 100
+    assert job["workflowId"] == f"job-{job_id}"
+    assert job["temporalUiUrl"].endswith(f"/workflows/job-{job_id}")
+    assert job["startedAt"] and job["completedAt"] and job["errorMessage"] == ""
+    result = job["resultData"]
+    assert isinstance(result, dict)
+    assert result["summary"]["dataPoints"] >= 30 and result["summary"]["sample"] is True
+    assert len(result["artifactIds"]) == 1
+    usage = job["usage"]
+    assert isinstance(usage, dict)
+    assert usage["provider"] == "offline" and usage["inputTokens"] > 0 and usage["outputTokens"] > 0
+
+    dna = (await stack.http.get(f"/api/v1/companies/{company_id}/dna", headers=tenant.headers())).json()
+    assert dna["version"] == 1 and dna["isSample"] is True
+    assert len(dna["dataPoints"]) >= 30
+    assert len({p["name"].lower() for p in dna["dataPoints"]}) == len(dna["dataPoints"])
+    for point in dna["dataPoints"]:
+        assert point["value"] and point["sourceIndexes"]
+        assert all(0 <= i < len(dna["sources"]) for i in point["sourceIndexes"])
+    assert all(s["url"].startswith("https://") for s in dna["sources"])
+    assert "SAMPLE" in dna["summary"].upper() or all("sample" in s["title"].lower() for s in dna["sources"])
+
+    # The workflow carries its search attributes: an operator can find it by company.
+    found = [w async for w in stack.client.list_workflows(f"CompanyId='{company_id}'")]
+    assert [w.id for w in found] == [f"job-{job_id}"]
+    assert found[0].status == WorkflowExecutionStatus.COMPLETED
+
+    jobs = (await stack.http.get(f"/api/v1/ai/companies/{company_id}/jobs/", headers=tenant.headers())).json()
+    assert jobs["count"] == 1 and jobs["data"][0]["id"] == job_id
+    completed = await stack.http.get(f"/api/v1/ai/companies/{company_id}/jobs/?status=COMPLETED&jobType=generate_dna", headers=tenant.headers())
+    assert completed.json()["count"] == 1
+    failed = await stack.http.get(f"/api/v1/ai/companies/{company_id}/jobs/?status=FAILED", headers=tenant.headers())
+    assert failed.json()["count"] == 0
+    bad_filter = await stack.http.get(f"/api/v1/ai/companies/{company_id}/jobs/?status=DONE", headers=tenant.headers())
+    assert bad_filter.status_code == 422
+
+    # A second research run adds a version; the first is kept.
+    again = await stack.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna", headers=tenant.headers(Role.SUPERVISOR))
+    assert (await wait_for_job(stack.http, again.json()["jobId"], tenant.headers()))["status"] == "COMPLETED"
+    assert (await stack.http.get(f"/api/v1/companies/{company_id}/dna", headers=tenant.headers())).json()["version"] == 2
+
+
+async def test_a_running_job_shows_live_state(stack: RunningStack, tenant: Tenant) -> None:
+    company_id = await new_company(stack, tenant, "Live Co")
+    started = await stack.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())
+    job_id = started.json()["jobId"]
+    first = (await stack.http.get(f"/api/v1/ai/jobs/{job_id}/", headers=tenant.headers())).json()
+    assert first["status"] in ("PENDING", "PROCESSING", "COMPLETED")
+    if first["status"] != "COMPLETED":
+        assert first["live"]["workflowStatus"] in ("RUNNING", "COMPLETED")
+    done = await wait_for_job(stack.http, job_id, tenant.headers())
+    assert done["live"] is None
+
+
+async def test_a_permanent_provider_failure_ends_the_job_failed(
+    database_url: str, dev_temporal: WorkflowEnvironment, tenant: Tenant
+) -> None:
+    async with running_stack(database_url, dev_temporal.client, offline_fault="auth", offline_fault_every=1) as failing:
+        company_id = await new_company(failing, tenant, "Failing Co")
+        started = await failing.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())
+        assert started.status_code == 202
+        job_id = started.json()["jobId"]
+        job = await wait_for_job(failing.http, job_id, tenant.headers())
+        assert job["status"] == "FAILED", job
+        assert "offline" in job["errorMessage"] and job["errorMessage"]
+        assert job["completedAt"] is not None
+        dna = await failing.http.get(f"/api/v1/companies/{company_id}/dna", headers=tenant.headers())
+        assert dna.status_code == 404, "a failed job must not leave a DNA behind"
+        handle = failing.client.get_workflow_handle(f"job-{job_id}")
+        for _ in range(50):
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                break
+            await asyncio.sleep(0.1)
+        assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED

@@ -1,0 +1,98 @@
+"""The worker process: one Temporal worker per task queue (pipeline, ai, media, publish), stopped gracefully on SIGTERM."""
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.deps import StageDeps
+from activities.dna import DnaStage
+from activities.jobs import JobActivities
+from models.db import Database
+from models.settings import Settings, get_settings
+from providers.router import ProviderRouter
+from workflows.job import GenerationJobWorkflow
+from workflows.policies import AI_QUEUE, MEDIA_QUEUE, PIPELINE_QUEUE, PUBLISH_QUEUE
+
+logger = logging.getLogger("worker")
+
+WORKFLOWS = [GenerationJobWorkflow]
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def build_workers(client: Client, deps: StageDeps, settings: Settings) -> list[Worker]:
+    """One worker per task queue, each queue name with the deployment's suffix."""
+    grace = timedelta(seconds=settings.worker_graceful_shutdown_seconds)
+    dna = DnaStage(deps)
+    jobs = JobActivities(deps.db)
+
+    def queue_worker(queue: str, activities: Sequence[Callable[..., Any]], concurrency: int, workflows: Sequence[type] = ()) -> Worker:
+        return Worker(
+            client,
+            task_queue=queue + settings.task_queue_suffix,
+            workflows=workflows,
+            activities=activities,
+            max_concurrent_activities=concurrency,
+            graceful_shutdown_timeout=grace,
+            # Cancellation reaches an activity only through a heartbeat reply: send them often
+            # enough that a cancel from the API or the Web UI stops a running stage within seconds.
+            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+            default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        )
+
+    return [
+        queue_worker(PIPELINE_QUEUE, [jobs.finish_job], settings.worker_pipeline_concurrency, WORKFLOWS),
+        queue_worker(AI_QUEUE, [dna.generate_dna], settings.worker_ai_concurrency),
+        queue_worker(MEDIA_QUEUE, [jobs.finish_job], settings.worker_media_concurrency),
+        queue_worker(PUBLISH_QUEUE, [jobs.finish_job], settings.worker_publish_concurrency),
+    ]
+
+
+async def run(settings: Settings) -> None:
+    client = await connect(settings)
+    db = Database.from_url(settings.sqlalchemy_url(), pool_size=max(5, settings.worker_ai_concurrency + 2))
+    router = ProviderRouter.from_settings(settings)
+    deps = StageDeps(db=db, router=router, settings=settings)
+    workers = build_workers(client, deps, settings)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    logger.info("worker ready: queues %s on %s", ", ".join(w.task_queue for w in workers), settings.temporal_address)
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
+    if stopped not in done:
+        for task in done:
+            task.result()  # a worker that died on its own: raise its error
+    logger.info("worker stopping: in-flight activities get %s s to finish", settings.worker_graceful_shutdown_seconds)
+    await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    await asyncio.gather(*runs, return_exceptions=True)
+    await db.close()
+    logger.info("worker stopped")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

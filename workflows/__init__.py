@@ -1,0 +1,1 @@
+"""Workflows: deterministic orchestration only; every side effect happens in an activity."""

@@ -1,0 +1,95 @@
+"""GenerationJobWorkflow: one AIJob started alone through its endpoint, run as a single stage activity."""
+
+import asyncio
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from activities.dna import DnaStage
+    from activities.jobs import JobActivities
+    from models.contracts import JobFinish, JobOutcome, JobRequest, StageInput, StageResult
+    from models.enums import JobStatus, JobType
+    from workflows.policies import (
+        AI_HEARTBEAT_TIMEOUT,
+        AI_QUEUE,
+        AI_RETRY,
+        AI_TIMEOUT,
+        QUICK_RETRY,
+        QUICK_TIMEOUT,
+        priority_for,
+        sibling_queue,
+    )
+
+STAGES: dict[JobType, Any] = {
+    JobType.GENERATE_DNA: DnaStage.generate_dna,
+}
+
+
+def failure_message(error: BaseException) -> str:
+    """The innermost application error's message: what the stage said, not Temporal's wrapper."""
+    cause: BaseException | None = error
+    message = str(error)
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.message:
+            message = cause.message
+        cause = cause.__cause__
+    return message
+
+
+@workflow.defn
+class GenerationJobWorkflow:
+    def __init__(self) -> None:
+        self._status = JobStatus.PENDING
+
+    @workflow.query
+    def status(self) -> str:
+        return self._status.value
+
+    @workflow.run
+    async def run(self, request: JobRequest) -> JobOutcome:
+        stage = STAGES.get(request.job_type)
+        if stage is None:
+            await self._finish(request, JobStatus.FAILED, f"{request.job_type.value} cannot run as a job yet")
+            raise ApplicationError(f"no stage for {request.job_type.value}", type="UnknownJobType", non_retryable=True)
+
+        self._status = JobStatus.PROCESSING
+        try:
+            result: StageResult = await workflow.execute_activity_method(
+                stage,
+                StageInput(job_id=request.job_id),
+                task_queue=sibling_queue(workflow.info().task_queue, AI_QUEUE),
+                start_to_close_timeout=AI_TIMEOUT,
+                heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
+                retry_policy=AI_RETRY,
+                priority=priority_for(request.tier),
+                # Let the stage record CANCELLED and drop its half-done work before the workflow ends.
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except ActivityError as error:
+            if isinstance(error.cause, CancelledError):
+                return await self._cancelled(request)
+            message = failure_message(error)
+            self._status = JobStatus.FAILED
+            await self._finish(request, JobStatus.FAILED, message)
+            raise ApplicationError(message, type="JobFailed", non_retryable=True) from error
+        except asyncio.CancelledError:
+            return await self._cancelled(request)
+        self._status = JobStatus.COMPLETED
+        return JobOutcome(job_id=request.job_id, status=JobStatus.COMPLETED, artifact_ids=result.artifact_ids)
+
+    async def _cancelled(self, request: JobRequest) -> JobOutcome:
+        self._status = JobStatus.CANCELLED
+        await self._finish(request, JobStatus.CANCELLED, "cancelled")
+        raise asyncio.CancelledError("the job was cancelled")
+
+    async def _finish(self, request: JobRequest, status: JobStatus, message: str) -> None:
+        await workflow.execute_activity_method(
+            JobActivities.finish_job,
+            JobFinish(job_id=request.job_id, status=status, message=message),
+            task_queue=workflow.info().task_queue,
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
