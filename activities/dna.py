@@ -14,7 +14,7 @@ from activities.prompts import render
 from models.contracts import StageInput, StageResult
 from models.enums import JobType
 from models.generation import CompanyDNAExtraction, ResearchResult
-from models.tables import CompanyDNA
+from models.tables import Company, CompanyDNA
 
 MIN_DATA_POINTS = 30
 
@@ -74,6 +74,8 @@ class DnaStage:
             existing = (await session.exec(select(CompanyDNA).where(col(CompanyDNA.job_id) == run.job.id))).first()
             if existing is not None:
                 return [existing.id]
+            # Versions count up per company: lock the company row so concurrent DNA jobs queue here.
+            await session.exec(select(Company).where(col(Company.id) == company.id).with_for_update())
             latest = select(sa.func.coalesce(sa.func.max(CompanyDNA.version), 0)).where(col(CompanyDNA.company_id) == company.id)
             version = int((await session.exec(latest)).one()) + 1
             row = CompanyDNA(

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://127.0.0.1:8233"
+    # Appended to every task queue name (pipeline, ai, media, publish): lets several deployments or
+    # test runs share one Temporal namespace without taking each other's tasks.
+    task_queue_suffix: str = ""
 
     # AI providers. `auto`: real providers where a key is set, else offline.
     ai_provider: Literal["auto", "offline", "gemini", "perplexity", "openai"] = "auto"
@@ -35,6 +38,17 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
     ai_timeout_seconds: float = 120.0
+    # Provider chains per kind of work for AI_PROVIDER=auto, tried in order; a retryable failure (rate limit,
+    # timeout, 5xx) moves on to the next. Providers without a key are skipped; an empty chain means offline.
+    ai_research_providers: str = "perplexity,gemini,openai"
+    ai_text_providers: str = "gemini,openai,perplexity"
+    ai_json_providers: str = "gemini,openai,perplexity"
+    ai_image_providers: str = "gemini"
+    ai_video_providers: str = "gemini"
+    # Gemini images: "gemini" = the Gemini image model (GEMINI_IMAGE_MODEL), "imagen" = IMAGEN_MODEL.
+    gemini_image_backend: Literal["gemini", "imagen"] = "gemini"
+    # List prices used for cost; unset = providers/pricing.json.
+    ai_pricing_file: Path | None = None
 
     # Offline provider knobs for benchmarks and failure tests.
     offline_latency_ms: int = 0
@@ -61,10 +75,9 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL (psycopg 3 driver) for DATABASE_URL or the embedded server."""
         url = self.database_url or embedded_database_url(self.embedded_pg_dir)
-        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got scheme of {url.split(':', 1)[0]!r}")
+        if not url.startswith(("postgresql+psycopg://", "postgresql://", "postgres://")):
+            raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got scheme {url.split(':', 1)[0]!r}")
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
 
     def temporal_ui_link(self, workflow_id: str) -> str:
         return f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"

@@ -103,3 +103,21 @@ async def test_a_permanent_provider_failure_ends_the_job_failed(
                 break
             await asyncio.sleep(0.1)
         assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+
+
+async def test_concurrent_dna_jobs_for_one_company_each_get_a_version(stack: RunningStack, tenant: Tenant) -> None:
+    company_id = await new_company(stack, tenant, "Busy Co")
+    started = await asyncio.gather(
+        *(stack.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers()) for _ in range(6))
+    )
+    jobs = await asyncio.gather(*(wait_for_job(stack.http, r.json()["jobId"], tenant.headers()) for r in started))
+    assert {j["status"] for j in jobs} == {"COMPLETED"}
+    for job in jobs:
+        attempts = [
+            event.activity_task_started_event_attributes.attempt
+            async for event in stack.client.get_workflow_handle(job["workflowId"]).fetch_history_events()
+            if event.HasField("activity_task_started_event_attributes")
+        ]
+        assert attempts == [1], f"job {job['id']} needed {attempts}: concurrent jobs must not collide"
+    latest = (await stack.http.get(f"/api/v1/companies/{company_id}/dna", headers=tenant.headers())).json()
+    assert latest["version"] == 6
