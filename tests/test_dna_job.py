@@ -121,3 +121,27 @@ async def test_concurrent_dna_jobs_for_one_company_each_get_a_version(stack: Run
         assert attempts == [1], f"job {job['id']} needed {attempts}: concurrent jobs must not collide"
     latest = (await stack.http.get(f"/api/v1/companies/{company_id}/dna", headers=tenant.headers())).json()
     assert latest["version"] == 6
+
+
+async def test_a_rate_limited_job_shows_its_retries_live_then_gives_up(
+    database_url: str, dev_temporal: WorkflowEnvironment, tenant: Tenant
+) -> None:
+    # Every call is rate limited with Retry-After: 1 s: the job retries 3 times, then fails.
+    async with running_stack(database_url, dev_temporal.client, offline_fault="rate_limit", offline_fault_every=1) as limited:
+        company_id = await new_company(limited, tenant, "Limited Co")
+        job_id = (await limited.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())).json()["jobId"]
+        seen_live = None
+        for _ in range(100):
+            job = (await limited.http.get(f"/api/v1/ai/jobs/{job_id}/", headers=tenant.headers())).json()
+            if job["live"] and job["live"]["lastFailure"]:
+                seen_live = job
+                break
+            await asyncio.sleep(0.05)
+        assert seen_live is not None, "the live state never showed the failed attempt"
+        assert seen_live["status"] == "PROCESSING"
+        assert seen_live["live"]["workflowStatus"] == "RUNNING"
+        assert "rate limit" in seen_live["live"]["lastFailure"]
+        assert seen_live["progressMessage"].startswith("rate limited, retrying in 1 s, attempt")
+        done = await wait_for_job(limited.http, job_id, tenant.headers())
+        assert done["status"] == "FAILED"
+        assert "rate limit" in done["errorMessage"] and "gave up after 4 attempts" in done["errorMessage"]
