@@ -84,8 +84,18 @@ class Settings(BaseSettings):
 
 
 def embedded_database_url(pg_dir: Path) -> str:
-    """The embedded server listens on a Unix socket inside its data directory."""
-    return f"postgresql://postgres@/postgres?host={pg_dir.resolve()}"
+    """The running embedded server's URL, read from its postmaster.pid (port and socket directory)."""
+    pid_file = pg_dir / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+        port, socket_dir = lines[3].strip(), lines[4].strip()
+    except (OSError, IndexError) as exc:
+        raise RuntimeError(
+            f"DATABASE_URL is not set and the embedded PostgreSQL under {pg_dir} is not running: "
+            "start the stack with `content-pipeline dev` or set DATABASE_URL"
+        ) from exc
+    host = socket_dir or "127.0.0.1"
+    return f"postgresql://postgres@/postgres?host={host}&port={port}"
 
 
 @lru_cache

@@ -1,0 +1,1 @@
+"""The `content-pipeline` command line and the local stack it runs."""
