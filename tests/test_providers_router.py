@@ -132,7 +132,9 @@ async def test_usage_log_collects_across_gather_and_nesting() -> None:
     assert await offline.generate("alone")
 
 
-def test_from_settings_without_keys_is_offline(caplog: pytest.LogCaptureFixture) -> None:
+def test_from_settings_without_keys_is_offline(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The choice is logged once per process: forget what earlier tests in this process logged.
+    monkeypatch.setattr("providers.router._logged_descriptions", set())
     with caplog.at_level(logging.INFO, logger="providers.router"):
         router = ProviderRouter.from_settings(settings(ai_text_providers="gemini,perplexity,openai,offline"))
     assert router.is_offline
