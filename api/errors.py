@@ -41,6 +41,19 @@ def problem_response(status: int, detail: str, *, title: str | None = None, head
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def _field_error(err: Any) -> dict[str, str]:
+    location = [str(part) for part in err.get("loc", ())]
+    if err.get("type") == "json_invalid":
+        # pydantic puts the character offset where the field would be.
+        offset = location[1] if len(location) > 1 else "?"
+        return {"field": "body", "message": f"the body is not valid JSON (error at character {offset})", "type": "json_invalid"}
+    return {
+        "field": ".".join(part for part in location if part != "body"),
+        "message": str(err.get("msg", "invalid")),
+        "type": str(err.get("type", "value_error")),
+    }
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
@@ -53,14 +66,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"),
-                "message": err.get("msg", "invalid"),
-                "type": err.get("type", "value_error"),
-            }
-            for err in exc.errors()
-        ]
+        errors = [_field_error(err) for err in exc.errors()]
         fields = ", ".join(e["field"] or "body" for e in errors)
         return problem_response(422, f"the request is not valid: {fields}", title="Unprocessable Content", errors=errors)
 

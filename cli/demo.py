@@ -92,8 +92,10 @@ def show(outcome: dict[str, Any]) -> None:
         points.add_column("value")
         points.add_column("sources")
         for point in dna["dataPoints"][:8]:
-            points.add_row(point["name"], point["value"][:90], ", ".join(dna["sources"][i]["url"] for i in point["sourceIndexes"][:2]))
+            points.add_row(point["name"], point["value"][:100], ", ".join(f"[{i}]" for i in point["sourceIndexes"]))
         console.print(points)
+        for index, source in enumerate(dna["sources"][:4]):
+            console.print(f"  [{index}] {source['title']} - {source['url']}")
 
 
 def run_demo(settings: Settings) -> int:

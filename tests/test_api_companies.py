@@ -51,6 +51,7 @@ async def test_bad_input_is_a_problem_and_changes_nothing(stack: RunningStack, t
         "/api/v1/companies", content=b'{"name": "Acme",', headers={**tenant.headers(), "Content-Type": "application/json"}
     )
     assert malformed.status_code == 422 and malformed.headers["content-type"].startswith(PROBLEM)
+    assert malformed.json()["errors"][0]["field"] == "body" and "not valid JSON" in malformed.json()["errors"][0]["message"]
     assert await count_companies(stack, tenant) == before
 
 
