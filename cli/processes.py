@@ -405,14 +405,14 @@ def reap_leftovers(state_file: Path, console: Console, grace: float = 10.0) -> N
     except (OSError, ValueError):
         return
     supervisor = int(state.get("supervisor", 0))
-    if supervisor and supervisor != os.getpid() and _process_alive(supervisor):
+    if supervisor and supervisor != os.getpid() and process_alive(supervisor):
         raise StackError(
             f"another dev stack (pid {supervisor}) is running on {state_file.parent}. "
             "Is another `make dev` running? Stop it first."
         )
     for child in reversed(state.get("children", [])):
         pid, name = int(child["pid"]), str(child["name"])
-        if not _process_alive(pid) or child["argv0"] not in _cmdline(pid):
+        if not process_alive(pid) or child["argv0"] not in _cmdline(pid):
             continue  # gone, or the pid now belongs to something else
         console.print(f"[yellow]! stopping {name} (pid {pid}) left running by a stack that did not stop cleanly[/]")
         _signal_group(pid, signal.SIGTERM)
@@ -424,7 +424,7 @@ def reap_leftovers(state_file: Path, console: Console, grace: float = 10.0) -> N
     state_file.unlink(missing_ok=True)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Alive and not a zombie."""
     if not Path("/proc").exists():
         try:

@@ -67,6 +67,7 @@ from cli.processes import (
     Supervisor,
     http_ok,
     port_is_free,
+    process_alive,
     run_supervised,
     wait_ports_free,
 )
@@ -119,7 +120,7 @@ class EmbeddedPostgres:
             data = json.loads(self.holders_path.read_text())
         except (OSError, ValueError):
             return [], False
-        pids = [int(pid) for pid in data.get("holders", []) if _pid_alive(int(pid))]
+        pids = [int(pid) for pid in data.get("holders", []) if process_alive(int(pid))]
         return pids, bool(data.get("stop_when_idle", False))
 
     def _write_holders(self, pids: list[int], stop_when_idle: bool) -> None:
@@ -252,16 +253,6 @@ def _pgdata_owner(pg_dir: Path) -> str | None:
     if os.geteuid() != 0:
         return None
     return pwd.getpwuid(pg_dir.stat().st_uid).pw_name
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _one_off_holds: dict[Path, EmbeddedPostgres] = {}
