@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -64,7 +66,7 @@ def build_workers(client: Client, deps: StageDeps, settings: Settings) -> list[W
 
 async def run(settings: Settings) -> None:
     client = await connect(settings)
-    db = Database.from_url(settings.sqlalchemy_url(), pool_size=max(5, settings.worker_ai_concurrency + 2))
+    db = Database.from_url(settings.resolved_database_url(), pool_size=max(5, settings.worker_ai_concurrency + 2))
     router = ProviderRouter.from_settings(settings)
     deps = StageDeps(db=db, router=router, settings=settings)
     workers = build_workers(client, deps, settings)
@@ -92,6 +94,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     asyncio.run(run(settings))
+    # Everything is drained and closed. Skip interpreter teardown: the Temporal core's Rust threads
+    # can abort CPython's finalisation (temporalio/sdk-python#300), turning a clean stop into SIGABRT.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

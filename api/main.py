@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = Database.from_url(settings.sqlalchemy_url())
+        app.state.db = Database.from_url(settings.resolved_database_url())
         app.state.temporal = None
         app.state.connect_temporal = lambda: connect_temporal(settings)
         try:

@@ -8,7 +8,7 @@ from models.settings import PROJECT_ROOT
 
 def alembic_config(database_url: str) -> Config:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.attributes["database_url"] = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+    config.attributes["database_url"] = database_url
     config.attributes["configure_logging"] = False
     return config
 

@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import models.tables  # noqa: F401  (registers every table on SQLModel.metadata)
-from models.settings import Settings
+from models.settings import Settings, psycopg_url
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -18,7 +18,7 @@ target_metadata = SQLModel.metadata
 
 def database_url() -> str:
     explicit = config.attributes.get("database_url")
-    return str(explicit) if explicit else Settings().sqlalchemy_url()
+    return psycopg_url(str(explicit) if explicit else Settings().resolved_database_url())
 
 
 def run_migrations_offline() -> None:

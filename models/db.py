@@ -6,29 +6,17 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.settings import Settings
-
-
-def to_async_url(url: str) -> str:
-    """Any postgres URL as the async SQLAlchemy URL with the psycopg 3 driver."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    raise ValueError(f"not a PostgreSQL URL (scheme {url.split(':', 1)[0]!r})")
+from models.settings import psycopg_url
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
-        to_async_url(url),
+        psycopg_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
     )
-
-
-def engine_from_settings(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
-    return make_engine(settings.sqlalchemy_url(), pool_size=pool_size)
 
 
 class Database:

@@ -72,15 +72,20 @@ class Settings(BaseSettings):
     def embedded_pg_dir(self) -> Path:
         return self.data_dir / "pg"
 
-    def sqlalchemy_url(self) -> str:
-        """The async SQLAlchemy URL (psycopg 3 driver) for DATABASE_URL or the embedded server."""
-        url = self.database_url or embedded_database_url(self.embedded_pg_dir)
-        if not url.startswith(("postgresql+psycopg://", "postgresql://", "postgres://")):
-            raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got scheme {url.split(':', 1)[0]!r}")
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    def resolved_database_url(self) -> str:
+        """DATABASE_URL, or the running embedded server's URL when it is unset."""
+        return self.database_url or embedded_database_url(self.embedded_pg_dir)
 
     def temporal_ui_link(self, workflow_id: str) -> str:
         return f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+
+
+def psycopg_url(url: str) -> str:
+    """Any PostgreSQL URL as SQLAlchemy's psycopg 3 URL (the driver works both sync and async)."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got scheme {url.split(':', 1)[0]!r}")
 
 
 def embedded_database_url(pg_dir: Path) -> str:

@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 
 import models.tables  # noqa: F401
 from cli.migrate import alembic_config, upgrade_to_head
+from models.settings import psycopg_url
 from tests.conftest import scratch_database
 
 TABLES = {
@@ -29,7 +30,7 @@ def test_migrations_up_from_empty_match_the_models_and_go_down_again(server_url:
         upgrade_to_head(url)
         assert TABLES <= tables_of(url)
 
-        engine = create_engine("postgresql+psycopg://" + url.split("://", 1)[1])
+        engine = create_engine(psycopg_url(url))
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
         engine.dispose()
