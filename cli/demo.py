@@ -98,14 +98,30 @@ def show(outcome: dict[str, Any]) -> None:
             console.print(f"  [{index}] {source['title']} - {source['url']}")
 
 
+def running_api(settings: Settings) -> str | None:
+    """The API of a stack that is already up (`make dev`), if it answers ready."""
+    try:
+        ready = httpx.get(f"{settings.public_base_url}/readyz", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return settings.public_base_url if ready.status_code == 200 else None
+
+
 def run_demo(settings: Settings) -> int:
-    from cli.stack import DevStack
+    from cli.stack import DevStack, resolve_database_url
 
     console.rule("content-pipeline demo")
-    with DevStack(settings) as stack:
-        key = asyncio.run(demo_key(stack.database_url))
-        outcome = asyncio.run(run_dna_job(stack.api_url, key))
+    api_url = running_api(settings)
+    if api_url is not None:
+        console.print(f"using the stack already running at {api_url}")
+        key = asyncio.run(demo_key(resolve_database_url(settings)))
+        outcome = asyncio.run(run_dna_job(api_url, key))
         show(outcome)
+    else:
+        with DevStack(settings) as stack:
+            key = asyncio.run(demo_key(stack.database_url))
+            outcome = asyncio.run(run_dna_job(stack.api_url, key))
+            show(outcome)
     status = outcome["job"]["status"]
     console.rule(f"demo finished: job {status}")
     return 0 if status == "COMPLETED" else 1
