@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -120,7 +120,6 @@ class StageRun:
     company: Company
     deps: StageDeps
     store: JobStore
-    summary: dict[str, Any] = field(default_factory=dict)
 
     async def progress(self, percent: int, message: str) -> None:
         activity.heartbeat({"progress": percent, "message": message})

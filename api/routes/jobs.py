@@ -140,13 +140,13 @@ def job_public(job: AIJob, settings: Settings, live: LiveState | None = None) ->
 
 
 @router.get("/jobs/{job_id}/", response_model=AIJobPublic, responses=PROBLEMS, summary="A job with its live state")
-async def get_job(job_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep, request_temporal: TemporalDep) -> AIJobPublic:
+async def get_job(job_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep, temporal: TemporalDep) -> AIJobPublic:
     job = await session.get(AIJob, job_id)
     if job is None or job.tenant_id != principal.tenant_id:
         raise not_found("the job")
     live = None
     if not JobStatus(job.status).is_terminal and job.workflow_id:
-        live = await live_state(request_temporal, job.workflow_id)
+        live = await live_state(temporal, job.workflow_id)
     return job_public(job, settings, live)
 
 
