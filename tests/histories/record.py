@@ -35,7 +35,7 @@ async def record() -> None:
             db = Database.from_url(url, pool_size=2)
             tenant = await make_tenant(db)
             await db.close()
-            cases = {
+            cases: dict[str, dict[str, object]] = {
                 "job_dna_completed": {},
                 "job_dna_failed": {"offline_fault": "auth", "offline_fault_every": 1},
                 "job_dna_cancelled": {"offline_latency_ms": 60_000},
