@@ -52,12 +52,13 @@ def _reachable(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """TEST_DATABASE_URL, else the local PostgreSQL on 127.0.0.1:5432, else an embedded one."""
-    explicit = os.environ.get("TEST_DATABASE_URL")
+    """TEST_DATABASE_URL, else the local PostgreSQL on 127.0.0.1:5432, else an embedded one
+    (TEST_DATABASE_URL=embedded forces the embedded one)."""
+    explicit = os.environ.get("TEST_DATABASE_URL", "")
     local = "postgresql://postgres@127.0.0.1:5432/postgres"
-    if explicit:
+    if explicit and explicit != "embedded":
         yield explicit
-    elif _reachable(local):
+    elif not explicit and _reachable(local):
         yield local
     else:
         import pgserver
