@@ -20,7 +20,7 @@ MIN_DATA_POINTS = 30
 
 
 def numbered_sources(research: ResearchResult) -> str:
-    return "\n".join(f"[{i}] {s.title or 'untitled'} - {s.url}" for i, s in enumerate(research.sources))
+    return "\n".join(f"[{n}] {s.title or 'untitled'} - {s.url}" for n, s in enumerate(research.sources, start=1))
 
 
 class DnaStage:
@@ -84,7 +84,7 @@ class DnaStage:
                 job_id=run.job.id,
                 version=version,
                 summary=dna.summary,
-                data_points=[p.model_dump() for p in dna.data_points],
+                data_points=[p.to_stored() for p in dna.data_points],
                 sources=[s.model_dump() for s in research.sources],
                 is_sample=is_sample,
             )

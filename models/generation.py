@@ -34,9 +34,19 @@ class DataPoint(BaseModel):
     name: str = Field(min_length=2, max_length=120, description="what the data point is, e.g. 'Founded'")
     category: str = Field(min_length=2, max_length=60, description="e.g. company, product, market, brand, audience")
     value: str = Field(min_length=1, max_length=2000)
-    source_indexes: list[int] = Field(
-        min_length=1, description="0-based indexes into the numbered source list given in the prompt"
+    # 1-based like the [n] citation markers that research answers carry; stored 0-based (see to_stored).
+    source_numbers: list[int] = Field(
+        min_length=1, description="numbers of the sources in the numbered list given in the prompt ([1] is the first)"
     )
+
+    def to_stored(self) -> dict[str, object]:
+        """The stored data point: `source_indexes` are 0-based positions in the DNA's source list."""
+        return {
+            "name": self.name,
+            "category": self.category,
+            "value": self.value,
+            "source_indexes": sorted({n - 1 for n in self.source_numbers}),
+        }
 
 
 class CompanyDNAExtraction(BaseModel):
@@ -50,9 +60,11 @@ class CompanyDNAExtraction(BaseModel):
         problems: list[str] = []
         seen: set[str] = set()
         for i, point in enumerate(self.data_points):
-            bad = [ix for ix in point.source_indexes if not 0 <= ix < source_count]
+            bad = [n for n in point.source_numbers if not 1 <= n <= source_count]
             if bad:
-                problems.append(f"data_points[{i}] ({point.name!r}) cites unknown source indexes {bad}")
+                problems.append(
+                    f"data_points[{i}] ({point.name!r}) cites sources {bad}, but only [1] to [{source_count}] exist"
+                )
             key = point.name.strip().lower()
             if key in seen:
                 problems.append(f"data_points[{i}] repeats the name {point.name!r}")

@@ -339,7 +339,7 @@ class OfflineProvider(BaseProvider):
         )
         points = []
         for i, (name, category, template) in enumerate(_DNA_POINTS[:36]):
-            indexes = sorted({i % source_count, s.random.randrange(source_count)})
+            numbers = sorted({i % source_count + 1, s.random.randrange(source_count) + 1})
             value = template.format(**fields)
             if not template.startswith("{"):  # a sentence of ours, not the company's own field
                 value = value[:1].upper() + value[1:]
@@ -348,7 +348,7 @@ class OfflineProvider(BaseProvider):
                     "name": name,
                     "category": category,
                     "value": f"{value} (sample)",
-                    "source_indexes": indexes,
+                    "source_numbers": numbers,
                 }
             )
         summary = (
