@@ -163,6 +163,23 @@ class RunningStack:
 
 
 @contextlib.asynccontextmanager
+async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """The ASGI app under uvicorn on 127.0.0.1, lifespan included; yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    serve = asyncio.create_task(server.serve())
+    while not server.started:
+        if serve.done():
+            serve.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serve
+
+
+@contextlib.asynccontextmanager
 async def running_stack(database_url: str, client: Client, **overrides: object) -> AsyncIterator[RunningStack]:
     from activities.deps import StageDeps
     from api.main import create_app
@@ -185,22 +202,13 @@ async def running_stack(database_url: str, client: Client, **overrides: object) 
     workers: list[Worker] = build_workers(client, deps, settings)
     worker_tasks = [asyncio.create_task(w.run()) for w in workers]
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    serve = asyncio.create_task(server.serve())
-    while not server.started:
-        if serve.done():
-            serve.result()
-        await asyncio.sleep(0.02)
-    base_url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        try:
+    try:
+        async with serving(create_app(settings), port) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             yield RunningStack(settings=settings, client=client, base_url=base_url, http=http)
-        finally:
-            server.should_exit = True
-            await serve
-            await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
-            await asyncio.gather(*worker_tasks, return_exceptions=True)
-            await worker_db.close()
+    finally:
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        await asyncio.gather(*worker_tasks, return_exceptions=True)
+        await worker_db.close()
 
 
 @pytest.fixture(scope="session")

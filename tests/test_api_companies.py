@@ -2,7 +2,11 @@
 
 import uuid
 
-from tests.conftest import RunningStack, Tenant
+import httpx
+
+from api.main import create_app
+from models.settings import Settings
+from tests.conftest import RunningStack, Tenant, free_port, serving
 
 PROBLEM = "application/problem+json"
 
@@ -74,11 +78,6 @@ async def test_health_and_readiness(stack: RunningStack) -> None:
 
 
 async def test_unexpected_errors_are_500_problems_without_internals() -> None:
-    import httpx
-
-    from api.main import create_app
-    from models.settings import Settings
-
     app = create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none", _env_file=None))  # type: ignore[call-arg]
 
     @app.get("/boom")
@@ -91,3 +90,20 @@ async def test_unexpected_errors_are_500_problems_without_internals() -> None:
     assert response.status_code == 500
     assert response.headers["content-type"].startswith(PROBLEM)
     assert "secret" not in response.text and "Traceback" not in response.text
+
+
+async def test_readiness_reports_an_unreachable_engine_and_starts_anyway(database_url: str, tenant: Tenant) -> None:
+    dead = free_port()
+    settings = Settings(database_url=database_url, temporal_address=f"127.0.0.1:{dead}", _env_file=None)  # type: ignore[call-arg]
+    async with serving(create_app(settings)) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"database": "ok", "temporal": f"unreachable at 127.0.0.1:{dead}"}
+        # Without the engine a start is refused with 503 and Retry-After, never a 500, and writes no job.
+        company = (await http.post("/api/v1/companies", json={"name": "No Engine Co"}, headers=tenant.headers())).json()
+        refused = await http.post(f"/api/v1/ai/companies/{company['id']}/scrape-dna/", headers=tenant.headers())
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert refused.headers["content-type"].startswith(PROBLEM)
+        jobs = (await http.get(f"/api/v1/ai/companies/{company['id']}/jobs/", headers=tenant.headers())).json()
+        assert jobs["count"] == 0

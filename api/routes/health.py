@@ -7,6 +7,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from api.deps import get_temporal
+from api.errors import Problem
 from api.routing import SlashRouter
 
 router = SlashRouter(tags=["health"])
@@ -30,6 +31,8 @@ async def readyz(request: Request) -> JSONResponse:
         client = await get_temporal(request)
         await asyncio.wait_for(client.service_client.check_health(), timeout=3)
         checks["temporal"] = "ok"
+    except Problem:
+        checks["temporal"] = f"unreachable at {request.app.state.settings.temporal_address}"
     except Exception as exc:
         checks["temporal"] = f"unreachable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
