@@ -59,6 +59,8 @@ class AIProviderError(Exception):
         self.reason = message
         self.retryable = self.default_retryable if retryable is None else retryable
         self.status_code = status_code
+        # What the call consumed when the provider answered (and billed) before the error was found.
+        self.metered: Metered | None = None
         who = f"{provider or 'AI provider'} ({model})" if model else (provider or "AI provider")
         super().__init__(f"{who} failed: {message}")
 
@@ -414,7 +416,7 @@ class BaseProvider(ABC):
         try:
             value, meter = await call()
         except AIProviderError as exc:
-            self._record(kind, model, started, Metered(note=note), exc)
+            self._record(kind, model, started, exc.metered or Metered(note=note), exc)
             raise
         except Exception as exc:
             mapped = self._map_error(exc, model)

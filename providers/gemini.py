@@ -51,6 +51,11 @@ GEMINI_IMAGE_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", 
 IMAGEN_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
 VEO_RATIOS = ("16:9", "9:16")
 RESEARCH_SYSTEM = load_prompt("research_system")
+# google.rpc.Code -> the HTTP status that means the same (google.rpc's own mapping).
+GRPC_TO_HTTP = {
+    1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
+    10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+}
 
 
 def nearest_ratio(requested: str, supported: tuple[str, ...]) -> str:
@@ -112,7 +117,7 @@ class GeminiProvider(BaseProvider):
         async def call() -> tuple[types.GenerateContentResponse, Metered]:
             response = await self._client.aio.models.generate_content(model=model, contents=prompt, config=config)
             meter = _meter(response)
-            self._check_blocked(response, model)
+            self._check_blocked(response, model, meter)
             return response, meter
 
         return await self._metered(kind, model, call, note=note)
@@ -174,7 +179,7 @@ class GeminiProvider(BaseProvider):
         async def call() -> tuple[GeneratedImage, Metered]:
             response = await self._client.aio.models.generate_content(model=model, contents=prompt, config=config)
             meter = _meter(response)
-            self._check_blocked(response, model)
+            self._check_blocked(response, model, meter)
             for candidate in response.candidates or []:
                 for part in (candidate.content.parts if candidate.content else None) or []:
                     if part.inline_data and part.inline_data.data:
@@ -272,7 +277,9 @@ class GeminiProvider(BaseProvider):
             if polled.error:
                 message = str(polled.error.get("message") or polled.error)
                 code = polled.error.get("code")
-                raise self._status_error(int(code) if isinstance(code, int) else 500, message, {}, None, model)
+                # An operation's error carries a google.rpc code, not an HTTP status.
+                status = GRPC_TO_HTTP.get(code, 500) if isinstance(code, int) else 500
+                raise self._status_error(status, message, {}, None, model)
             result = polled.response or polled.result
             videos = (result.generated_videos if result else None) or []
             if not videos or videos[0].video is None:
@@ -309,7 +316,15 @@ class GeminiProvider(BaseProvider):
         data = response.json()
         return data if isinstance(data, dict) else {}
 
-    def _check_blocked(self, response: types.GenerateContentResponse, model: str) -> None:
+    def _check_blocked(self, response: types.GenerateContentResponse, model: str, meter: Metered) -> None:
+        """Blocked answers are still billed: the error carries what the call consumed."""
+        try:
+            self._raise_if_blocked(response, model)
+        except AIProviderError as error:
+            error.metered = meter
+            raise
+
+    def _raise_if_blocked(self, response: types.GenerateContentResponse, model: str) -> None:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason:
             reason = getattr(feedback.block_reason, "value", feedback.block_reason)

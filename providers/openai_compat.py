@@ -112,13 +112,17 @@ class OpenAIChatProvider(BaseProvider):
                 input_tokens=usage.prompt_tokens if usage else 0,
                 output_tokens=usage.completion_tokens if usage else 0,
             )
+            problem: AIProviderError | None = None
             if not completion.choices:
-                raise self._error(AIInvalidOutputError, "the response has no choices", model=self.model)
-            choice = completion.choices[0]
-            if choice.finish_reason == "content_filter":
-                raise self._error(AIContentBlockedError, "the answer was blocked by the content filter", model=self.model)
-            if not (choice.message.content or "").strip():
-                raise self._error(AIInvalidOutputError, f"empty answer (finish_reason={choice.finish_reason})", model=self.model)
+                problem = self._error(AIInvalidOutputError, "the response has no choices", model=self.model)
+            elif completion.choices[0].finish_reason == "content_filter":
+                problem = self._error(AIContentBlockedError, "the answer was blocked by the content filter", model=self.model)
+            elif not (completion.choices[0].message.content or "").strip():
+                reason = completion.choices[0].finish_reason
+                problem = self._error(AIInvalidOutputError, f"empty answer (finish_reason={reason})", model=self.model)
+            if problem is not None:
+                problem.metered = meter  # billed all the same
+                raise problem
             return completion, meter
 
         return await self._metered(kind, self.model, call, note=note)

@@ -193,8 +193,10 @@ async def test_prompt_blocked(provider_server: ProviderServer) -> None:
 
 async def test_answer_blocked_by_finish_reason(provider_server: ProviderServer) -> None:
     provider_server.queue(GENERATE, Reply(json=gemini_text("", finish_reason="SAFETY")))
-    with pytest.raises(AIContentBlockedError):
+    with track_usage() as log, pytest.raises(AIContentBlockedError):
         await make(provider_server).generate("hi")
+    # A blocked answer is still billed: its tokens are recorded with the error.
+    assert (log.records[0].error, log.records[0].input_tokens, log.records[0].output_tokens) == ("AIContentBlockedError", 12, 34)
 
 
 async def test_research_returns_grounding_sources(provider_server: ProviderServer) -> None:
@@ -270,14 +272,27 @@ async def test_veo_start_poll_download(provider_server: ProviderServer) -> None:
     assert log.cost_usd == Decimal("3.2")  # 8 s x $0.40
 
 
-async def test_veo_operation_error(provider_server: ProviderServer) -> None:
+@pytest.mark.parametrize(
+    ("code", "error", "retryable"),
+    [
+        (3, AIInvalidRequestError, False),  # INVALID_ARGUMENT
+        (8, AIRateLimitError, True),  # RESOURCE_EXHAUSTED
+        (14, AIServerError, True),  # UNAVAILABLE
+        (4, AITimeoutError, True),  # DEADLINE_EXCEEDED
+        (7, AIAuthError, False),  # PERMISSION_DENIED
+    ],
+)
+async def test_veo_operation_error_codes_are_grpc(
+    code: int, error: type[AIProviderError], retryable: bool, provider_server: ProviderServer
+) -> None:
     name = "models/veo-3.0-generate-001/operations/op123"
-    provider_server.queue(OPERATION, Reply(json={"name": name, "done": True, "error": {"code": 3, "message": "bad prompt"}}))
+    provider_server.queue(OPERATION, Reply(json={"name": name, "done": True, "error": {"code": code, "message": "bad prompt"}}))
     provider = make(provider_server)
     operation = await provider.start_video("x")
     with pytest.raises(AIProviderError) as caught:
         await provider.poll_video(operation)
     assert "bad prompt" in str(caught.value)
+    assert type(caught.value) is error and caught.value.retryable is retryable
 
 
 async def test_connection_refused_is_retryable() -> None:

@@ -69,6 +69,12 @@ async def test_perplexity_text_cost_includes_request_fee(provider_server: Provid
     assert log.records[0].cost_usd == Decimal("0.024")  # $0.003 + $0.015 + $0.006 request fee
 
 
+async def test_json_in_fences_from_either_provider(chat_provider: OpenAIChatProvider, provider_server: ProviderServer) -> None:
+    provider_server.queue(CHAT, Reply(json=chat_completion('Sure!\n```json\n{"name": "Founded", "year": 1999}\n```')))
+    fact = await chat_provider.generate_json("fact", Fact)
+    assert fact.year == 1999 and len(provider_server.requests_for(CHAT)) == 1, "no repair needed for fenced JSON"
+
+
 async def test_json_in_fences_and_response_format(provider_server: ProviderServer) -> None:
     provider_server.queue(CHAT, Reply(json=chat_completion('Sure!\n```json\n{"name": "Founded", "year": 1999}\n```')))
     fact = await openai_provider(provider_server).generate_json("fact", Fact)
@@ -150,14 +156,16 @@ async def test_content_filter_400(chat_provider: OpenAIChatProvider, provider_se
 
 async def test_content_filter_finish_reason(chat_provider: OpenAIChatProvider, provider_server: ProviderServer) -> None:
     provider_server.queue(CHAT, Reply(json=chat_completion("", finish_reason="content_filter")))
-    with pytest.raises(AIContentBlockedError):
+    with track_usage() as log, pytest.raises(AIContentBlockedError):
         await chat_provider.generate("hi")
+    assert log.records[0].error == "AIContentBlockedError" and log.records[0].input_tokens == 20
 
 
-async def test_read_timeout(provider_server: ProviderServer) -> None:
+@pytest.mark.parametrize("name", sorted(PROVIDERS))
+async def test_read_timeout(name: str, provider_server: ProviderServer) -> None:
     provider_server.queue(CHAT, Reply(json=chat_completion("late"), delay=1.5))
     with track_usage() as log, pytest.raises(AITimeoutError) as caught:
-        await openai_provider(provider_server, timeout=0.3).generate("hi")
+        await PROVIDERS[name](provider_server, timeout=0.3).generate("hi")
     assert caught.value.retryable
     assert log.records[0].error == "AITimeoutError"
 
