@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+import sqlalchemy.exc
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
@@ -87,6 +89,7 @@ class JobStore:
         job: AIJob,
         result: StageResult,
         usage: UsageLog,
+        attempt: int,
     ) -> None:
         """COMPLETED with result and usage, in the caller's transaction (the one that stored the artifacts)."""
         row = await session.get(AIJob, job.id, with_for_update=True)
@@ -96,20 +99,39 @@ class JobStore:
                 type="JobAlreadyEnded",
                 non_retryable=True,
             )
-        records = [r.model_dump(mode="json") for r in usage.records]
         row.status = JobStatus.COMPLETED
         row.progress = 100
         row.progress_message = "completed"
         row.result_data = result.to_result_data()
         row.completed_at = datetime.now(UTC)
-        row.input_tokens = (row.input_tokens or 0) + usage.input_tokens
-        row.output_tokens = (row.output_tokens or 0) + usage.output_tokens
-        row.cost_usd = Decimal(row.cost_usd or 0) + Decimal(str(usage.cost_usd))
-        row.usage_records = [*(row.usage_records or []), *records]
-        if usage.records:
-            row.provider = ",".join(sorted(usage.providers))
-            row.model = ",".join(sorted(usage.models))
+        add_usage(row, usage, attempt)
         session.add(row)
+
+    async def record_usage(self, job_id: uuid.UUID, usage: UsageLog, attempt: int) -> None:
+        """The calls of an attempt that did not complete: failed and retried attempts cost money too."""
+        if not usage.records:
+            return
+        async with self.db.session() as session:
+            row = await session.get(AIJob, job_id, with_for_update=True)
+            if row is not None:
+                add_usage(row, usage, attempt)
+                session.add(row)
+                await session.commit()
+
+
+def add_usage(row: AIJob, usage: UsageLog, attempt: int) -> None:
+    """Adds an attempt's provider calls to the job's usage, once per attempt (a retried write adds nothing)."""
+    records = list(row.usage_records or [])
+    if any(record.get("attempt") == attempt for record in records):
+        return
+    row.usage_records = [*records, *({**r.model_dump(mode="json"), "attempt": attempt} for r in usage.records)]
+    row.input_tokens = (row.input_tokens or 0) + usage.input_tokens
+    row.output_tokens = (row.output_tokens or 0) + usage.output_tokens
+    row.cost_usd = Decimal(row.cost_usd or 0) + Decimal(str(usage.cost_usd))
+    served = [r for r in row.usage_records if not r.get("error")]
+    if served:
+        row.provider = ",".join(sorted({str(r["provider"]) for r in served}))
+        row.model = ",".join(sorted({str(r["model"]) for r in served}))
 
 
 @dataclass
@@ -187,35 +209,78 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
         await store.finish(job.id, JobStatus.FAILED, "the company no longer exists")
         raise ApplicationError(f"company {job.company_id} not found", type="CompanyNotFound", non_retryable=True)
 
-    attempt = activity.info().attempt
+    info = activity.info()
+    attempt = info.attempt
     await store.start(job.id, "started" if attempt == 1 else f"attempt {attempt} of {AI_MAX_ATTEMPTS}")
     run = StageRun(job=job, company=company, deps=deps, store=store)
-    try:
-        with track_usage() as usage:
-            async with heartbeating():
-                writer, summary = await body(run)
+    with track_usage() as usage:
+        try:
+            try:
+                async with heartbeating(), asyncio.timeout(attempt_budget(info.start_to_close_timeout)):
+                    writer, summary = await body(run)
+            except TimeoutError:
+                # Ran out of this attempt's time: a timeout as the seed treats it (retry in 30 s), with its
+                # usage kept, rather than Temporal's start-to-close timeout that would lose both.
+                raise AITimeoutError(
+                    f"the stage used up its {info.start_to_close_timeout} attempt", provider="worker", model=job_type.value
+                ) from None
             await run.progress(95, "saving")
             async with deps.db.session() as session:
                 artifact_ids = await writer(session)
                 result = StageResult(job_id=job.id, artifact_ids=artifact_ids, summary=summary)
-                await store.complete(session, job, result, usage)
+                await store.complete(session, job, result, usage, attempt)
                 await session.commit()
-        activity.logger.info("job %s %s completed: %s", job.id, job_type.value, summary)
-        return result
-    except asyncio.CancelledError:
-        details = activity.cancellation_details()
-        # A worker shutdown or heartbeat timeout is not the user's cancel: the retry picks the job up again.
-        if details is not None and details.cancel_requested:
-            await asyncio.shield(store.finish(job.id, JobStatus.CANCELLED, "cancelled while running; nothing was stored"))
-        raise
-    except AIProviderError as error:
-        if error.retryable and attempt < AI_MAX_ATTEMPTS:
-            delay = retry_delay(error, attempt)
-            await store.progress(job.id, 0, describe_retry(error, delay, attempt))
-            raise ApplicationError(str(error), type=type(error).__name__, next_retry_delay=delay) from error
-        message = str(error) if not error.retryable else f"{error} (gave up after {attempt} attempts)"
-        await store.finish(job.id, JobStatus.FAILED, message)
-        raise ApplicationError(message, type=type(error).__name__, non_retryable=True) from error
+            activity.logger.info("job %s %s completed: %s", job.id, job_type.value, summary)
+            return result
+        except asyncio.CancelledError:
+            await asyncio.shield(store.record_usage(job.id, usage, attempt))
+            details = activity.cancellation_details()
+            # A worker shutdown or heartbeat timeout is not the user's cancel: the retry picks the job up again.
+            if details is not None and details.cancel_requested:
+                await asyncio.shield(store.finish(job.id, JobStatus.CANCELLED, "cancelled while running; nothing was stored"))
+            raise
+        except AIProviderError as error:
+            await store.record_usage(job.id, usage, attempt)
+            if error.retryable and attempt < AI_MAX_ATTEMPTS:
+                delay = retry_delay(error, attempt)
+                await store.progress(job.id, 0, describe_retry(error, delay, attempt))
+                raise ApplicationError(str(error), type=type(error).__name__, next_retry_delay=delay) from error
+            message = str(error) if not error.retryable else f"{error} (gave up after {attempt} attempts)"
+            await store.finish(job.id, JobStatus.FAILED, message)
+            raise ApplicationError(message, type=type(error).__name__, non_retryable=True) from error
+        except ApplicationError:
+            raise
+        except TRANSIENT_ERRORS as error:
+            # The database or the network blinked: Temporal retries the attempt (AI_RETRY), the job stays PROCESSING.
+            activity.logger.warning("job %s: transient error, will retry: %s", job.id, type(error).__name__)
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                await store.progress(job.id, 0, f"temporary {type(error).__name__}, retrying")
+            raise ApplicationError(f"temporary {type(error).__name__}", type="TransientError") from error
+        except Exception as error:
+            # The seed: anything else ends the job FAILED. The message names the error, not its internals.
+            activity.logger.exception("job %s %s failed unexpectedly", job.id, job_type.value)
+            await store.record_usage(job.id, usage, attempt)
+            message = f"internal error in the {job_type.value} stage ({type(error).__name__}); the worker log has the details"
+            await store.finish(job.id, JobStatus.FAILED, message)
+            raise ApplicationError(message, type="InternalError", non_retryable=True) from error
+
+
+# Errors worth another attempt that are not the provider's: connections to the database or elsewhere.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    psycopg.OperationalError,
+    ConnectionError,
+)
+
+# What a stage may use of its attempt's start-to-close timeout; the rest is for saving and reporting.
+ATTEMPT_RESERVE_SECONDS = 15.0
+
+
+def attempt_budget(start_to_close: timedelta | None) -> float | None:
+    if start_to_close is None:
+        return None
+    return max(1.0, start_to_close.total_seconds() - ATTEMPT_RESERVE_SECONDS)
 
 
 class JobActivities:

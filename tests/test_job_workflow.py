@@ -176,3 +176,37 @@ async def test_cancelling_a_running_job_marks_it_cancelled_and_stores_nothing(
     row = await job_row(db, job.id)
     assert row.status == JobStatus.CANCELLED
     assert await dna_rows(db, job.id) == []
+
+
+async def test_failed_attempts_keep_their_usage(run_job: Any, db: Database, tenant: Tenant) -> None:
+    # Every second call is rate limited: research succeeds, the extraction fails, on each of 4 attempts.
+    job = await new_job(db, tenant)
+    handle = await run_job(job, OfflineProvider(fault="rate_limit", fault_every=2))
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    row = await job_row(db, job.id)
+    assert row.status == JobStatus.FAILED
+    attempts = [r["attempt"] for r in row.usage_records]
+    assert attempts == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert [r["error"] for r in row.usage_records] == [None, "AIRateLimitError"] * 4
+    assert row.input_tokens == sum(r["input_tokens"] for r in row.usage_records) > 0
+    assert row.provider == "offline"
+
+
+class BrokenResearch(FlakyResearch):
+    async def research(self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any) -> ResearchResult:
+        self.research_calls += 1
+        raise RuntimeError("SELECT secret FROM internals")
+
+
+async def test_an_unexpected_error_fails_the_job_at_once_without_internals(run_job: Any, db: Database, tenant: Tenant) -> None:
+    job = await new_job(db, tenant)
+    provider = BrokenResearch([])
+    handle = await run_job(job, provider)
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert provider.research_calls == 1, "the seed: anything else is not retried"
+    row = await job_row(db, job.id)
+    assert row.status == JobStatus.FAILED
+    assert "internal error in the generate_dna stage (RuntimeError)" in row.error_message
+    assert "secret" not in row.error_message
