@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
@@ -43,13 +43,26 @@ async def get_temporal(request: Request) -> Client:
     return client
 
 
+async def optional_temporal(request: Request) -> Client | None:
+    """The Temporal client if the engine answers; reads that can do without it use this."""
+    try:
+        return await get_temporal(request)
+    except Problem:
+        return None
+
+
 def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
+# Paging of every list endpoint.
+LimitQuery = Annotated[int, Query(ge=1, le=200, description="how many items to return")]
+OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000, description="how many items to skip")]
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+OptionalTemporalDep = Annotated[Client | None, Depends(optional_temporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 

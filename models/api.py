@@ -3,10 +3,10 @@
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from models.enums import JobStatus, JobType, Role, Tier
@@ -16,6 +16,32 @@ T = TypeVar("T")
 
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class InputModel(CamelModel):
+    """A request body: unknown fields are an error, and so is a NUL character (PostgreSQL text cannot hold one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        def check(value: Any) -> None:
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError("text must not contain NUL characters")
+            if isinstance(value, dict):
+                for item in value.values():
+                    check(item)
+            elif isinstance(value, list):
+                for item in value:
+                    check(item)
+
+        check(data)
+        return data
+
+
+# Money as a JSON number (pydantic writes Decimal as a string by default).
+Money = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 
 
 class Page(CamelModel, Generic[T]):
@@ -34,8 +60,8 @@ class CompanyBase(CamelModel):
     timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Prague"])
 
 
-class CompanyCreate(CompanyBase):
-    model_config = ConfigDict(extra="forbid")
+class CompanyCreate(CompanyBase, InputModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     @field_validator("name")
     @classmethod
@@ -69,7 +95,7 @@ class CompanyPublic(CompanyBase):
 class Usage(CamelModel):
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: Decimal = Decimal("0")
+    cost_usd: Money = Decimal("0")
     provider: str | None = None
     model: str | None = None
 
@@ -137,8 +163,7 @@ class TenantCreated(CamelModel):
     tier: Tier
 
 
-class ApiKeyCreate(CamelModel):
-    model_config = ConfigDict(extra="forbid")
+class ApiKeyCreate(InputModel):
     role: Role
 
 

@@ -5,7 +5,10 @@ import uuid
 import httpx
 
 from api.main import create_app
+from models.db import Database
+from models.enums import JobStatus, JobType
 from models.settings import Settings
+from models.tables import AIJob
 from tests.conftest import RunningStack, Tenant, free_port, serving
 
 PROBLEM = "application/problem+json"
@@ -43,6 +46,8 @@ async def test_bad_input_is_a_problem_and_changes_nothing(stack: RunningStack, t
         ({"name": "X", "website": "ftp://nope"}, "website"),
         ({"name": "X", "surprise": 1}, "surprise"),
         ({"name": "x" * 201}, "name"),
+        ({"name": "Nul\u0000Co"}, ""),
+        ({"name": "X", "industry": "a\u0000b"}, ""),
     ]
     for body, field in bad_bodies:
         response = await stack.http.post("/api/v1/companies", json=body, headers=tenant.headers())
@@ -57,6 +62,9 @@ async def test_bad_input_is_a_problem_and_changes_nothing(stack: RunningStack, t
     assert malformed.status_code == 422 and malformed.headers["content-type"].startswith(PROBLEM)
     assert malformed.json()["errors"][0]["field"] == "body" and "not valid JSON" in malformed.json()["errors"][0]["message"]
     assert await count_companies(stack, tenant) == before
+    for query in ("offset=100000000000000000000", "offset=-1", "limit=0", "limit=201", "limit=x"):
+        paged = await stack.http.get(f"/api/v1/companies?{query}", headers=tenant.headers())
+        assert paged.status_code == 422, (query, paged.text)
 
 
 async def test_unknown_ids_are_404_problems(stack: RunningStack, tenant: Tenant) -> None:
@@ -107,3 +115,13 @@ async def test_readiness_reports_an_unreachable_engine_and_starts_anyway(databas
         assert refused.headers["content-type"].startswith(PROBLEM)
         jobs = (await http.get(f"/api/v1/ai/companies/{company['id']}/jobs/", headers=tenant.headers())).json()
         assert jobs["count"] == 0
+        # Reads do not need the engine: a finished job is served from the database.
+        db = Database.from_url(database_url, pool_size=1)
+        async with db.session() as session:
+            done = AIJob(tenant_id=tenant.id, company_id=company["id"], job_type=JobType.GENERATE_DNA, status=JobStatus.COMPLETED)
+            session.add(done)
+            await session.commit()
+        await db.close()
+        read = await http.get(f"/api/v1/ai/jobs/{done.id}/", headers=tenant.headers())
+        assert read.status_code == 200 and read.json()["status"] == "COMPLETED"
+        assert read.json()["usage"]["costUsd"] == 0

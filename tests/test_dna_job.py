@@ -71,16 +71,27 @@ async def test_dna_job_end_to_end(stack: RunningStack, tenant: Tenant) -> None:
     assert (await stack.http.get(f"/api/v1/companies/{company_id}/dna", headers=tenant.headers())).json()["version"] == 2
 
 
-async def test_a_running_job_shows_live_state(stack: RunningStack, tenant: Tenant) -> None:
-    company_id = await new_company(stack, tenant, "Live Co")
-    started = await stack.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())
-    job_id = started.json()["jobId"]
-    first = (await stack.http.get(f"/api/v1/ai/jobs/{job_id}/", headers=tenant.headers())).json()
-    assert first["status"] in ("PENDING", "PROCESSING", "COMPLETED")
-    if first["status"] != "COMPLETED":
-        assert first["live"]["workflowStatus"] in ("RUNNING", "COMPLETED")
-    done = await wait_for_job(stack.http, job_id, tenant.headers())
-    assert done["live"] is None
+async def test_a_running_job_shows_live_state_and_a_terminated_one_ends_failed(
+    database_url: str, dev_temporal: WorkflowEnvironment, tenant: Tenant
+) -> None:
+    async with running_stack(database_url, dev_temporal.client, offline_latency_ms=30_000) as slow:
+        company_id = await new_company(slow, tenant, "Live Co")
+        job_id = (await slow.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())).json()["jobId"]
+        for _ in range(100):
+            job = (await slow.http.get(f"/api/v1/ai/jobs/{job_id}/", headers=tenant.headers())).json()
+            if job["status"] == "PROCESSING" and job["live"]["activity"]:
+                break
+            await asyncio.sleep(0.05)
+        assert job["status"] == "PROCESSING"
+        assert job["live"] == {
+            "workflowStatus": "RUNNING", "activity": "generate_dna", "attempt": 1, "lastFailure": None, "nextAttemptAt": None,
+        }
+        assert job["progressMessage"].startswith("researching Live Co")
+        # An operator terminates the workflow in the Web UI: the job must not stay PROCESSING forever.
+        await slow.client.get_workflow_handle(f"job-{job_id}").terminate("operator stopped it")
+        ended = (await slow.http.get(f"/api/v1/ai/jobs/{job_id}/", headers=tenant.headers())).json()
+        assert ended["status"] == "FAILED" and "terminated" in ended["errorMessage"]
+        assert ended["live"] is None and ended["completedAt"]
 
 
 async def test_a_permanent_provider_failure_ends_the_job_failed(

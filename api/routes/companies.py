@@ -1,13 +1,12 @@
 """Companies of the caller's tenant, and what the pipeline produced for them."""
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import sqlalchemy as sa
-from fastapi import Query
 from sqlmodel import col, select
 
-from api.deps import MarketerDep, SessionDep
+from api.deps import LimitQuery, MarketerDep, OffsetQuery, SessionDep
 from api.errors import Problem, not_found
 from api.routing import SlashRouter
 from models.api import CompanyCreate, CompanyDNAPublic, CompanyPublic, Page
@@ -44,8 +43,8 @@ async def create_company(body: CompanyCreate, principal: MarketerDep, session: S
 async def list_companies(
     principal: MarketerDep,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitQuery = 50,
+    offset: OffsetQuery = 0,
 ) -> dict[str, object]:
     where = Company.tenant_id == principal.tenant_id
     count = (await session.exec(select(sa.func.count()).select_from(Company).where(where))).one()

@@ -13,7 +13,16 @@ from sqlmodel import col, select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
-from api.deps import MarketerDep, Principal, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    LimitQuery,
+    MarketerDep,
+    OffsetQuery,
+    OptionalTemporalDep,
+    Principal,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.errors import Problem, not_found
 from api.routes.companies import PROBLEMS, company_of_tenant
 from api.routing import SlashRouter
@@ -139,14 +148,45 @@ def job_public(job: AIJob, settings: Settings, live: LiveState | None = None) ->
     )
 
 
+# A workflow that ended without its stage recording the end (an operator terminated it, it timed out):
+# the job row is brought in line with what Temporal says, so it never stays PROCESSING forever.
+ENDED_WITHOUT_RECORD = {
+    "TERMINATED": (JobStatus.FAILED, "the job's workflow was terminated (by an operator or a deployment)"),
+    "TIMED_OUT": (JobStatus.FAILED, "the job's workflow timed out"),
+    "FAILED": (JobStatus.FAILED, "the job's workflow failed"),
+    "CANCELED": (JobStatus.CANCELLED, "cancelled"),
+}
+
+
+async def reconcile_ended(session: SessionDep, job: AIJob, live: LiveState) -> bool:
+    ended = ENDED_WITHOUT_RECORD.get(live.workflow_status)
+    if ended is None:
+        return False
+    status, message = ended
+    values: dict[str, Any] = {"status": status.value, "completed_at": utcnow(), "progress_message": message}
+    if status == JobStatus.FAILED:
+        values["error_message"] = message
+    terminal = [s.value for s in JobStatus if s.is_terminal]
+    await session.exec(  # type: ignore[call-overload]
+        sa.update(AIJob).where(col(AIJob.id) == job.id, col(AIJob.status).not_in(terminal)).values(**values)
+    )
+    await session.commit()
+    await session.refresh(job)
+    return True
+
+
 @router.get("/jobs/{job_id}/", response_model=AIJobPublic, responses=PROBLEMS, summary="A job with its live state")
-async def get_job(job_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep, temporal: TemporalDep) -> AIJobPublic:
+async def get_job(
+    job_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep, temporal: OptionalTemporalDep
+) -> AIJobPublic:
     job = await session.get(AIJob, job_id)
     if job is None or job.tenant_id != principal.tenant_id:
         raise not_found("the job")
     live = None
-    if not JobStatus(job.status).is_terminal and job.workflow_id:
+    if not JobStatus(job.status).is_terminal and job.workflow_id and temporal is not None:
         live = await live_state(temporal, job.workflow_id)
+        if live is not None and await reconcile_ended(session, job, live):
+            live = None
     return job_public(job, settings, live)
 
 
@@ -158,8 +198,8 @@ async def list_company_jobs(
     settings: SettingsDep,
     status: Annotated[JobStatus | None, Query(description="only jobs with this status")] = None,
     job_type: Annotated[JobType | None, Query(alias="jobType", description="only jobs of this type")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitQuery = 50,
+    offset: OffsetQuery = 0,
 ) -> dict[str, object]:
     await company_of_tenant(session, principal.tenant_id, company_id)
     conditions = [col(AIJob.tenant_id) == principal.tenant_id, col(AIJob.company_id) == company_id]
