@@ -27,7 +27,7 @@ SAMPLE_COMPANY = {
 
 
 async def demo_key(database_url: str) -> str:
-    """A fresh marketer key of the demo tenant (created on first run, reused after)."""
+    """A fresh marketer key of the demo tenant (created on first run, reused after); revoked after the run."""
     from api.keys import add_key, create_tenant
     from models.db import Database
     from models.tables import Tenant
@@ -98,6 +98,26 @@ def show(outcome: dict[str, Any]) -> None:
             console.print(f"  [{index}] {source['title']} - {source['url']}")
 
 
+async def revoke_demo_key(database_url: str, key: str) -> None:
+    from api.keys import revoke_api_key
+    from models.db import Database
+
+    db = Database.from_url(database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            await revoke_api_key(session, key.split("_")[1])
+    finally:
+        await db.close()
+
+
+async def demo(api_url: str, database_url: str) -> dict[str, Any]:
+    key = await demo_key(database_url)
+    try:
+        return await run_dna_job(api_url, key)
+    finally:
+        await revoke_demo_key(database_url, key)
+
+
 def running_api(settings: Settings) -> str | None:
     """The API of a stack that is already up (`make dev`), if it answers ready."""
     try:
@@ -114,13 +134,11 @@ def run_demo(settings: Settings) -> int:
     api_url = running_api(settings)
     if api_url is not None:
         console.print(f"using the stack already running at {api_url}")
-        key = asyncio.run(demo_key(resolve_database_url(settings)))
-        outcome = asyncio.run(run_dna_job(api_url, key))
+        outcome = asyncio.run(demo(api_url, resolve_database_url(settings)))
         show(outcome)
     else:
         with DevStack(settings) as stack:
-            key = asyncio.run(demo_key(stack.database_url))
-            outcome = asyncio.run(run_dna_job(stack.api_url, key))
+            outcome = asyncio.run(demo(stack.api_url, stack.database_url))
             show(outcome)
     status = outcome["job"]["status"]
     console.rule(f"demo finished: job {status}")

@@ -73,6 +73,13 @@ def build_providers(settings: Settings) -> dict[str, BaseProvider]:
     return providers
 
 
+KIND_HINTS = {
+    WorkKind.RESEARCH: "web research needs PERPLEXITY_API_KEY or GEMINI_API_KEY",
+    WorkKind.IMAGE: "images need GEMINI_API_KEY",
+    WorkKind.VIDEO: "video needs GEMINI_API_KEY",
+}
+
+
 class ProviderRouter:
     """The AI gateway the activities call: the provider interface, served by a chain of providers per kind."""
 
@@ -121,6 +128,13 @@ class ProviderRouter:
         if line not in _logged_descriptions:
             _logged_descriptions.add(line)
             logger.info("AI providers (AI_PROVIDER=%s): %s", self.mode, line)
+            offline_research = all(p.name == "offline" for p in self.chains[WorkKind.RESEARCH])
+            if offline_research and not self.is_offline:
+                # Paid extraction on made-up sources is money spent on sample content: say so loudly.
+                logger.warning(
+                    "company research uses the offline provider's sample sources while other work uses real "
+                    "providers; %s", KIND_HINTS[WorkKind.RESEARCH]
+                )
 
     def describe(self) -> dict[str, list[str]]:
         """The chain per kind as 'provider/model' entries, first choice first."""
@@ -142,7 +156,9 @@ class ProviderRouter:
         chain = [provider for provider in self.chains[kind] if provider.can(kind)]
         if not chain:
             raise AIInvalidRequestError(
-                f"no provider is configured for {kind.value} work (AI_PROVIDER={self.mode})", provider="router"
+                f"no provider is configured for {kind.value} work (AI_PROVIDER={self.mode}); "
+                f"{KIND_HINTS.get(kind, 'set a key for a provider that can do it')}",
+                provider="router",
             )
         last: AIProviderError | None = None
         for provider in chain:

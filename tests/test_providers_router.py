@@ -168,6 +168,19 @@ def test_from_settings_local_openai_compatible_without_key() -> None:
     assert router.describe()["research"] == ["offline/offline-sample"]
 
 
+async def test_research_without_a_research_provider_is_said_plainly(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("providers.router._logged_descriptions", set())
+    with caplog.at_level(logging.WARNING, logger="providers.router"):
+        ProviderRouter.from_settings(settings(openai_api_key="o-key-123456"))
+    assert "research uses the offline provider's sample sources" in caplog.text
+    forced = ProviderRouter.from_settings(settings(ai_provider="openai", openai_api_key="o-key-123456"))
+    with pytest.raises(AIInvalidRequestError) as caught:
+        await forced.research("Acme")
+    assert "PERPLEXITY_API_KEY or GEMINI_API_KEY" in str(caught.value) and not caught.value.retryable
+
+
 def test_from_settings_forced() -> None:
     router = ProviderRouter.from_settings(settings(ai_provider="perplexity", perplexity_api_key="p-key-123456"))
     assert router.describe()["research"] == ["perplexity/sonar-pro"]
