@@ -27,14 +27,13 @@ from models.contracts import (
     StageResult,
 )
 from models.db import Database
-from models.enums import JobStatus, JobType
+from models.enums import TERMINAL_JOB_STATUSES, JobStatus, JobType
 from models.tables import AIJob, Company
 from providers.base import AIProviderError, AIRateLimitError, AITimeoutError
 from providers.usage import UsageLog, current_usage_log, track_usage
 
 HEARTBEAT_EVERY_SECONDS = 1.0
 OFFLINE_PROVIDER = "offline"
-TERMINAL = [s.value for s in JobStatus if s.is_terminal]
 
 
 class JobStore:
@@ -53,7 +52,7 @@ class JobStore:
     async def _update(self, job_id: uuid.UUID, **values: Any) -> bool:
         statement = (
             sa.update(AIJob)
-            .where(col(AIJob.id) == job_id, col(AIJob.status).not_in(TERMINAL))
+            .where(col(AIJob.id) == job_id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES))
             .values(**values)
         )
         async with self.db.session() as session:

@@ -86,3 +86,6 @@ class PublishState(StrEnum):
 class MediaKind(StrEnum):
     IMAGE = "image"
     VIDEO = "video"
+
+
+TERMINAL_JOB_STATUSES = [s.value for s in JobStatus if s.is_terminal]

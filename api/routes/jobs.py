@@ -28,7 +28,7 @@ from api.routes.companies import PROBLEMS, company_of_tenant
 from api.routing import SlashRouter
 from models.api import AIJobPublic, JobAccepted, LiveState, Page, Usage
 from models.contracts import JobRequest
-from models.enums import JobStatus, JobType
+from models.enums import TERMINAL_JOB_STATUSES, JobStatus, JobType
 from models.settings import Settings
 from models.tables import AIJob, Company, utcnow
 from workflows.job import GenerationJobWorkflow
@@ -166,9 +166,8 @@ async def reconcile_ended(session: SessionDep, job: AIJob, live: LiveState) -> b
     values: dict[str, Any] = {"status": status.value, "completed_at": utcnow(), "progress_message": message}
     if status == JobStatus.FAILED:
         values["error_message"] = message
-    terminal = [s.value for s in JobStatus if s.is_terminal]
     await session.exec(  # type: ignore[call-overload]
-        sa.update(AIJob).where(col(AIJob.id) == job.id, col(AIJob.status).not_in(terminal)).values(**values)
+        sa.update(AIJob).where(col(AIJob.id) == job.id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES)).values(**values)
     )
     await session.commit()
     await session.refresh(job)
