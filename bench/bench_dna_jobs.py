@@ -17,54 +17,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
-from models.db import Database
-from tests.conftest import BIN, SEARCH_ATTRIBUTES, make_tenant, running_stack, scratch_database
+from tests.conftest import dev_server, migrated_database_with_tenant, running_stack
 
 
 async def bench(jobs: int, latency_ms: int, ai_concurrency: int, server_url: str) -> dict[str, object]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=str(BIN / "temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-    )
-    try:
-        with scratch_database(server_url) as url:
-            from cli.migrate import upgrade_to_head
-
-            upgrade_to_head(url)
-            db = Database.from_url(url, pool_size=2)
-            tenant = await make_tenant(db)
-            await db.close()
-            overrides = {"offline_latency_ms": latency_ms, "worker_ai_concurrency": ai_concurrency}
-            async with running_stack(url, env.client, **overrides) as stack:
-                headers = tenant.headers()
-                company = (await stack.http.post("/api/v1/companies", json={"name": "Bench Co"}, headers=headers)).json()
-                accept_ms: list[float] = []
-                started_at: dict[str, float] = {}
-                begin = time.perf_counter()
-                for _ in range(jobs):
-                    t0 = time.perf_counter()
-                    response = await stack.http.post(f"/api/v1/ai/companies/{company['id']}/scrape-dna/", headers=headers)
-                    accept_ms.append((time.perf_counter() - t0) * 1000)
-                    started_at[response.json()["jobId"]] = t0
-                done: dict[str, float] = {}
-                while len(done) < jobs:
-                    page = (await stack.http.get(
-                        f"/api/v1/ai/companies/{company['id']}/jobs/?limit=200", headers=headers)).json()
-                    now = time.perf_counter()
-                    for job in page["data"]:
-                        if job["status"] in ("COMPLETED", "FAILED") and job["id"] not in done:
-                            done[job["id"]] = now
-                            if job["status"] == "FAILED":
-                                raise RuntimeError(f"job failed: {job['errorMessage']}")
-                    await asyncio.sleep(0.05)
-                elapsed = time.perf_counter() - begin
-    finally:
-        await env.shutdown()
+    async with dev_server() as env, migrated_database_with_tenant(server_url) as (url, tenant):
+        overrides = {"offline_latency_ms": latency_ms, "worker_ai_concurrency": ai_concurrency}
+        async with running_stack(url, env.client, **overrides) as stack:
+            headers = tenant.headers()
+            company = (await stack.http.post("/api/v1/companies", json={"name": "Bench Co"}, headers=headers)).json()
+            accept_ms: list[float] = []
+            started_at: dict[str, float] = {}
+            begin = time.perf_counter()
+            for _ in range(jobs):
+                t0 = time.perf_counter()
+                response = await stack.http.post(f"/api/v1/ai/companies/{company['id']}/scrape-dna/", headers=headers)
+                accept_ms.append((time.perf_counter() - t0) * 1000)
+                started_at[response.json()["jobId"]] = t0
+            done: dict[str, float] = {}
+            while len(done) < jobs:
+                page = (await stack.http.get(
+                    f"/api/v1/ai/companies/{company['id']}/jobs/?limit=200", headers=headers)).json()
+                now = time.perf_counter()
+                for job in page["data"]:
+                    if job["status"] in ("COMPLETED", "FAILED") and job["id"] not in done:
+                        done[job["id"]] = now
+                        if job["status"] == "FAILED":
+                            raise RuntimeError(f"job failed: {job['errorMessage']}")
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - begin
     latencies = sorted((done[j] - started_at[j]) * 1000 for j in done)
     return {
         "jobs": jobs,

@@ -71,7 +71,7 @@ from cli.processes import (
     run_supervised,
     wait_ports_free,
 )
-from models.settings import PROJECT_ROOT, Settings
+from models.settings import PROJECT_ROOT, Settings, embedded_database_url
 
 SEARCH_ATTRIBUTES: dict[str, str] = {
     "TenantId": "Keyword",
@@ -137,7 +137,7 @@ class EmbeddedPostgres:
             return None
         if info is None or not info.is_running() or info.status != "ready":
             return None
-        return _socket_url(info.socket_dir, info.hostname, info.port)
+        return embedded_database_url(self.pg_dir)
 
     def acquire(self, *, stop_when_idle: bool | None = None) -> tuple[str, bool]:
         """Registers this process as a holder, starting the server if needed.
@@ -186,8 +186,7 @@ class EmbeddedPostgres:
         atexit.unregister(server._cleanup)
         server.global_process_id_list.get_and_remove(os.getpid())
         PostgresServer._instances.pop(self.pg_dir, None)
-        info = server.get_postmaster_info()
-        return _socket_url(info.socket_dir, info.hostname, info.port)
+        return embedded_database_url(self.pg_dir)
 
     def _stop(self) -> None:
         from pgserver._commands import POSTGRES_BIN_PATH
@@ -238,14 +237,6 @@ def _import_pgserver_quietly() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver  # noqa: F401
-
-
-def _socket_url(socket_dir: Path | None, hostname: str | None, port: int | None) -> str:
-    if socket_dir is not None:
-        # A non-default port also names the socket file (.s.PGSQL.<port>), so say it.
-        port_part = f"&port={port}" if port and port != 5432 else ""
-        return f"postgresql://postgres@/postgres?host={socket_dir}{port_part}"
-    return f"postgresql://postgres@{hostname or LOCAL_HOST}:{port}/postgres"
 
 
 def _pgdata_owner(pg_dir: Path) -> str | None:

