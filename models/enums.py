@@ -78,9 +78,31 @@ class PipelineStage(StrEnum):
 class PublishState(StrEnum):
     DRAFT = "DRAFT"
     SCHEDULED = "SCHEDULED"
+    # Claimed by a publish attempt that is sending it now: seen again by a retry, it means the outcome is unknown.
+    PUBLISHING = "PUBLISHING"
     PUBLISHED = "PUBLISHED"
     UNCONFIRMED = "UNCONFIRMED"
     FAILED = "FAILED"
+
+
+class Gate(StrEnum):
+    """The three approval gates of a pipeline."""
+
+    PERSONAS = "personas"
+    TOPICS = "topics"
+    BLOGPOST = "blogpost"
+
+
+class TopicStatus(StrEnum):
+    PROPOSED = "PROPOSED"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class BlogPostStatus(StrEnum):
+    DRAFT = "DRAFT"
+    APPROVED = "APPROVED"
+    CHANGES_REQUESTED = "CHANGES_REQUESTED"
 
 
 class MediaKind(StrEnum):

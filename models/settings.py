@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     offline_fault: Literal["none", "rate_limit", "timeout", "invalid_json", "auth"] = "none"
     offline_fault_every: int = 0
 
+    # Generated images and videos: files under MEDIA_DIR (default DATA_DIR/media), rows in media_asset.
+    media_dir: Path | None = None
+    # Publishing and tenant notifications over webhooks.
+    webhook_timeout_seconds: float = 10.0
+
     # Worker.
     worker_ai_concurrency: int = 4
     worker_media_concurrency: int = 2
@@ -71,6 +76,10 @@ class Settings(BaseSettings):
     @property
     def embedded_pg_dir(self) -> Path:
         return self.data_dir / "pg"
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        return self.media_dir or self.data_dir / "media"
 
     def resolved_database_url(self) -> str:
         """DATABASE_URL, or the running embedded server's URL when it is unset."""

@@ -121,9 +121,11 @@ class Topic(SQLModel, table=True):
     title: str = Field(max_length=500)
     angle: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     keywords: list[str] = Field(default_factory=list, sa_column=_json(nullable=False))
-    status: str = Field(default="PROPOSED", max_length=32)  # PROPOSED, APPROVED, REJECTED
+    status: str = Field(default="PROPOSED", max_length=32)  # TopicStatus: PROPOSED, APPROVED, REJECTED
     feedback: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # A topic regenerated after a rejection: revision counts up from 0 and previous_id is the rejected one.
     revision: int = 0
+    previous_id: uuid.UUID | None = Field(default=None)
     is_sample: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
@@ -138,8 +140,9 @@ class BlogPost(SQLModel, table=True):
     slug: str = Field(max_length=200)
     meta_description: str = Field(default="", max_length=500)
     keywords: list[str] = Field(default_factory=list, sa_column=_json(nullable=False))
-    status: str = Field(default="DRAFT", max_length=32)  # DRAFT, APPROVED, CHANGES_REQUESTED
+    status: str = Field(default="DRAFT", max_length=32)  # BlogPostStatus: DRAFT, APPROVED, CHANGES_REQUESTED
     current_revision: int = 1
+    target_words: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
     is_sample: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
@@ -170,10 +173,12 @@ class SocialPost(SQLModel, table=True):
     platform: Platform = Field(sa_column=_enum(Platform))
     text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     hashtags: list[str] = Field(default_factory=list, sa_column=_json(nullable=False))
+    image_prompt: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     publish_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     publish_state: PublishState = Field(default=PublishState.DRAFT, sa_column=_enum(PublishState))
     external_id: str | None = Field(default=None, max_length=500)
     published_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    publish_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     is_sample: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
@@ -194,6 +199,7 @@ class MediaAsset(SQLModel, table=True):
     height: int | None = None
     duration_seconds: float | None = None
     prompt: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    alt_text: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     is_sample: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
@@ -204,11 +210,16 @@ class Pipeline(SQLModel, table=True):
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
     month: str = Field(max_length=7)
+    tier: Tier = Field(default=Tier.FREE, sa_column=sa.Column(sa.String(32), nullable=False, server_default="free"))
     platforms: list[str] = Field(default_factory=list, sa_column=_json(nullable=False))
     options: dict[str, Any] = Field(default_factory=dict, sa_column=_json(nullable=False))
     status: PipelineStatus = Field(default=PipelineStatus.RUNNING, sa_column=_enum(PipelineStatus))
     stage: PipelineStage = Field(default=PipelineStage.DNA, sa_column=_enum(PipelineStage))
     status_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # The open approval gate ({gate, items, deadline}) for the supervisor's inbox; null when none is open.
+    pending_gate: dict[str, Any] | None = Field(default=None, sa_column=_json())
+    # Counts and per-topic branch outcomes, written as the workflow moves on; the record outlives Temporal's retention.
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(JSONB, nullable=False, server_default="{}"))
     workflow_id: str = Field(max_length=200, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     completed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

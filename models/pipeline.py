@@ -1,0 +1,240 @@
+"""Contracts of ContentPipelineWorkflow: its input and options, the gate decisions, its state, and the
+inputs and outputs of the pipeline's bookkeeping, scheduling and publishing activities."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from models.enums import Gate, JobStatus, JobType, PipelineStage, PipelineStatus, Platform, PublishState, Tier
+
+DEFAULT_APPROVAL_DEADLINE_SECONDS = 7 * 24 * 3600
+DEFAULT_MAX_REVISIONS = 3
+PAGE_WORDS = 500  # one A4 page of blog prose, for "4 to 10 pages"
+
+
+class Wire(BaseModel):
+    """camelCase on the wire (API and the Web UI's payload view), snake_case in code."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class PipelineOptions(Wire):
+    """What a marketer may tune per pipeline; every field has a sensible default."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    topics_per_persona: int = Field(default=2, ge=1, le=8, description="topics planned per selected persona")
+    blog_pages: int = Field(default=4, ge=4, le=10, description="blog post length in A4 pages (about 500 words each)")
+    language: str | None = Field(default=None, min_length=2, max_length=20, description="content language; default the company's")
+    approval_deadline_seconds: int = Field(
+        default=DEFAULT_APPROVAL_DEADLINE_SECONDS,
+        ge=60,
+        le=90 * 24 * 3600,
+        description="how long each gate waits for a decision before the pipeline expires (default 7 days)",
+    )
+    max_revisions: int = Field(default=DEFAULT_MAX_REVISIONS, ge=0, le=10, description="regenerations per topic or post")
+    auto_approve_personas: bool = Field(default=False, description="select the first personas without waiting")
+    auto_select_count: int = Field(default=3, ge=3, le=6, description="how many personas auto-approval selects")
+    auto_approve_topics: bool = False
+    auto_approve_blogposts: bool = False
+    compress_schedule_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=24 * 3600,
+        description="demos: publish the month's posts in order within this many seconds instead of at their times",
+    )
+
+    @property
+    def target_words(self) -> int:
+        return self.blog_pages * PAGE_WORDS
+
+
+class PipelineRequest(BaseModel):
+    pipeline_id: uuid.UUID
+    tenant_id: uuid.UUID
+    company_id: uuid.UUID
+    tier: Tier
+    month: str  # YYYY-MM
+    platforms: list[Platform]
+    options: PipelineOptions = Field(default_factory=PipelineOptions)
+
+
+# ---- gate decisions (Update inputs) -------------------------------------------------------------------------
+
+
+class SelectPersonas(Wire):
+    selected_persona_ids: list[uuid.UUID] = Field(description="3 to 6 of the 6 proposed personas")
+
+
+class RejectedTopic(Wire):
+    topic_id: uuid.UUID
+    feedback: str = Field(min_length=1, max_length=4000, description="what the regenerated topic should do differently")
+
+
+class TopicDecision(Wire):
+    approved_topic_ids: list[uuid.UUID] = Field(default_factory=list)
+    rejected: list[RejectedTopic] = Field(default_factory=list)
+
+
+class BlogPostDecision(Wire):
+    blog_post_id: uuid.UUID
+    decision: str = Field(pattern="^(approve|request_changes)$", description="approve or request_changes")
+    feedback: str | None = Field(default=None, max_length=4000, description="required with request_changes")
+
+
+class DecisionAccepted(Wire):
+    gate: Gate
+    message: str
+
+
+# ---- state (the `state` query) ------------------------------------------------------------------------------
+
+
+class GateItem(Wire):
+    id: uuid.UUID
+    title: str
+    detail: str = ""
+    persona_id: uuid.UUID | None = None
+    revision: int = 0
+    can_reject: bool = True
+    deadline: datetime | None = None
+
+
+class GateView(Wire):
+    gate: Gate
+    items: list[GateItem]
+    deadline: datetime
+    opened_at: datetime
+    reminded: bool = False
+
+
+class BranchView(Wire):
+    """One approved topic's way from blog post to published social posts."""
+
+    topic_id: uuid.UUID
+    title: str
+    state: str = "waiting"  # waiting, writing, awaiting_approval, social, media, scheduled, publishing, done, failed, cancelled
+    blog_post_id: uuid.UUID | None = None
+    revision: int = 0
+    social_post_ids: list[uuid.UUID] = Field(default_factory=list)
+    media_ids: list[uuid.UUID] = Field(default_factory=list)
+    published: int = 0
+    unconfirmed: int = 0
+    error: str | None = None
+
+
+class JobRef(Wire):
+    job_id: uuid.UUID
+    job_type: JobType
+    status: JobStatus = JobStatus.PENDING
+
+
+class PipelineState(Wire):
+    pipeline_id: uuid.UUID
+    status: PipelineStatus
+    stage: PipelineStage
+    reason: str | None = None
+    pending_approval: GateView | None = None
+    jobs: list[JobRef] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+    branches: list[BranchView] = Field(default_factory=list)
+
+
+# ---- activities of the pipeline queue -----------------------------------------------------------------------
+
+
+class JobSpec(BaseModel):
+    """An AIJob row the workflow asks for; the id comes from the workflow, so a retry writes the same row."""
+
+    job_id: uuid.UUID
+    job_type: JobType
+    tenant_id: uuid.UUID
+    company_id: uuid.UUID
+    pipeline_id: uuid.UUID
+    workflow_id: str
+    persona_id: uuid.UUID | None = None
+    topic_id: uuid.UUID | None = None
+    blog_post_id: uuid.UUID | None = None
+    social_post_id: uuid.UUID | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineRecord(BaseModel):
+    """The Pipeline row as the workflow sees it now; written on every stage or gate change."""
+
+    pipeline_id: uuid.UUID
+    status: PipelineStatus
+    stage: PipelineStage
+    reason: str | None = None
+    pending_gate: dict[str, Any] | None = None
+    summary: dict[str, Any] = Field(default_factory=dict)
+    finished: bool = False
+
+
+class PersonaSelection(BaseModel):
+    pipeline_id: uuid.UUID
+    persona_ids: list[uuid.UUID]
+    all_persona_ids: list[uuid.UUID]
+
+
+class TopicVerdicts(BaseModel):
+    approved: list[uuid.UUID] = Field(default_factory=list)
+    rejected: dict[uuid.UUID, str] = Field(default_factory=dict)  # topic id -> feedback
+
+
+class BlogVerdict(BaseModel):
+    blog_post_id: uuid.UUID
+    approved: bool
+    feedback: str | None = None
+
+
+class ItemList(BaseModel):
+    """Ids asked for by the workflow (topics of jobs, posts of a blog post) with their display fields."""
+
+    items: list[GateItem] = Field(default_factory=list)
+
+
+class IdList(BaseModel):
+    ids: list[uuid.UUID] = Field(default_factory=list)
+
+
+class ScheduleRequest(BaseModel):
+    pipeline_id: uuid.UUID
+    social_post_ids: list[uuid.UUID]
+    slot: int  # this topic's position among the pipeline's approved topics
+    slots: int  # how many approved topics share the month
+    month: str
+    not_before: datetime  # workflow.now(): never schedule in the past
+
+
+class ScheduledPost(BaseModel):
+    social_post_id: uuid.UUID
+    platform: Platform
+    publish_at: datetime
+
+
+class Schedule(BaseModel):
+    posts: list[ScheduledPost]
+
+
+class PublishPost(BaseModel):
+    social_post_id: uuid.UUID
+
+
+class PublishOutcome(BaseModel):
+    social_post_id: uuid.UUID
+    state: PublishState
+    external_id: str | None = None
+    message: str = ""
+
+
+class TenantNotice(BaseModel):
+    """An event for the tenant: logged, and POSTed signed to the tenant's webhook when one is set."""
+
+    tenant_id: uuid.UUID
+    event: str  # approval.reminder, approval.expired, pipeline.finished
+    pipeline_id: uuid.UUID
+    data: dict[str, Any] = Field(default_factory=dict)
