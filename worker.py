@@ -13,18 +13,26 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.blog import BlogStage
 from activities.deps import StageDeps
 from activities.dna import DnaStage
 from activities.jobs import JobActivities
+from activities.media import MediaStage
+from activities.personas import PersonaStage
+from activities.pipeline import PipelineActivities
+from activities.publish import PublishActivities
+from activities.social import SocialStage
+from activities.topics import TopicStage
 from models.db import Database
 from models.settings import Settings, get_settings
 from providers.router import ProviderRouter
 from workflows.job import GenerationJobWorkflow
+from workflows.pipeline import ContentPipelineWorkflow
 from workflows.policies import AI_QUEUE, MEDIA_QUEUE, PIPELINE_QUEUE, PUBLISH_QUEUE
 
 logger = logging.getLogger("worker")
 
-WORKFLOWS = [GenerationJobWorkflow]
+WORKFLOWS = [GenerationJobWorkflow, ContentPipelineWorkflow]
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
@@ -39,8 +47,27 @@ async def connect(settings: Settings) -> Client:
 def build_workers(client: Client, deps: StageDeps, settings: Settings) -> list[Worker]:
     """One worker per task queue, each queue name with the deployment's suffix."""
     grace = timedelta(seconds=settings.worker_graceful_shutdown_seconds)
-    dna = DnaStage(deps)
     jobs = JobActivities(deps.db)
+    pipeline = PipelineActivities(deps.db)
+    publish = PublishActivities(deps)
+    media = MediaStage(deps)
+    ai_stages: list[Callable[..., Any]] = [
+        DnaStage(deps).generate_dna,
+        PersonaStage(deps).generate_personas,
+        TopicStage(deps).generate_topics,
+        BlogStage(deps).generate_blogpost,
+        SocialStage(deps).generate_social,
+    ]
+    bookkeeping: list[Callable[..., Any]] = [
+        jobs.finish_job,
+        pipeline.create_job,
+        pipeline.record_pipeline,
+        pipeline.apply_persona_selection,
+        pipeline.apply_topic_verdicts,
+        pipeline.apply_blog_verdict,
+        pipeline.gate_items,
+        publish.schedule_posts,
+    ]
 
     def queue_worker(queue: str, activities: Sequence[Callable[..., Any]], concurrency: int, workflows: Sequence[type] = ()) -> Worker:
         return Worker(
@@ -57,10 +84,10 @@ def build_workers(client: Client, deps: StageDeps, settings: Settings) -> list[W
         )
 
     return [
-        queue_worker(PIPELINE_QUEUE, [jobs.finish_job], settings.worker_pipeline_concurrency, WORKFLOWS),
-        queue_worker(AI_QUEUE, [dna.generate_dna], settings.worker_ai_concurrency),
-        queue_worker(MEDIA_QUEUE, [jobs.finish_job], settings.worker_media_concurrency),
-        queue_worker(PUBLISH_QUEUE, [jobs.finish_job], settings.worker_publish_concurrency),
+        queue_worker(PIPELINE_QUEUE, bookkeeping, settings.worker_pipeline_concurrency, WORKFLOWS),
+        queue_worker(AI_QUEUE, ai_stages, settings.worker_ai_concurrency),
+        queue_worker(MEDIA_QUEUE, [media.generate_image, media.generate_video], settings.worker_media_concurrency),
+        queue_worker(PUBLISH_QUEUE, [publish.publish_post, publish.notify_tenant], settings.worker_publish_concurrency),
     ]
 
 

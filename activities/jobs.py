@@ -141,9 +141,24 @@ class StageRun:
     company: Company
     deps: StageDeps
     store: JobStore
+    # Where a retried attempt can pick up (e.g. a started video operation). Temporal hands the next attempt
+    # only the last heartbeat's details, and an empty heartbeat clears them: so every heartbeat carries it.
+    checkpoint: dict[str, Any] | None = None
+
+    def heartbeat(self, **details: Any) -> None:
+        if self.checkpoint is not None:
+            details["checkpoint"] = self.checkpoint
+        activity.heartbeat(*([details] if details else []))
+
+    def resumed_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint that the previous attempt's last heartbeat carried; None on a fresh start."""
+        details = activity.info().heartbeat_details
+        last = details[0] if details else None
+        checkpoint = last.get("checkpoint") if isinstance(last, dict) else None
+        return checkpoint if isinstance(checkpoint, dict) else None
 
     async def progress(self, percent: int, message: str) -> None:
-        activity.heartbeat({"progress": percent, "message": message})
+        self.heartbeat(progress=percent, message=message)
         await self.store.progress(self.job.id, percent, message)
 
     def used_offline_provider(self) -> bool:
@@ -159,12 +174,12 @@ StageBody = Callable[[StageRun], Awaitable[tuple[ArtifactWriter, dict[str, Any]]
 
 
 @contextlib.asynccontextmanager
-async def heartbeating() -> AsyncIterator[None]:
+async def heartbeating(send: Callable[[], None] = activity.heartbeat) -> AsyncIterator[None]:
     """Heartbeat in the background so that a long provider call still receives cancellation."""
 
     async def beat() -> None:
         while True:
-            activity.heartbeat()
+            send()
             await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
 
     task = asyncio.create_task(beat())
@@ -215,7 +230,7 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
     with track_usage() as usage:
         try:
             try:
-                async with heartbeating(), asyncio.timeout(attempt_budget(info.start_to_close_timeout)):
+                async with heartbeating(run.heartbeat), asyncio.timeout(attempt_budget(info.start_to_close_timeout)):
                     writer, summary = await body(run)
             except TimeoutError:
                 # Ran out of this attempt's time: a timeout as the seed treats it (retry in 30 s), with its

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
@@ -187,3 +188,41 @@ class TenantPublic(CamelModel):
     name: str
     tier: Tier
     created_at: datetime
+    webhook_url: str | None = Field(default=None, description="where posts and notices are POSTed, signed; the secret is never shown again")
+
+
+WEBHOOK_URL_MAX_LENGTH = 2000
+
+
+class WebhookConfig(InputModel):
+    url: str = Field(
+        min_length=1,
+        max_length=WEBHOOK_URL_MAX_LENGTH,
+        description="an http(s) URL that receives the signed POSTs",
+        examples=["https://hooks.example.com/content-pipeline"],
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if any(ch.isspace() or ord(ch) < 32 for ch in value):
+            raise ValueError("the URL must not contain spaces or control characters")
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ValueError("the URL must start with http:// or https://")
+        try:
+            host = parts.hostname
+            _ = parts.port  # raises on a port that is not a number in range
+        except ValueError as exc:
+            raise ValueError(f"the URL is not valid: {exc}") from None
+        if not host:
+            raise ValueError("the URL must name a host")
+        if parts.username or parts.password:
+            raise ValueError("the URL must not carry a user name or password; the signature authenticates the sender")
+        return value
+
+
+class WebhookCreated(CamelModel):
+    url: str
+    secret: str = Field(description="the signing secret, shown once: verify X-ContentPipeline-Signature with it")

@@ -5,9 +5,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from models.api import CamelModel, InputModel
 from models.enums import Gate, JobStatus, JobType, PipelineStage, PipelineStatus, Platform, PublishState, Tier
 
 DEFAULT_APPROVAL_DEADLINE_SECONDS = 7 * 24 * 3600
@@ -65,24 +66,29 @@ class PipelineRequest(BaseModel):
 # ---- gate decisions (Update inputs) -------------------------------------------------------------------------
 
 
-class SelectPersonas(Wire):
+class SelectPersonas(InputModel):
     selected_persona_ids: list[uuid.UUID] = Field(description="3 to 6 of the 6 proposed personas")
 
 
-class RejectedTopic(Wire):
+class RejectedTopic(InputModel):
     topic_id: uuid.UUID
     feedback: str = Field(min_length=1, max_length=4000, description="what the regenerated topic should do differently")
 
 
-class TopicDecision(Wire):
+class TopicDecision(InputModel):
     approved_topic_ids: list[uuid.UUID] = Field(default_factory=list)
     rejected: list[RejectedTopic] = Field(default_factory=list)
 
 
-class BlogPostDecision(Wire):
-    blog_post_id: uuid.UUID
+class BlogPostVerdictIn(InputModel):
+    """The HTTP body of a blog post decision; the post's id is in the path."""
+
     decision: str = Field(pattern="^(approve|request_changes)$", description="approve or request_changes")
     feedback: str | None = Field(default=None, max_length=4000, description="required with request_changes")
+
+
+class BlogPostDecision(BlogPostVerdictIn):
+    blog_post_id: uuid.UUID
 
 
 class DecisionAccepted(Wire):
@@ -201,6 +207,10 @@ class IdList(BaseModel):
     ids: list[uuid.UUID] = Field(default_factory=list)
 
 
+class ItemRequest(IdList):
+    gate: Gate
+
+
 class ScheduleRequest(BaseModel):
     pipeline_id: uuid.UUID
     social_post_ids: list[uuid.UUID]
@@ -238,3 +248,81 @@ class TenantNotice(BaseModel):
     event: str  # approval.reminder, approval.expired, pipeline.finished
     pipeline_id: uuid.UUID
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---- HTTP API ----------------------------------------------------------------------------------------------
+
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+class PipelineCreate(InputModel):
+    month: str = Field(pattern=MONTH_PATTERN, description="the month of content, YYYY-MM", examples=["2026-12"])
+    platforms: list[Platform] = Field(min_length=1, max_length=len(Platform), examples=[["linkedin", "x", "instagram"]])
+    options: PipelineOptions = Field(default_factory=PipelineOptions)
+
+    @field_validator("platforms")
+    @classmethod
+    def _distinct(cls, platforms: list[Platform]) -> list[Platform]:
+        if len(set(platforms)) != len(platforms):
+            raise ValueError("each platform may appear once")
+        return platforms
+
+
+class PipelineAccepted(CamelModel):
+    pipeline_id: uuid.UUID
+    workflow_id: str
+
+
+class PipelineJob(CamelModel):
+    id: uuid.UUID
+    job_type: JobType
+    status: JobStatus
+    progress: int
+    progress_message: str
+    error_message: str
+    persona_id: uuid.UUID | None = None
+    topic_id: uuid.UUID | None = None
+    blog_post_id: uuid.UUID | None = None
+    social_post_id: uuid.UUID | None = None
+
+
+class PipelineArtifacts(CamelModel):
+    dna: list[uuid.UUID] = Field(default_factory=list)
+    personas: list[uuid.UUID] = Field(default_factory=list)
+    topics: list[uuid.UUID] = Field(default_factory=list)
+    blog_posts: list[uuid.UUID] = Field(default_factory=list)
+    social_posts: list[uuid.UUID] = Field(default_factory=list)
+    media: list[uuid.UUID] = Field(default_factory=list)
+
+
+class PipelinePublic(CamelModel):
+    id: uuid.UUID
+    company_id: uuid.UUID
+    month: str
+    platforms: list[Platform]
+    tier: Tier
+    status: PipelineStatus
+    stage: PipelineStage
+    reason: str | None = None
+    pending_approval: GateView | None = None
+    jobs: list[PipelineJob]
+    artifacts: PipelineArtifacts
+    counts: dict[str, int] = Field(default_factory=dict)
+    branches: list[BranchView] = Field(default_factory=list)
+    options: PipelineOptions
+    created_at: datetime
+    completed_at: datetime | None = None
+    workflow_id: str
+    temporal_ui_url: str
+
+
+class ApprovalInboxItem(CamelModel):
+    pipeline_id: uuid.UUID
+    company_id: uuid.UUID
+    company_name: str
+    month: str
+    gate: Gate
+    items: list[GateItem]
+    deadline: datetime
+    workflow_id: str
+    temporal_ui_url: str

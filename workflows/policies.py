@@ -19,6 +19,8 @@ QUICK_TIMEOUT = timedelta(seconds=30)
 DEFAULT_TIMEOUT = timedelta(seconds=120)
 AI_TIMEOUT = timedelta(seconds=300)
 AI_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+IMAGE_TIMEOUT = AI_TIMEOUT
+VIDEO_TIMEOUT = timedelta(minutes=15)  # video models render for minutes; the stage heartbeats while it polls
 
 # Provider errors set their own delay (Retry-After, 60 s x 2^retry, 30 s for timeouts) through
 # ApplicationError.next_retry_delay; this policy covers the rest (a crashed worker, a DB blip).
@@ -33,6 +35,14 @@ AI_RETRY = RetryPolicy(
         "AIContentBlockedError",
         "AIInvalidOutputError",
     ],
+)
+MEDIA_RETRY = AI_RETRY
+# Only "nothing was sent" is retried (the publisher raises it); an unknown outcome is never retried blindly.
+PUBLISH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=8,
 )
 QUICK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10)
 

@@ -1,5 +1,6 @@
-"""The caller's own tenant and its API keys (admins manage keys; keys are shown once)."""
+"""The caller's own tenant, its API keys and its webhook (admins manage both; keys and secrets are shown once)."""
 
+import secrets
 import uuid
 from datetime import UTC, datetime
 
@@ -10,10 +11,12 @@ from api.errors import not_found
 from api.keys import add_key
 from api.routes.companies import PROBLEMS
 from api.routing import SlashRouter
-from models.api import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, TenantPublic
+from models.api import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, TenantPublic, WebhookConfig, WebhookCreated
 from models.tables import ApiKey, Tenant
 
 router = SlashRouter(tags=["tenant"])
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 @router.get("/tenant", response_model=TenantPublic, responses=PROBLEMS, summary="The caller's tenant")
@@ -47,4 +50,36 @@ async def revoke_key(key_id: uuid.UUID, principal: AdminDep, session: SessionDep
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         session.add(row)
+        await session.commit()
+
+
+@router.put(
+    "/tenant/webhook",
+    response_model=WebhookCreated,
+    responses=PROBLEMS,
+    summary="Set the webhook that receives posts and notices (admin); answers a new signing secret, once",
+)
+async def set_webhook(body: WebhookConfig, principal: AdminDep, session: SessionDep) -> WebhookCreated:
+    tenant = await session.get(Tenant, principal.tenant_id)
+    if tenant is None:
+        raise not_found("the tenant")
+    # Every PUT rotates the secret. It is stored in clear, unlike API keys (kept as hashes): signing
+    # with HMAC needs the secret itself, so a hash would be useless here.
+    secret = WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
+    tenant.webhook_url = body.url
+    tenant.webhook_secret = secret
+    session.add(tenant)
+    await session.commit()
+    return WebhookCreated(url=body.url, secret=secret)
+
+
+@router.delete("/tenant/webhook", status_code=204, responses=PROBLEMS, summary="Remove the webhook and its secret (admin)")
+async def delete_webhook(principal: AdminDep, session: SessionDep) -> None:
+    tenant = await session.get(Tenant, principal.tenant_id)
+    if tenant is None:
+        raise not_found("the tenant")
+    if tenant.webhook_url is not None or tenant.webhook_secret is not None:
+        tenant.webhook_url = None
+        tenant.webhook_secret = None
+        session.add(tenant)
         await session.commit()

@@ -1,0 +1,379 @@
+"""Pipelines: a marketer starts one per company and month; a supervisor decides at its three gates."""
+
+import asyncio
+import calendar
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import MarketerDep, OptionalTemporalDep, SessionDep, SettingsDep, SupervisorDep, TemporalDep
+from api.errors import Problem, not_found
+from api.routes.companies import PROBLEMS, company_of_tenant
+from api.routes.jobs import COMPANY_ID, TENANT_ID
+from api.routing import SlashRouter
+from models.enums import PipelineStage, PipelineStatus, Platform, Tier
+from models.pipeline import (
+    ApprovalInboxItem,
+    BlogPostDecision,
+    BlogPostVerdictIn,
+    BranchView,
+    DecisionAccepted,
+    GateView,
+    PipelineAccepted,
+    PipelineArtifacts,
+    PipelineCreate,
+    PipelineJob,
+    PipelineOptions,
+    PipelinePublic,
+    PipelineRequest,
+    SelectPersonas,
+    TopicDecision,
+)
+from models.settings import Settings
+from models.tables import (
+    AIJob,
+    BlogPostRevision,
+    Company,
+    CompanyDNA,
+    MediaAsset,
+    Persona,
+    Pipeline,
+    SocialPost,
+    Topic,
+    utcnow,
+)
+from workflows.pipeline import PIPELINE_STAGE, ContentPipelineWorkflow
+from workflows.policies import PIPELINE_QUEUE, priority_for
+
+logger = logging.getLogger(__name__)
+
+router = SlashRouter(prefix="/ai", tags=["pipelines"])
+inbox_router = SlashRouter(tags=["pipelines"])
+
+FINISHED = [PipelineStatus.COMPLETED.value, PipelineStatus.FAILED.value, PipelineStatus.CANCELLED.value, PipelineStatus.EXPIRED.value]
+DECISION_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **PROBLEMS,
+    409: {"description": "the decision does not fit the pipeline's state (wrong gate, already decided, revision limit, ended)"},
+}
+# Refusals by the workflow's validators: a state conflict is 409, a decision that is wrong in itself is 422.
+CONFLICTS = {"GateNotPending", "AlreadyDecided", "RevisionLimit"}
+UPDATE_WAIT_SECONDS = 20
+
+
+def pipeline_workflow_id(company_id: uuid.UUID, month: str, pipeline_id: uuid.UUID) -> str:
+    return f"pipeline-{company_id}-{month}-{pipeline_id.hex[:8]}"
+
+
+def check_month(month: str) -> None:
+    year, number = (int(part) for part in month.split("-"))
+    end = datetime(year, number, calendar.monthrange(year, number)[1], 23, 59, tzinfo=UTC)
+    now = datetime.now(UTC)
+    if end < now:
+        raise Problem(422, f"{month} is over; plan the current month or a later one", errors=[{"field": "month", "message": "in the past"}])
+    if (year - now.year) * 12 + number - now.month > 24:
+        raise Problem(422, "plan at most 24 months ahead", errors=[{"field": "month", "message": "too far ahead"}])
+
+
+@router.post(
+    "/companies/{company_id}/pipelines/",
+    status_code=202,
+    response_model=PipelineAccepted,
+    responses={**PROBLEMS, 409: {"description": "a pipeline for this company and month is already running"}},
+    summary="Start a month of content for a company",
+)
+async def start_pipeline(
+    company_id: uuid.UUID,
+    body: PipelineCreate,
+    principal: MarketerDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> PipelineAccepted:
+    company = await company_of_tenant(session, principal.tenant_id, company_id)
+    check_month(body.month)
+    # One running pipeline per company and month: the company row lock makes concurrent starts queue here.
+    await session.exec(select(Company).where(col(Company.id) == company.id).with_for_update())
+    running = (
+        await session.exec(
+            select(Pipeline).where(
+                col(Pipeline.company_id) == company.id, col(Pipeline.month) == body.month, col(Pipeline.status).not_in(FINISHED)
+            )
+        )
+    ).first()
+    if running is not None:
+        raise Problem(409, f"pipeline {running.id} for {body.month} is still {running.status}; cancel it first", pipelineId=str(running.id))
+    pipeline = Pipeline(
+        tenant_id=principal.tenant_id,
+        company_id=company.id,
+        month=body.month,
+        tier=principal.tier,
+        platforms=[p.value for p in body.platforms],
+        options=body.options.model_dump(mode="json"),
+        workflow_id="",
+    )
+    pipeline.workflow_id = pipeline_workflow_id(company.id, body.month, pipeline.id)
+    session.add(pipeline)
+    await session.commit()
+    try:
+        await temporal.start_workflow(
+            ContentPipelineWorkflow.run,
+            PipelineRequest(
+                pipeline_id=pipeline.id,
+                tenant_id=principal.tenant_id,
+                company_id=company.id,
+                tier=principal.tier,
+                month=body.month,
+                platforms=body.platforms,
+                options=body.options,
+            ),
+            id=pipeline.workflow_id,
+            task_queue=PIPELINE_QUEUE + settings.task_queue_suffix,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(TENANT_ID, str(principal.tenant_id)),
+                    SearchAttributePair(COMPANY_ID, str(company.id)),
+                    SearchAttributePair(PIPELINE_STAGE, PipelineStage.DNA.value),
+                ]
+            ),
+            priority=priority_for(principal.tier),
+        )
+    except Exception as exc:
+        logger.exception("could not start pipeline %s", pipeline.id)
+        pipeline.status = PipelineStatus.FAILED
+        pipeline.status_reason = "the workflow engine did not accept the pipeline; nothing ran"
+        pipeline.completed_at = utcnow()
+        session.add(pipeline)
+        await session.commit()
+        raise Problem(503, "the workflow engine is not reachable; the pipeline was not started", headers={"Retry-After": "5"}) from exc
+    return PipelineAccepted(pipeline_id=pipeline.id, workflow_id=pipeline.workflow_id)
+
+
+async def pipeline_of_tenant(session: SessionDep, tenant_id: uuid.UUID, pipeline_id: uuid.UUID) -> Pipeline:
+    pipeline = await session.get(Pipeline, pipeline_id)
+    if pipeline is None or pipeline.tenant_id != tenant_id:
+        raise not_found("the pipeline")
+    return pipeline
+
+
+ENDED_WITHOUT_RECORD = {
+    "TERMINATED": (PipelineStatus.FAILED, "the pipeline's workflow was terminated (by an operator or a deployment)"),
+    "TIMED_OUT": (PipelineStatus.FAILED, "the pipeline's workflow timed out"),
+    "FAILED": (PipelineStatus.FAILED, "the pipeline's workflow failed"),
+    "CANCELED": (PipelineStatus.CANCELLED, "cancelled"),
+}
+
+
+async def reconcile(session: SessionDep, temporal: Client | None, pipeline: Pipeline) -> None:
+    """A workflow that ended without recording it (terminated in the Web UI): the row follows Temporal."""
+    if pipeline.status in FINISHED or temporal is None:
+        return
+    try:
+        description = await asyncio.wait_for(temporal.get_workflow_handle(pipeline.workflow_id).describe(), timeout=3)
+    except Exception:
+        return
+    ended = ENDED_WITHOUT_RECORD.get(description.status.name if description.status else "")
+    if ended is None:
+        return
+    status, reason = ended
+    await session.exec(  # type: ignore[call-overload]
+        sa.update(Pipeline)
+        .where(col(Pipeline.id) == pipeline.id, col(Pipeline.status).not_in(FINISHED))
+        .values(status=status.value, status_reason=reason, pending_gate=None, completed_at=utcnow())
+    )
+    await session.commit()
+    await session.refresh(pipeline)
+
+
+async def blog_posts_of(session: SessionDep, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Blog posts carry their jobs on their revisions (one per writing job)."""
+    if not job_ids:
+        return []
+    rows = await session.exec(
+        select(BlogPostRevision.blog_post_id, sa.func.min(BlogPostRevision.created_at))
+        .where(col(BlogPostRevision.job_id).in_(job_ids))
+        .group_by(col(BlogPostRevision.blog_post_id))
+        .order_by(sa.func.min(BlogPostRevision.created_at))
+    )
+    return [row[0] for row in rows.all()]
+
+
+async def pipeline_public(session: SessionDep, settings: Settings, pipeline: Pipeline) -> PipelinePublic:
+    jobs = (
+        await session.exec(select(AIJob).where(col(AIJob.pipeline_id) == pipeline.id).order_by(col(AIJob.created_at), col(AIJob.id)))
+    ).all()
+    job_ids = [job.id for job in jobs]
+
+    async def ids_of(table: Any) -> list[uuid.UUID]:
+        if not job_ids:
+            return []
+        rows = await session.exec(select(table.id).where(col(table.job_id).in_(job_ids)).order_by(col(table.created_at)))
+        return list(rows.all())
+
+    summary = pipeline.summary or {}
+    return PipelinePublic(
+        id=pipeline.id,
+        company_id=pipeline.company_id,
+        month=pipeline.month,
+        platforms=[Platform(p) for p in pipeline.platforms],
+        tier=Tier(pipeline.tier),
+        status=pipeline.status,
+        stage=pipeline.stage,
+        reason=pipeline.status_reason,
+        pending_approval=GateView.model_validate(pipeline.pending_gate) if pipeline.pending_gate else None,
+        jobs=[PipelineJob.model_validate(job) for job in jobs],
+        artifacts=PipelineArtifacts(
+            dna=await ids_of(CompanyDNA),
+            personas=await ids_of(Persona),
+            topics=await ids_of(Topic),
+            blog_posts=await blog_posts_of(session, job_ids),
+            social_posts=await ids_of(SocialPost),
+            media=await ids_of(MediaAsset),
+        ),
+        counts=summary.get("counts", {}),
+        branches=[BranchView.model_validate(b) for b in summary.get("branches", [])],
+        options=PipelineOptions.model_validate(pipeline.options),
+        created_at=pipeline.created_at,
+        completed_at=pipeline.completed_at,
+        workflow_id=pipeline.workflow_id,
+        temporal_ui_url=settings.temporal_ui_link(pipeline.workflow_id),
+    )
+
+
+@router.get("/pipelines/{pipeline_id}/", response_model=PipelinePublic, responses=PROBLEMS, summary="A pipeline: stage, pending gate, jobs, artifacts")
+async def get_pipeline(
+    pipeline_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep, temporal: OptionalTemporalDep
+) -> PipelinePublic:
+    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+    await reconcile(session, temporal, pipeline)
+    return await pipeline_public(session, settings, pipeline)
+
+
+async def decide(temporal: Client, pipeline: Pipeline, update: Any, decision: Any) -> DecisionAccepted:
+    """Sends a gate decision as a workflow Update; a refusal by its validator changed nothing."""
+    if pipeline.status in FINISHED:
+        raise Problem(409, f"the pipeline has ended ({pipeline.status}); no decision is pending")
+    handle = temporal.get_workflow_handle(pipeline.workflow_id)
+    try:
+        result: DecisionAccepted = await asyncio.wait_for(handle.execute_update(update, decision), timeout=UPDATE_WAIT_SECONDS)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        kind = cause.type if isinstance(cause, ApplicationError) else None
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise Problem(409 if kind in CONFLICTS else 422, message, reason=kind or "Refused") from None
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise Problem(409, "the pipeline is no longer running; no decision is pending") from None
+        raise Problem(503, "the workflow engine is not reachable; nothing was decided", headers={"Retry-After": "5"}) from None
+    except TimeoutError:
+        raise Problem(
+            504, "the pipeline did not answer in time (is a worker running?); read the pipeline before deciding again"
+        ) from None
+    return result
+
+
+@router.post(
+    "/pipelines/{pipeline_id}/approvals/personas/",
+    response_model=DecisionAccepted,
+    responses=DECISION_PROBLEMS,
+    summary="Gate 1: select 3 to 6 of the 6 personas",
+)
+async def select_personas(
+    pipeline_id: uuid.UUID, body: SelectPersonas, principal: SupervisorDep, session: SessionDep, temporal: TemporalDep
+) -> DecisionAccepted:
+    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+    return await decide(temporal, pipeline, ContentPipelineWorkflow.select_personas, body)
+
+
+@router.post(
+    "/pipelines/{pipeline_id}/approvals/topics/",
+    response_model=DecisionAccepted,
+    responses=DECISION_PROBLEMS,
+    summary="Gate 2: approve topics, reject others with feedback",
+)
+async def decide_topics(
+    pipeline_id: uuid.UUID, body: TopicDecision, principal: SupervisorDep, session: SessionDep, temporal: TemporalDep
+) -> DecisionAccepted:
+    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+    return await decide(temporal, pipeline, ContentPipelineWorkflow.decide_topics, body)
+
+
+@router.post(
+    "/pipelines/{pipeline_id}/approvals/blogposts/{blog_post_id}/",
+    response_model=DecisionAccepted,
+    responses=DECISION_PROBLEMS,
+    summary="Gate 3: approve a blog post or request changes with feedback",
+)
+async def decide_blogpost(
+    pipeline_id: uuid.UUID,
+    blog_post_id: uuid.UUID,
+    body: BlogPostVerdictIn,
+    principal: SupervisorDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+) -> DecisionAccepted:
+    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+    decision = BlogPostDecision(blog_post_id=blog_post_id, decision=body.decision, feedback=body.feedback)
+    return await decide(temporal, pipeline, ContentPipelineWorkflow.decide_blogpost, decision)
+
+
+@router.post(
+    "/pipelines/{pipeline_id}/cancel/",
+    status_code=202,
+    response_model=PipelineAccepted,
+    responses={**PROBLEMS, 409: {"description": "the pipeline has already ended"}},
+    summary="Cancel a pipeline: running stages stop, everything produced is kept",
+)
+async def cancel_pipeline(
+    pipeline_id: uuid.UUID, principal: MarketerDep, session: SessionDep, temporal: TemporalDep
+) -> PipelineAccepted:
+    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+    if pipeline.status in FINISHED:
+        raise Problem(409, f"the pipeline has already ended ({pipeline.status})")
+    try:
+        await temporal.get_workflow_handle(pipeline.workflow_id).cancel()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise Problem(503, "the workflow engine is not reachable; nothing was cancelled", headers={"Retry-After": "5"}) from None
+        await reconcile(session, temporal, pipeline)
+        raise Problem(409, "the pipeline is no longer running") from None
+    return PipelineAccepted(pipeline_id=pipeline.id, workflow_id=pipeline.workflow_id)
+
+
+@inbox_router.get("/approvals/", response_model=list[ApprovalInboxItem], responses=PROBLEMS, summary="The supervisor's inbox of open gates")
+async def approvals_inbox(principal: SupervisorDep, session: SessionDep, settings: SettingsDep) -> list[ApprovalInboxItem]:
+    rows = (
+        await session.exec(
+            select(Pipeline, Company)
+            .join(Company, col(Company.id) == col(Pipeline.company_id))
+            .where(
+                col(Pipeline.tenant_id) == principal.tenant_id,
+                col(Pipeline.pending_gate).is_not(None),
+                col(Pipeline.status).not_in(FINISHED),
+            )
+        )
+    ).all()
+    inbox = []
+    for pipeline, company in rows:
+        gate = GateView.model_validate(pipeline.pending_gate)
+        inbox.append(
+            ApprovalInboxItem(
+                pipeline_id=pipeline.id,
+                company_id=company.id,
+                company_name=company.name,
+                month=pipeline.month,
+                gate=gate.gate,
+                items=gate.items,
+                deadline=gate.deadline,
+                workflow_id=pipeline.workflow_id,
+                temporal_ui_url=settings.temporal_ui_link(pipeline.workflow_id),
+            )
+        )
+    return sorted(inbox, key=lambda item: item.deadline)

@@ -1,0 +1,405 @@
+"""ContentPipelineWorkflow's own logic on the time-skipping server, with every activity replaced by a recording
+stand-in under the real activity's name: gates and their refusals, feedback, revision limits, deadlines and
+reminders, cancellation, tier gating, branch failures, retries, publishing."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from models.contracts import JobFinish, StageInput, StageResult
+from models.enums import Gate, JobType, PipelineStatus, Platform, PublishState, Tier
+from models.pipeline import (
+    BlogPostDecision,
+    BlogVerdict,
+    GateItem,
+    ItemList,
+    ItemRequest,
+    JobSpec,
+    PersonaSelection,
+    PipelineOptions,
+    PipelineRecord,
+    PipelineRequest,
+    PipelineState,
+    PublishOutcome,
+    PublishPost,
+    RejectedTopic,
+    Schedule,
+    ScheduledPost,
+    ScheduleRequest,
+    SelectPersonas,
+    TenantNotice,
+    TopicDecision,
+    TopicVerdicts,
+)
+from workflows.pipeline import ContentPipelineWorkflow
+from workflows.policies import AI_QUEUE, MEDIA_QUEUE, PIPELINE_QUEUE, PUBLISH_QUEUE
+
+
+@dataclass
+class Fake:
+    """What the stand-in activities saw and what they should do."""
+
+    specs: dict[uuid.UUID, JobSpec] = field(default_factory=dict)
+    ran: list[JobType] = field(default_factory=list)
+    titles: dict[uuid.UUID, str] = field(default_factory=dict)
+    revisions: dict[uuid.UUID, int] = field(default_factory=dict)
+    records: list[PipelineRecord] = field(default_factory=list)
+    notices: list[TenantNotice] = field(default_factory=list)
+    published: list[uuid.UUID] = field(default_factory=list)
+    verdicts: list[Any] = field(default_factory=list)
+    fail: Callable[[JobSpec, int], Exception | None] = lambda spec, attempt: None
+    block: set[JobType] = field(default_factory=set)
+    cancelled: list[JobType] = field(default_factory=list)
+    handles: list[WorkflowHandle[Any, PipelineState]] = field(default_factory=list)
+
+    def jobs(self, job_type: JobType) -> list[JobSpec]:
+        return [s for s in self.specs.values() if s.job_type == job_type]
+
+    def activities(self) -> list[Callable[..., Any]]:
+        fake = self
+
+        @activity.defn(name="create_job")
+        async def create_job(spec: JobSpec) -> bool:
+            fake.specs[spec.job_id] = spec
+            return True
+
+        @activity.defn(name="record_pipeline")
+        async def record_pipeline(record: PipelineRecord) -> bool:
+            fake.records.append(record)
+            return True
+
+        @activity.defn(name="gate_items")
+        async def gate_items(request: ItemRequest) -> ItemList:
+            return ItemList(
+                items=[GateItem(id=i, title=fake.titles.get(i, f"item {i}"), revision=fake.revisions.get(i, 0)) for i in request.ids]
+            )
+
+        @activity.defn(name="apply_persona_selection")
+        async def apply_persona_selection(selection: PersonaSelection) -> None:
+            fake.verdicts.append(selection)
+
+        @activity.defn(name="apply_topic_verdicts")
+        async def apply_topic_verdicts(verdicts: TopicVerdicts) -> None:
+            fake.verdicts.append(verdicts)
+
+        @activity.defn(name="apply_blog_verdict")
+        async def apply_blog_verdict(verdict: BlogVerdict) -> None:
+            fake.verdicts.append(verdict)
+            if not verdict.approved:
+                fake.revisions[verdict.blog_post_id] = fake.revisions.get(verdict.blog_post_id, 0) + 1
+
+        @activity.defn(name="finish_job")
+        async def finish_job(finish: JobFinish) -> bool:
+            return True
+
+        @activity.defn(name="schedule_posts")
+        async def schedule_posts(request: ScheduleRequest) -> Schedule:
+            start = request.not_before + timedelta(days=1)
+            return Schedule(
+                posts=[
+                    ScheduledPost(social_post_id=p, platform=Platform.LINKEDIN, publish_at=start + timedelta(hours=i))
+                    for i, p in enumerate(request.social_post_ids)
+                ]
+            )
+
+        @activity.defn(name="publish_post")
+        async def publish_post(post: PublishPost) -> PublishOutcome:
+            fake.published.append(post.social_post_id)
+            return PublishOutcome(social_post_id=post.social_post_id, state=PublishState.PUBLISHED, external_id="ext-1")
+
+        @activity.defn(name="notify_tenant")
+        async def notify_tenant(notice: TenantNotice) -> bool:
+            fake.notices.append(notice)
+            return True
+
+        def stage(job_type: JobType) -> Callable[..., Any]:
+            @activity.defn(name=job_type.value)
+            async def run(stage_input: StageInput) -> StageResult:
+                spec = fake.specs[stage_input.job_id]
+                fake.ran.append(job_type)
+                error = fake.fail(spec, activity.info().attempt)
+                if error is not None:
+                    raise error
+                if job_type in fake.block:
+                    try:
+                        while True:
+                            activity.heartbeat()
+                            await asyncio.sleep(0.2)
+                    except asyncio.CancelledError:
+                        fake.cancelled.append(job_type)
+                        raise
+                count = {JobType.GENERATE_PERSONAS: 6, JobType.GENERATE_TOPICS: int(spec.params.get("count", 1))}.get(job_type, 1)
+                if job_type == JobType.GENERATE_BLOGPOST and spec.blog_post_id:
+                    ids = [spec.blog_post_id]
+                else:
+                    ids = [uuid.uuid4() for _ in range(count)]
+                for i in ids:
+                    fake.titles.setdefault(i, f"{job_type.value} {len(fake.titles)}")
+                    if spec.params.get("replaces_topic_id"):  # the DB's revision counter of a regenerated topic
+                        fake.revisions[i] = fake.revisions.get(uuid.UUID(spec.params["replaces_topic_id"]), 0) + 1
+                return StageResult(job_id=stage_input.job_id, artifact_ids=ids)
+
+            return run
+
+        stages = [stage(t) for t in JobType]
+        return [
+            create_job, record_pipeline, gate_items, apply_persona_selection, apply_topic_verdicts,
+            apply_blog_verdict, finish_job, schedule_posts, publish_post, notify_tenant, *stages,
+        ]
+
+
+@pytest.fixture
+async def env(skipping_temporal: WorkflowEnvironment) -> AsyncIterator[tuple[WorkflowEnvironment, str, Fake]]:
+    fake = Fake()
+    suffix = f"-{uuid.uuid4().hex[:8]}"
+    activities = fake.activities()
+    workers = [
+        Worker(
+            skipping_temporal.client,
+            task_queue=queue + suffix,
+            workflows=[ContentPipelineWorkflow] if queue == PIPELINE_QUEUE else [],
+            activities=activities,
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
+            default_heartbeat_throttle_interval=timedelta(seconds=1),
+        )
+        for queue in (PIPELINE_QUEUE, AI_QUEUE, MEDIA_QUEUE, PUBLISH_QUEUE)
+    ]
+    async with contextlib_workers(workers):
+        yield skipping_temporal, PIPELINE_QUEUE + suffix, fake
+        # A workflow left open on a queue without workers would keep the shared server from ever skipping time.
+        for handle in fake.handles:
+            with contextlib.suppress(Exception):
+                await handle.terminate("test over")
+
+
+class contextlib_workers:
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+
+    async def __aenter__(self) -> None:
+        self.tasks = [asyncio.create_task(w.run()) for w in self.workers]
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers), return_exceptions=True)
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def request(tier: Tier = Tier.ULTIMATE, platforms: list[Platform] | None = None, **options: Any) -> PipelineRequest:
+    return PipelineRequest(
+        pipeline_id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        company_id=uuid.uuid4(),
+        tier=tier,
+        month="2026-12",
+        platforms=platforms or [Platform.LINKEDIN, Platform.X],
+        options=PipelineOptions(topics_per_persona=1, **options),
+    )
+
+
+async def start(env: tuple[WorkflowEnvironment, str, Fake], req: PipelineRequest) -> WorkflowHandle[Any, PipelineState]:
+    temporal, queue, fake = env
+    handle = await temporal.client.start_workflow(
+        ContentPipelineWorkflow.run, req, id=f"pipeline-test-{uuid.uuid4()}", task_queue=queue
+    )
+    fake.handles.append(handle)
+    return handle
+
+
+async def gate_of(handle: WorkflowHandle[Any, PipelineState], gate: Gate, count: int = 1) -> PipelineState:
+    """Waits (in real time; the server does not skip while we only query) until the gate holds `count` items."""
+    for _ in range(400):
+        state = await handle.query(ContentPipelineWorkflow.state)
+        if state.pending_approval and state.pending_approval.gate == gate and len(state.pending_approval.items) >= count:
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the {gate} gate never opened: {state}")
+
+
+async def refused(handle: WorkflowHandle[Any, PipelineState], update: Any, decision: Any) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as failed:
+        await handle.execute_update(update, decision)
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError)
+    return f"{cause.type}: {cause.message}"
+
+
+async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused(env: Any) -> None:
+    _, _, fake = env
+    handle = await start(env, request(max_revisions=2))
+
+    state = await gate_of(handle, Gate.PERSONAS, 6)
+    personas = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
+    assert state.status == PipelineStatus.AWAITING_APPROVAL
+    assert "GateNotPending" in await refused(handle, ContentPipelineWorkflow.decide_topics, TopicDecision())
+    assert "InvalidDecision" in await refused(handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:2]))
+    assert "InvalidDecision" in await refused(
+        handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=[*personas[:2], uuid.uuid4()])
+    )
+    assert "twice" in await refused(
+        handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=[personas[0], personas[0], personas[1]])
+    )
+    assert fake.verdicts == []  # nothing changed
+    await handle.execute_update(ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:3]))
+    assert "AlreadyDecided" in await refused(handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:3]))
+
+    state = await gate_of(handle, Gate.TOPICS, 3)
+    topics = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
+    assert len(fake.jobs(JobType.GENERATE_TOPICS)) == 3  # one per selected persona
+    assert "undecided" in await refused(handle, ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=topics[:2]))
+    assert "twice" in await refused(
+        handle,
+        ContentPipelineWorkflow.decide_topics,
+        TopicDecision(approved_topic_ids=topics, rejected=[RejectedTopic(topic_id=topics[0], feedback="no")]),
+    )
+    feedback = "Too generic: make it about cold brew for offices"
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_topics,
+        TopicDecision(approved_topic_ids=topics[:2], rejected=[RejectedTopic(topic_id=topics[2], feedback=feedback)]),
+    )
+    state = await gate_of(handle, Gate.TOPICS, 1)
+    [replacement] = state.pending_approval.items  # type: ignore[union-attr]
+    regenerated = [s for s in fake.jobs(JobType.GENERATE_TOPICS) if s.params.get("replaces_topic_id")]
+    assert len(regenerated) == 1
+    assert regenerated[0].params["feedback"] == feedback
+    assert regenerated[0].params["replaces_topic_id"] == str(topics[2])
+    await handle.execute_update(ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[replacement.id]))
+
+    state = await gate_of(handle, Gate.BLOGPOST, 3)
+    posts = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
+    assert "InvalidDecision" in await refused(
+        handle, ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="request_changes")
+    )
+    assert "InvalidDecision" in await refused(
+        handle, ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=uuid.uuid4(), decision="approve")
+    )
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_blogpost,
+        BlogPostDecision(blog_post_id=posts[0], decision="request_changes", feedback="Shorter intro, cite the study"),
+    )
+    for post in posts[1:]:
+        await handle.execute_update(ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve"))
+    for _ in range(400):
+        state = await handle.query(ContentPipelineWorkflow.state)
+        gate = state.pending_approval
+        if gate and posts[0] in [i.id for i in gate.items] and gate.items[0].revision == 1:
+            break
+        await asyncio.sleep(0.05)
+    rewrite = [s for s in fake.jobs(JobType.GENERATE_BLOGPOST) if s.blog_post_id == posts[0]]
+    assert rewrite and rewrite[0].params["feedback"] == "Shorter intro, cite the study"
+    await handle.execute_update(ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve"))
+
+    result = await handle.result()
+    assert result.status == PipelineStatus.COMPLETED, result.reason
+    assert result.counts["blogPosts"] == 3 and result.counts["socialPosts"] == 6
+    assert result.counts["images"] == 6 and result.counts["videos"] == 3
+    assert result.counts["published"] == 6
+    assert sorted(fake.published) == sorted(set(fake.published))  # each post once
+    assert fake.records[-1].finished and fake.records[-1].status == PipelineStatus.COMPLETED
+    assert any(n.event == "pipeline.finished" for n in fake.notices)
+
+
+async def test_revision_limit_leaves_only_approve(env: Any) -> None:
+    _, _, fake = env
+    handle = await start(env, request(max_revisions=1, auto_approve_personas=True))
+    state = await gate_of(handle, Gate.TOPICS, 3)
+    topics = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_topics,
+        TopicDecision(approved_topic_ids=topics[1:], rejected=[RejectedTopic(topic_id=topics[0], feedback="again")]),
+    )
+    state = await gate_of(handle, Gate.TOPICS, 1)
+    [replacement] = state.pending_approval.items  # type: ignore[union-attr]
+    assert replacement.revision == 1 and not replacement.can_reject
+    message = await refused(
+        handle, ContentPipelineWorkflow.decide_topics, TopicDecision(rejected=[RejectedTopic(topic_id=replacement.id, feedback="no")])
+    )
+    assert "RevisionLimit" in message and "approve them or cancel" in message
+    await handle.execute_update(ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[replacement.id]))
+    await gate_of(handle, Gate.BLOGPOST, 1)
+    assert TopicVerdicts(approved=[replacement.id]) in fake.verdicts
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+
+
+async def test_deadline_expires_the_pipeline_after_a_reminder(env: Any) -> None:
+    _, _, fake = env
+    handle = await start(env, request(approval_deadline_seconds=7 * 24 * 3600))
+    await gate_of(handle, Gate.PERSONAS, 6)
+    result = await handle.result()  # the server skips the 7 days
+    assert result.status == PipelineStatus.EXPIRED
+    assert "personas approval was not decided" in (result.reason or "")
+    events = [n.event for n in fake.notices]
+    assert events[:2] == ["approval.reminder", "approval.expired"]
+    assert fake.records[-1].status == PipelineStatus.EXPIRED and fake.records[-1].finished
+
+
+async def test_cancel_during_a_gate_and_during_a_running_stage(env: Any) -> None:
+    _, _, fake = env
+    handle = await start(env, request())
+    await gate_of(handle, Gate.PERSONAS, 6)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert fake.records[-1].status == PipelineStatus.CANCELLED and fake.records[-1].finished
+
+    fake.block = {JobType.GENERATE_TOPICS}
+    handle = await start(env, request(auto_approve_personas=True))
+    for _ in range(200):
+        if JobType.GENERATE_TOPICS in fake.ran:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert JobType.GENERATE_TOPICS in fake.cancelled  # the running stage heard the cancel
+    assert fake.records[-1].status == PipelineStatus.CANCELLED
+
+
+@pytest.mark.parametrize(("tier", "images", "videos"), [(Tier.FREE, 0, 0), (Tier.PRO, 2, 0), (Tier.ULTIMATE, 2, 1)])
+async def test_tiers_gate_images_and_video(env: Any, tier: Tier, images: int, videos: int) -> None:
+    _, _, fake = env
+    handle = await start(env, request(tier, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True, auto_select_count=3))
+    result = await handle.result()
+    assert result.status == PipelineStatus.COMPLETED
+    assert len(fake.jobs(JobType.GENERATE_IMAGE)) == images * 3
+    assert len(fake.jobs(JobType.GENERATE_VIDEO)) == videos * 3
+
+
+async def test_a_permanent_failure_fails_its_branch_and_a_retryable_one_recovers(env: Any) -> None:
+    _, _, fake = env
+    doomed: list[uuid.UUID] = []
+
+    def fail(spec: JobSpec, attempt: int) -> Exception | None:
+        if spec.job_type == JobType.GENERATE_SOCIAL and attempt == 1:
+            return ApplicationError("rate limited", type="AIRateLimitError", next_retry_delay=timedelta(seconds=60))
+        if spec.job_type == JobType.GENERATE_BLOGPOST:
+            if not doomed:
+                doomed.append(spec.topic_id)  # type: ignore[arg-type]
+            if spec.topic_id == doomed[0]:
+                return ApplicationError("the model refused the topic", type="AIContentBlockedError", non_retryable=True)
+        return None
+
+    fake.fail = fail
+    handle = await start(env, request(Tier.FREE, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True))
+    result = await handle.result()
+    assert result.status == PipelineStatus.COMPLETED
+    states = sorted(b.state for b in result.branches)
+    assert states == ["done", "done", "failed"]
+    failed = next(b for b in result.branches if b.state == "failed")
+    assert "the model refused the topic" in (failed.error or "")
+    assert "1 of 3 topics failed" in (result.reason or "")
+    assert result.counts["published"] == 4  # two branches x two platforms
+    assert fake.ran.count(JobType.GENERATE_SOCIAL) == 8  # every social job retried once after its rate limit

@@ -1,0 +1,786 @@
+"""ContentPipelineWorkflow: one company, one month of content, from research to published posts, with a
+supervisor's decision at three gates (personas, topics, each blog post)."""
+
+import asyncio
+import calendar
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from models.contracts import JobFinish, StageInput, StageResult
+    from models.enums import (
+        Gate,
+        JobStatus,
+        JobType,
+        PipelineStage,
+        PipelineStatus,
+        Platform,
+        PublishState,
+        Tier,
+    )
+    from models.pipeline import (
+        BlogPostDecision,
+        BlogVerdict,
+        BranchView,
+        DecisionAccepted,
+        GateItem,
+        GateView,
+        ItemList,
+        ItemRequest,
+        JobRef,
+        JobSpec,
+        PersonaSelection,
+        PipelineRecord,
+        PipelineRequest,
+        PipelineState,
+        PublishOutcome,
+        PublishPost,
+        Schedule,
+        ScheduleRequest,
+        SelectPersonas,
+        TenantNotice,
+        TopicDecision,
+        TopicVerdicts,
+    )
+    from workflows.job import failure_message
+    from workflows.policies import (
+        AI_HEARTBEAT_TIMEOUT,
+        AI_QUEUE,
+        AI_RETRY,
+        AI_TIMEOUT,
+        DEFAULT_TIMEOUT,
+        IMAGE_TIMEOUT,
+        MEDIA_QUEUE,
+        MEDIA_RETRY,
+        PIPELINE_QUEUE,
+        PUBLISH_QUEUE,
+        PUBLISH_RETRY,
+        QUICK_RETRY,
+        QUICK_TIMEOUT,
+        VIDEO_TIMEOUT,
+        priority_for,
+        sibling_queue,
+    )
+
+T = TypeVar("T")
+
+PIPELINE_STAGE = SearchAttributeKey.for_keyword("PipelineStage")
+
+# Persona and topic gates: what the supervisor may do to each item.
+MIN_PERSONAS, MAX_PERSONAS = 3, 6
+
+
+class StageFailed(Exception):
+    """A stage's job ended FAILED: the branch (or, before the branches, the pipeline) stops with this reason."""
+
+
+class GateExpired(Exception):
+    """No decision came before the gate's deadline."""
+
+
+def refuse(message: str, kind: str) -> ApplicationError:
+    """An update refused by its validator: nothing changed. The API maps `kind` to 409 or 422."""
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@dataclass
+class OpenGate:
+    gate: Gate
+    items: dict[uuid.UUID, GateItem]
+    opened_at: datetime
+    deadline: datetime
+    reminded: bool = False
+
+
+@dataclass
+class Branch:
+    view: BranchView
+    slot: int
+    verdict: BlogVerdict | None = None
+    pending: GateItem | None = None
+    outcomes: list[PublishOutcome] = field(default_factory=list)
+
+
+@workflow.defn
+class ContentPipelineWorkflow:
+    def __init__(self) -> None:
+        self._request: PipelineRequest | None = None
+        self._status = PipelineStatus.RUNNING
+        self._stage = PipelineStage.DNA
+        self._reason: str | None = None
+        self._gate: OpenGate | None = None
+        self._persona_decision: SelectPersonas | None = None
+        self._topic_decision: TopicDecision | None = None
+        self._branches: dict[uuid.UUID, Branch] = {}
+        self._jobs: list[JobRef] = []
+        self._counts: dict[str, int] = {}
+        self._seq = 0
+        self._publish_epoch: datetime | None = None
+        self._decided: set[Gate] = set()
+
+    # ---- the story --------------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: PipelineRequest) -> PipelineState:
+        self._request = request
+        try:
+            await self._enter(PipelineStage.DNA)
+            await self._run_job(JobType.GENERATE_DNA)
+
+            await self._enter(PipelineStage.PERSONAS)
+            personas = await self._run_job(JobType.GENERATE_PERSONAS, params={"language": self._language})
+            self._counts["personas"] = len(personas.artifact_ids)
+            selected = await self._persona_gate(personas.artifact_ids)
+
+            await self._enter(PipelineStage.TOPICS)
+            topics = await self._plan_topics(selected)
+            approved = await self._topic_gate(topics)
+
+            await self._run_branches(approved)
+            await self._finish_after_branches()
+        except StageFailed as failed:
+            await self._end(PipelineStatus.FAILED, str(failed))
+        except GateExpired as expired:
+            await self._end(PipelineStatus.EXPIRED, str(expired))
+        except asyncio.CancelledError:
+            await self._end(PipelineStatus.CANCELLED, "cancelled; everything produced so far is kept", cancelled=True)
+            raise
+        return self.state()
+
+    async def _persona_gate(self, persona_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Gate 1: the supervisor selects 3 to 6 of the 6 personas."""
+        options = self.request.options
+        items = await self._gate_items(Gate.PERSONAS, persona_ids)
+        if options.auto_approve_personas:
+            chosen = persona_ids[: options.auto_select_count]
+        else:
+            await self._wait_for_gate(Gate.PERSONAS, items, lambda: self._persona_decision is not None)
+            decision = self._persona_decision or SelectPersonas(selected_persona_ids=[])
+            chosen = list(decision.selected_persona_ids)
+        await self._quick(
+            "apply_persona_selection",
+            PersonaSelection(pipeline_id=self.request.pipeline_id, persona_ids=chosen, all_persona_ids=persona_ids),
+        )
+        self._counts["personasSelected"] = len(chosen)
+        return chosen
+
+    async def _plan_topics(self, persona_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Topics for the month, one job per selected persona, in parallel; a persona whose job fails is skipped."""
+        options = self.request.options
+
+        async def for_persona(persona_id: uuid.UUID) -> list[uuid.UUID]:
+            result = await self._run_job(
+                JobType.GENERATE_TOPICS,
+                persona_id=persona_id,
+                params={"month": self.request.month, "count": options.topics_per_persona, "language": self._language},
+            )
+            return result.artifact_ids
+
+        results = await asyncio.gather(*(for_persona(p) for p in persona_ids), return_exceptions=True)
+        topics: list[uuid.UUID] = []
+        failures: list[str] = []
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):
+                failures.append(str(result))
+            else:
+                topics.extend(result)
+        if not topics:
+            raise StageFailed("no topics could be planned: " + "; ".join(failures))
+        if failures:
+            self._reason = f"{len(failures)} of {len(persona_ids)} personas got no topics: " + "; ".join(failures)
+        self._counts["topics"] = len(topics)
+        return topics
+
+    async def _topic_gate(self, topic_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Gate 2: approve a subset, reject the others with feedback; a rejected topic comes back regenerated
+        with the feedback until it is approved or reaches the revision limit."""
+        options = self.request.options
+        pending = await self._gate_items(Gate.TOPICS, topic_ids)
+        approved: list[uuid.UUID] = []
+        while pending:
+            if options.auto_approve_topics:
+                decision = TopicDecision(approved_topic_ids=[item.id for item in pending])
+            else:
+                self._topic_decision = None
+                await self._wait_for_gate(Gate.TOPICS, pending, lambda: self._topic_decision is not None)
+                decision = self._topic_decision or TopicDecision()
+            rejected = {r.topic_id: r.feedback for r in decision.rejected}
+            await self._quick("apply_topic_verdicts", TopicVerdicts(approved=decision.approved_topic_ids, rejected=rejected))
+            approved.extend(decision.approved_topic_ids)
+            self._counts["topicsApproved"] = len(approved)
+            self._counts["topicsRejected"] = self._counts.get("topicsRejected", 0) + len(rejected)
+            by_id = {item.id: item for item in pending}
+            pending = await self._regenerate_topics(by_id, rejected) if rejected else []
+        return approved
+
+    async def _regenerate_topics(self, by_id: dict[uuid.UUID, GateItem], rejected: dict[uuid.UUID, str]) -> list[GateItem]:
+        await self._enter(PipelineStage.TOPICS)
+
+        async def regenerate(topic_id: uuid.UUID, feedback: str) -> list[uuid.UUID]:
+            result = await self._run_job(
+                JobType.GENERATE_TOPICS,
+                persona_id=by_id[topic_id].persona_id,
+                params={
+                    "month": self.request.month,
+                    "count": 1,
+                    "language": self._language,
+                    "replaces_topic_id": str(topic_id),
+                    "feedback": feedback,
+                },
+            )
+            return result.artifact_ids
+
+        results = await asyncio.gather(*(regenerate(t, f) for t, f in rejected.items()), return_exceptions=True)
+        new_ids: list[uuid.UUID] = []
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):
+                self._note(f"a rejected topic could not be regenerated: {result}")
+            else:
+                new_ids.extend(result)
+        return await self._gate_items(Gate.TOPICS, new_ids) if new_ids else []
+
+    async def _run_branches(self, topic_ids: list[uuid.UUID]) -> None:
+        """One branch per approved topic, in parallel: a failed branch does not stop the others."""
+        titles = {item.id: item.title for item in await self._gate_items(Gate.TOPICS, topic_ids)}
+        for slot, topic_id in enumerate(topic_ids):
+            self._branches[topic_id] = Branch(view=BranchView(topic_id=topic_id, title=titles.get(topic_id, "")), slot=slot)
+        self._publish_epoch = workflow.now()
+        await self._enter(PipelineStage.BLOGPOSTS)
+        await asyncio.gather(*(self._branch(self._branches[t]) for t in topic_ids))
+
+    async def _branch(self, branch: Branch) -> None:
+        try:
+            post_id = await self._write_and_approve(branch)
+            social = await self._social_posts(branch, post_id)
+            await self._media(branch, post_id, social)
+            schedule = await self._schedule(branch, social)
+            await self._publish(branch, schedule)
+            await self._branch_state(branch, "done")
+        except StageFailed as failed:
+            branch.view.error = str(failed)
+            await self._branch_state(branch, "failed")
+        except GateExpired as expired:
+            branch.view.error = str(expired)
+            await self._branch_state(branch, "expired")
+
+    async def _write_and_approve(self, branch: Branch) -> uuid.UUID:
+        """Gate 3, per post: approve, or request changes with feedback (regenerated up to the revision limit)."""
+        options = self.request.options
+        params = {"target_words": options.target_words, "language": self._language}
+        await self._branch_state(branch, "writing")
+        written = await self._run_job(JobType.GENERATE_BLOGPOST, topic_id=branch.view.topic_id, params=params)
+        post_id = written.artifact_ids[0]
+        branch.view.blog_post_id = post_id
+        self._count("blogPosts")
+        while True:
+            if options.auto_approve_blogposts:
+                branch.verdict = BlogVerdict(blog_post_id=post_id, approved=True)
+            else:
+                [item] = await self._gate_items(Gate.BLOGPOST, [post_id])
+                item.can_reject = item.revision < options.max_revisions
+                branch.view.revision = item.revision
+                branch.verdict = None
+                await self._await_blog_decision(branch, item)
+            verdict = branch.verdict
+            if verdict is None:  # only a cancel ends the wait without a verdict
+                raise StageFailed("no decision")
+            await self._quick("apply_blog_verdict", verdict)
+            if verdict.approved:
+                return post_id
+            self._count("blogRevisions")
+            await self._branch_state(branch, "writing")
+            await self._run_job(
+                JobType.GENERATE_BLOGPOST,
+                topic_id=branch.view.topic_id,
+                blog_post_id=post_id,
+                params={**params, "feedback": verdict.feedback or ""},
+            )
+
+    async def _social_posts(self, branch: Branch, post_id: uuid.UUID) -> list[uuid.UUID]:
+        """One social post per platform, each its own job, in parallel."""
+        await self._branch_state(branch, "social")
+
+        async def for_platform(platform: Platform) -> list[uuid.UUID]:
+            result = await self._run_job(JobType.GENERATE_SOCIAL, blog_post_id=post_id, params={"platforms": [platform.value]})
+            return result.artifact_ids
+
+        results = await self._all_or_fail(for_platform(p) for p in self.request.platforms)
+        ids = [i for r in results for i in r]
+        branch.view.social_post_ids = ids
+        self._count("socialPosts", len(ids))
+        return ids
+
+    async def _media(self, branch: Branch, post_id: uuid.UUID, social_ids: list[uuid.UUID]) -> None:
+        """Images on PRO and up (one per social post), a video on ULTIMATE (one per blog post)."""
+        tier = self.request.tier
+        if tier == Tier.FREE:
+            return
+        await self._branch_state(branch, "media")
+        work = [self._run_job(JobType.GENERATE_IMAGE, blog_post_id=post_id, social_post_id=s) for s in social_ids]
+        if tier == Tier.ULTIMATE:
+            work.append(self._run_job(JobType.GENERATE_VIDEO, blog_post_id=post_id))
+        results = await self._all_or_fail(iter(work))
+        for result, job_type in zip(results, [JobType.GENERATE_IMAGE] * len(social_ids) + [JobType.GENERATE_VIDEO], strict=False):
+            branch.view.media_ids.extend(result.artifact_ids)
+            self._count("images" if job_type == JobType.GENERATE_IMAGE else "videos", len(result.artifact_ids))
+
+    async def _schedule(self, branch: Branch, social_ids: list[uuid.UUID]) -> Schedule:
+        schedule: Schedule = await workflow.execute_activity(
+            "schedule_posts",
+            ScheduleRequest(
+                pipeline_id=self.request.pipeline_id,
+                social_post_ids=social_ids,
+                slot=branch.slot,
+                slots=max(1, len(self._branches)),
+                month=self.request.month,
+                not_before=workflow.now(),
+            ),
+            result_type=Schedule,
+            task_queue=self._queue_of(PIPELINE_QUEUE),
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
+        await self._branch_state(branch, "scheduled")
+        return schedule
+
+    async def _publish(self, branch: Branch, schedule: Schedule) -> None:
+        """Each post on its own durable timer, published at its time through the publisher."""
+
+        async def at_its_time(social_post_id: uuid.UUID, publish_at: datetime) -> PublishOutcome:
+            await workflow.sleep(self._wait_until(publish_at))
+            if branch.view.state != "publishing":
+                await self._branch_state(branch, "publishing")
+            outcome: PublishOutcome = await workflow.execute_activity(
+                "publish_post",
+                PublishPost(social_post_id=social_post_id),
+                result_type=PublishOutcome,
+                task_queue=self._queue_of(PUBLISH_QUEUE),
+                start_to_close_timeout=DEFAULT_TIMEOUT,
+                retry_policy=PUBLISH_RETRY,
+                priority=priority_for(self.request.tier),
+            )
+            branch.outcomes.append(outcome)
+            if outcome.state == PublishState.PUBLISHED:
+                branch.view.published += 1
+                self._count("published")
+            elif outcome.state == PublishState.UNCONFIRMED:
+                branch.view.unconfirmed += 1
+                self._count("unconfirmed")
+            else:
+                self._count("publishFailed")
+            return outcome
+
+        results = await asyncio.gather(*(at_its_time(p.social_post_id, p.publish_at) for p in schedule.posts), return_exceptions=True)
+        problems = []
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):
+                problems.append(failure_message(result))
+            elif result.state not in (PublishState.PUBLISHED, PublishState.UNCONFIRMED):
+                problems.append(result.message or result.state.value)
+        if problems and len(problems) == len(results):
+            raise StageFailed("publishing failed: " + "; ".join(problems))
+        if problems:
+            branch.view.error = "some posts were not published: " + "; ".join(problems)
+
+    async def _finish_after_branches(self) -> None:
+        views = [b.view for b in self._branches.values()]
+        done = [v for v in views if v.state == "done"]
+        failed = [v for v in views if v.state == "failed"]
+        expired = [v for v in views if v.state == "expired"]
+        notes = []
+        if failed:
+            notes.append(f"{len(failed)} of {len(views)} topics failed: " + "; ".join(f"{v.title}: {v.error}" for v in failed))
+        if expired:
+            notes.append(f"{len(expired)} blog posts were not approved in time: " + "; ".join(v.title for v in expired))
+        if self._reason:
+            notes.append(self._reason)
+        reason = " | ".join(notes) or None
+        if expired and not done:
+            await self._end(PipelineStatus.EXPIRED, reason)
+        elif not done:
+            await self._end(PipelineStatus.FAILED, reason or "no topic made it to publishing")
+        else:
+            await self._end(PipelineStatus.COMPLETED, reason)
+
+    # ---- gates: Updates with validators -----------------------------------------------------------------
+
+    @workflow.update
+    async def select_personas(self, decision: SelectPersonas) -> DecisionAccepted:
+        self._persona_decision = decision
+        return DecisionAccepted(gate=Gate.PERSONAS, message=f"{len(decision.selected_persona_ids)} personas selected")
+
+    @select_personas.validator
+    def _check_personas(self, decision: SelectPersonas) -> None:
+        gate = self._open(Gate.PERSONAS)
+        if self._persona_decision is not None:
+            raise refuse("the personas were already selected", "AlreadyDecided")
+        chosen = decision.selected_persona_ids
+        if len(set(chosen)) != len(chosen):
+            raise refuse("a persona is selected twice", "InvalidDecision")
+        unknown = [str(i) for i in chosen if i not in gate.items]
+        if unknown:
+            raise refuse(f"not a persona of this pipeline: {', '.join(unknown)}", "InvalidDecision")
+        if not MIN_PERSONAS <= len(chosen) <= MAX_PERSONAS:
+            raise refuse(f"select {MIN_PERSONAS} to {MAX_PERSONAS} personas, not {len(chosen)}", "InvalidDecision")
+
+    @workflow.update
+    async def decide_topics(self, decision: TopicDecision) -> DecisionAccepted:
+        self._topic_decision = decision
+        return DecisionAccepted(
+            gate=Gate.TOPICS,
+            message=f"{len(decision.approved_topic_ids)} approved, {len(decision.rejected)} sent back for regeneration",
+        )
+
+    @decide_topics.validator
+    def _check_topics(self, decision: TopicDecision) -> None:
+        gate = self._open(Gate.TOPICS)
+        if self._topic_decision is not None:
+            raise refuse("this round of topics was already decided", "AlreadyDecided")
+        approved = decision.approved_topic_ids
+        rejected = [r.topic_id for r in decision.rejected]
+        everything = approved + rejected
+        if len(set(everything)) != len(everything):
+            raise refuse("a topic appears twice (approved and rejected, or twice in one list)", "InvalidDecision")
+        unknown = [str(i) for i in everything if i not in gate.items]
+        if unknown:
+            raise refuse(f"not a topic awaiting approval: {', '.join(unknown)}", "InvalidDecision")
+        undecided = [str(i) for i in gate.items if i not in everything]
+        if undecided:
+            raise refuse(f"decide every topic awaiting approval; undecided: {', '.join(undecided)}", "InvalidDecision")
+        limit = self.request.options.max_revisions
+        spent = [str(i) for i in rejected if gate.items[i].revision >= limit]
+        if spent:
+            raise refuse(
+                f"these topics reached the limit of {limit} revisions; approve them or cancel the pipeline: {', '.join(spent)}",
+                "RevisionLimit",
+            )
+
+    @workflow.update
+    async def decide_blogpost(self, decision: BlogPostDecision) -> DecisionAccepted:
+        branch = self._branch_of_pending(decision.blog_post_id)
+        approved = decision.decision == "approve"
+        branch.verdict = BlogVerdict(blog_post_id=decision.blog_post_id, approved=approved, feedback=decision.feedback)
+        return DecisionAccepted(gate=Gate.BLOGPOST, message="approved" if approved else "changes requested; a new revision is being written")
+
+    @decide_blogpost.validator
+    def _check_blogpost(self, decision: BlogPostDecision) -> None:
+        gate = self._open(Gate.BLOGPOST)
+        item = gate.items.get(decision.blog_post_id)
+        if item is None:
+            raise refuse(f"blog post {decision.blog_post_id} is not awaiting approval in this pipeline", "InvalidDecision")
+        if self._branch_of_pending(decision.blog_post_id).verdict is not None:
+            raise refuse("this blog post revision was already decided", "AlreadyDecided")
+        if decision.decision == "request_changes":
+            if not (decision.feedback or "").strip():
+                raise refuse("request_changes needs feedback for the next revision", "InvalidDecision")
+            if not item.can_reject:
+                raise refuse(
+                    f"this post reached the limit of {self.request.options.max_revisions} revisions; approve it or cancel the pipeline",
+                    "RevisionLimit",
+                )
+
+    def _open(self, gate: Gate) -> OpenGate:
+        if self._gate is None or self._gate.gate != gate:
+            if gate in self._decided and gate != Gate.BLOGPOST:
+                raise refuse(f"the {gate.value} approval was already decided", "AlreadyDecided")
+            current = f"the {self._gate.gate.value} gate is open" if self._gate else "no gate is open"
+            raise refuse(f"no {gate.value} approval is pending ({current})", "GateNotPending")
+        return self._gate
+
+    def _branch_of_pending(self, post_id: uuid.UUID) -> Branch:
+        for branch in self._branches.values():
+            if branch.pending is not None and branch.pending.id == post_id:
+                return branch
+        raise refuse(f"blog post {post_id} is not awaiting approval", "InvalidDecision")
+
+    # ---- waiting on a gate: deadline and reminder -------------------------------------------------------
+
+    async def _wait_for_gate(self, gate: Gate, items: list[GateItem], decided: Callable[[], bool]) -> None:
+        options = self.request.options
+        opened = workflow.now()
+        deadline = opened + timedelta(seconds=options.approval_deadline_seconds)
+        for item in items:
+            item.can_reject = gate != Gate.TOPICS or item.revision < options.max_revisions
+            item.deadline = deadline
+        self._gate = OpenGate(gate=gate, items={i.id: i for i in items}, opened_at=opened, deadline=deadline)
+        await self._enter(
+            {Gate.PERSONAS: PipelineStage.AWAITING_PERSONA_SELECTION, Gate.TOPICS: PipelineStage.AWAITING_TOPIC_APPROVAL}[gate]
+        )
+        try:
+            await self._wait_with_reminder(decided, deadline, f"the {gate.value} approval", items)
+            self._decided.add(gate)
+        finally:
+            self._gate = None
+            self._status = PipelineStatus.RUNNING
+            await self._record()
+
+    async def _await_blog_decision(self, branch: Branch, item: GateItem) -> None:
+        """Blog posts are decided one by one as their branches reach the gate; each has its own deadline."""
+        now = workflow.now()
+        item.deadline = now + timedelta(seconds=self.request.options.approval_deadline_seconds)
+        branch.pending = item
+        if self._gate is None or self._gate.gate != Gate.BLOGPOST:
+            self._gate = OpenGate(gate=Gate.BLOGPOST, items={}, opened_at=now, deadline=item.deadline)
+        self._gate.items[item.id] = item
+        self._gate.deadline = min(i.deadline or item.deadline for i in self._gate.items.values())
+        await self._branch_state(branch, "awaiting_approval")
+        try:
+            await self._wait_with_reminder(lambda: branch.verdict is not None, item.deadline, f"the approval of {item.title!r}", [item])
+        finally:
+            branch.pending = None
+            if self._gate is not None and self._gate.gate == Gate.BLOGPOST:
+                self._gate.items.pop(item.id, None)
+                if not self._gate.items:
+                    self._gate = None
+                else:
+                    self._gate.deadline = min(i.deadline or item.deadline for i in self._gate.items.values())
+            await self._branch_state(branch, "approved" if branch.verdict and branch.verdict.approved else "writing")
+
+    async def _wait_with_reminder(self, decided: Callable[[], bool], deadline: datetime, what: str, items: list[GateItem]) -> None:
+        half = (deadline - workflow.now()) / 2
+        try:
+            await workflow.wait_condition(decided, timeout=half)
+            return
+        except TimeoutError:
+            pass
+        if self._gate is not None:
+            self._gate.reminded = True
+        await self._notify("approval.reminder", {"what": what, "deadline": deadline.isoformat(), "items": [str(i.id) for i in items]})
+        try:
+            await workflow.wait_condition(decided, timeout=max(timedelta(seconds=1), deadline - workflow.now()))
+        except TimeoutError:
+            await self._notify("approval.expired", {"what": what, "deadline": deadline.isoformat()})
+            raise GateExpired(f"{what} was not decided by its deadline {deadline.isoformat()}; everything produced is kept") from None
+
+    # ---- running a stage as an AIJob --------------------------------------------------------------------
+
+    async def _run_job(
+        self,
+        job_type: JobType,
+        *,
+        persona_id: uuid.UUID | None = None,
+        topic_id: uuid.UUID | None = None,
+        blog_post_id: uuid.UUID | None = None,
+        social_post_id: uuid.UUID | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> StageResult:
+        request = self.request
+        job_id = workflow.uuid4()
+        ref = JobRef(job_id=job_id, job_type=job_type)
+        self._jobs.append(ref)
+        await self._quick(
+            "create_job",
+            JobSpec(
+                job_id=job_id,
+                job_type=job_type,
+                tenant_id=request.tenant_id,
+                company_id=request.company_id,
+                pipeline_id=request.pipeline_id,
+                workflow_id=workflow.info().workflow_id,
+                persona_id=persona_id,
+                topic_id=topic_id,
+                blog_post_id=blog_post_id,
+                social_post_id=social_post_id,
+                params={k: v for k, v in (params or {}).items() if v is not None},
+            ),
+        )
+        media = job_type in (JobType.GENERATE_IMAGE, JobType.GENERATE_VIDEO)
+        timeout = VIDEO_TIMEOUT if job_type == JobType.GENERATE_VIDEO else IMAGE_TIMEOUT if media else AI_TIMEOUT
+        ref.status = JobStatus.PROCESSING
+        try:
+            result: StageResult = await workflow.execute_activity(
+                job_type.value,
+                StageInput(job_id=job_id),
+                result_type=StageResult,
+                task_queue=self._queue_of(MEDIA_QUEUE if media else AI_QUEUE),
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
+                retry_policy=MEDIA_RETRY if media else AI_RETRY,
+                priority=priority_for(request.tier),
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except ActivityError as error:
+            if isinstance(error.cause, CancelledError):
+                ref.status = JobStatus.CANCELLED
+                raise asyncio.CancelledError("the stage was cancelled") from error
+            ref.status = JobStatus.FAILED
+            message = failure_message(error)
+            # The stage records its own failures; this covers the ones it could not (timeouts, a lost worker).
+            await self._quick("finish_job", JobFinish(job_id=job_id, status=JobStatus.FAILED, message=message))
+            raise StageFailed(f"{job_type.value} failed: {message}") from None
+        ref.status = JobStatus.COMPLETED
+        return result
+
+    async def _quick(self, activity: str, argument: Any, result_type: type | None = None) -> Any:
+        return await workflow.execute_activity(
+            activity,
+            argument,
+            result_type=result_type,
+            task_queue=self._queue_of(PIPELINE_QUEUE),
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
+
+    async def _gate_items(self, gate: Gate, ids: list[uuid.UUID]) -> list[GateItem]:
+        listing: ItemList = await self._quick("gate_items", ItemRequest(gate=gate, ids=ids), ItemList)
+        return listing.items
+
+    async def _notify(self, event: str, data: dict[str, Any]) -> None:
+        notice = TenantNotice(tenant_id=self.request.tenant_id, event=event, pipeline_id=self.request.pipeline_id, data=data)
+        workflow.logger.info("pipeline %s: %s %s", self.request.pipeline_id, event, data)
+        try:
+            await workflow.execute_activity(
+                "notify_tenant",
+                notice,
+                result_type=bool,
+                task_queue=self._queue_of(PUBLISH_QUEUE),
+                start_to_close_timeout=QUICK_TIMEOUT,
+                retry_policy=QUICK_RETRY,
+            )
+        except ActivityError as error:  # a notification that cannot be delivered never stops the pipeline
+            workflow.logger.warning("pipeline %s: %s not delivered: %s", self.request.pipeline_id, event, error)
+
+    async def _all_or_fail(self, work: Iterable[Awaitable[T]]) -> list[T]:
+        """Runs independent jobs together; if any fails, the branch fails with every reason."""
+        results = await asyncio.gather(*work, return_exceptions=True)
+        problems = []
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):
+                problems.append(str(result))
+        if problems:
+            raise StageFailed("; ".join(problems))
+        return cast(list[T], results)
+
+    # ---- state: the query, the Pipeline row, the search attribute ---------------------------------------
+
+    @workflow.query
+    def state(self) -> PipelineState:
+        request = self._request
+        return PipelineState(
+            pipeline_id=request.pipeline_id if request else uuid.UUID(int=0),
+            status=self._status,
+            stage=self._stage,
+            reason=self._reason,
+            pending_approval=self._gate_view(),
+            jobs=list(self._jobs),
+            counts=dict(self._counts),
+            branches=[b.view for b in self._branches.values()],
+        )
+
+    def _gate_view(self) -> GateView | None:
+        gate = self._gate
+        if gate is None:
+            return None
+        return GateView(gate=gate.gate, items=list(gate.items.values()), deadline=gate.deadline, opened_at=gate.opened_at, reminded=gate.reminded)
+
+    async def _enter(self, stage: PipelineStage) -> None:
+        self._stage = stage
+        self._status = PipelineStatus.AWAITING_APPROVAL if self._gate is not None else PipelineStatus.RUNNING
+        workflow.upsert_search_attributes([PIPELINE_STAGE.value_set(stage.value)])
+        await self._record()
+
+    async def _branch_state(self, branch: Branch, state: str) -> None:
+        branch.view.state = state
+        await self._enter(self._branches_stage())
+
+    def _branches_stage(self) -> PipelineStage:
+        states = {b.view.state for b in self._branches.values()}
+        for state, stage in (
+            ("awaiting_approval", PipelineStage.AWAITING_BLOGPOST_APPROVAL),
+            ("writing", PipelineStage.BLOGPOSTS),
+            ("waiting", PipelineStage.BLOGPOSTS),
+            ("approved", PipelineStage.SOCIAL),
+            ("social", PipelineStage.SOCIAL),
+            ("media", PipelineStage.MEDIA),
+            ("scheduled", PipelineStage.PUBLISHING),
+            ("publishing", PipelineStage.PUBLISHING),
+        ):
+            if state in states:
+                return stage
+        return PipelineStage.DONE
+
+    async def _record(self, finished: bool = False) -> None:
+        self._seq += 1
+        view = self._gate_view()
+        summary = {
+            "seq": self._seq,
+            "counts": dict(self._counts),
+            "branches": [b.view.model_dump(mode="json", by_alias=True) for b in self._branches.values()],
+        }
+        await self._quick(
+            "record_pipeline",
+            PipelineRecord(
+                pipeline_id=self.request.pipeline_id,
+                status=self._status,
+                stage=self._stage,
+                reason=self._reason,
+                pending_gate=view.model_dump(mode="json", by_alias=True) if view else None,
+                summary=summary,
+                finished=finished,
+            ),
+        )
+
+    async def _end(self, status: PipelineStatus, reason: str | None, cancelled: bool = False) -> None:
+        self._status = status
+        self._reason = reason
+        self._gate = None
+        if status in (PipelineStatus.COMPLETED,):
+            self._stage = PipelineStage.DONE
+        await self._record(finished=True)
+        if not cancelled:
+            await self._notify("pipeline.finished", {"status": status.value, "reason": reason, "counts": dict(self._counts)})
+
+    # ---- small things -----------------------------------------------------------------------------------
+
+    @property
+    def request(self) -> PipelineRequest:
+        if self._request is None:
+            raise ApplicationError("the pipeline has not started", type="NotStarted", non_retryable=True)
+        return self._request
+
+    @property
+    def _language(self) -> str | None:
+        return self.request.options.language
+
+    def _count(self, name: str, by: int = 1) -> None:
+        self._counts[name] = self._counts.get(name, 0) + by
+
+    def _note(self, text: str) -> None:
+        self._reason = f"{self._reason} | {text}" if self._reason else text
+
+    def _queue_of(self, base: str) -> str:
+        return sibling_queue(workflow.info().task_queue, base)
+
+    def _wait_until(self, publish_at: datetime) -> timedelta:
+        """How long to sleep before publishing: until the post's time, or its place in a compressed demo month."""
+        now = workflow.now()
+        compress = self.request.options.compress_schedule_seconds
+        if compress is None:
+            return max(timedelta(0), publish_at - now)
+        start, end = month_bounds(self.request.month)
+        fraction = min(1.0, max(0.0, (publish_at - start) / (end - start)))
+        epoch = self._publish_epoch or now
+        return max(timedelta(0), epoch + timedelta(seconds=compress * fraction) - now)
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    year, number = (int(part) for part in month.split("-"))
+    days = calendar.monthrange(year, number)[1]
+    start = datetime(year, number, 1, tzinfo=UTC)
+    return start, start + timedelta(days=days)
