@@ -31,6 +31,7 @@ from activities.deps import StageDeps
 from activities.schedule import plan_publish_times
 from models.db import Database
 from models.enums import MediaKind, PublishState
+from models.media_store import signed_media_url
 from models.pipeline import (
     PublishOutcome,
     PublishPost,
@@ -68,7 +69,10 @@ NOTICE_TIMEOUT_SECONDS = 5.0
 HELD_BY_SENDER = (PublishState.PUBLISHING, PublishState.UNCONFIRMED)
 
 
-def media_file_url(settings: Settings, asset_id: uuid.UUID) -> str:
+def media_file_url(settings: Settings, asset_id: uuid.UUID, secret: str | None = None) -> str:
+    """The asset's download URL; signed with the tenant's webhook secret so the receiver needs no API key."""
+    if secret:
+        return signed_media_url(settings.public_base_url, asset_id, secret)
     return f"{settings.public_base_url.rstrip('/')}/api/v1/media/{asset_id}/file"
 
 
@@ -319,6 +323,7 @@ class PublishActivities:
     async def _delivery(self, post: SocialPost) -> Delivery:
         async with self.deps.db.session() as session:
             company = await session.get(Company, post.company_id)
+            tenant = await session.get(Tenant, post.tenant_id)
             own = await session.exec(
                 select(MediaAsset).where(col(MediaAsset.social_post_id) == post.id).order_by(col(MediaAsset.created_at))
             )
@@ -346,7 +351,7 @@ class PublishActivities:
             media=[
                 MediaRef(
                     id=asset.id,
-                    url=media_file_url(self.deps.settings, asset.id),
+                    url=media_file_url(self.deps.settings, asset.id, tenant.webhook_secret if tenant else None),
                     kind=asset.kind,
                     mime_type=asset.mime_type,
                     alt_text=asset.alt_text,

@@ -10,7 +10,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.errors import install_error_handlers
-from api.routes import companies, health, jobs, pipelines, tenant
+from api.routes import companies, health, jobs, media, pipelines, tenant
 from models.db import Database
 from models.settings import Settings, get_settings
 
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(companies.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(pipelines.router, prefix=API_PREFIX)
+    app.include_router(media.router, prefix=API_PREFIX)
     app.include_router(pipelines.inbox_router, prefix=API_PREFIX)
     app.include_router(tenant.router, prefix=API_PREFIX)
     return app

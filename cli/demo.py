@@ -1,15 +1,21 @@
-"""`make run`: the demo on the embedded stack — a sample company's DNA researched through the API, with live progress."""
+"""`make run`: one whole pipeline for a sample company through the API on the embedded stack — research, personas,
+topics, blog posts, social posts, images and video, each gate decided as a supervisor would, the month's schedule
+compressed to seconds and delivered to a local webhook receiver."""
 
 import asyncio
 import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlmodel import select
 
+from cli.receiver import DemoReceiver, receiving
 from models.enums import Role, Tier
 from models.settings import Settings
 
@@ -24,10 +30,38 @@ SAMPLE_COMPANY = {
     "industry": "Specialty coffee",
     "timezone": "Europe/Prague",
 }
+PLATFORMS = ["linkedin", "x", "instagram"]
+DEMO_OPTIONS = {
+    "topicsPerPersona": 1,
+    "blogPages": 4,
+    "compressScheduleSeconds": 20,  # the month's publish times, in order, within 20 s
+}
+TOPIC_FEEDBACK = "Too generic. Tell one customer's story with numbers, and name the brewing method."
+BLOG_FEEDBACK = "Open with the customer's problem, and cite a source in the first paragraph."
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "EXPIRED"}
+
+# The bars: a stage's jobs done out of those started.
+STAGES = [
+    ("research", ["generate_dna"]),
+    ("personas", ["generate_personas"]),
+    ("topics", ["generate_topics"]),
+    ("blog posts", ["generate_blogpost"]),
+    ("social posts", ["generate_social"]),
+    ("images and video", ["generate_image", "generate_video"]),
+]
 
 
-async def demo_key(database_url: str) -> str:
-    """A fresh marketer key of the demo tenant (created on first run, reused after); revoked after the run."""
+@dataclass
+class DemoKeys:
+    tenant_id: str
+    keys: dict[Role, str] = field(default_factory=dict)
+
+    def headers(self, role: Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+
+async def demo_keys(database_url: str) -> DemoKeys:
+    """Fresh keys of the demo tenant (ULTIMATE, created on first run and reused), revoked after the run."""
     from api.keys import add_key, create_tenant
     from models.db import Database
     from models.tables import Tenant
@@ -38,84 +72,207 @@ async def demo_key(database_url: str) -> str:
             tenant = (await session.exec(select(Tenant).where(Tenant.name == DEMO_TENANT))).first()
             if tenant is None:
                 tenant, _ = await create_tenant(session, DEMO_TENANT, Tier.ULTIMATE)
-            key, _ = await add_key(session, tenant.id, Role.MARKETER)
+            keys = DemoKeys(tenant_id=str(tenant.id))
+            for role in Role:
+                keys.keys[role], _ = await add_key(session, tenant.id, role)
             await session.commit()
-            return key
+            return keys
     finally:
         await db.close()
 
 
-async def run_dna_job(api_url: str, key: str, wait_seconds: float = 180) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as http:
-        company = (await http.post("/api/v1/companies", json=SAMPLE_COMPANY)).raise_for_status().json()
-        console.print(f"company [bold]{company['name']}[/] created: {company['id']}")
-        started = (await http.post(f"/api/v1/ai/companies/{company['id']}/scrape-dna/")).raise_for_status().json()
-        job_id = started["jobId"]
-        console.print(f"DNA job accepted (202): {job_id}")
-
-        with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console,
-        ) as progress:
-            bar = progress.add_task("company DNA", total=100, message="queued")
-            deadline = time.monotonic() + wait_seconds
-            while True:
-                job = (await http.get(f"/api/v1/ai/jobs/{job_id}/")).raise_for_status().json()
-                progress.update(bar, completed=job["progress"], message=job["progressMessage"])
-                if job["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the DNA job did not finish within {wait_seconds} s")
-                await asyncio.sleep(0.25)
-        dna = None
-        if job["status"] == "COMPLETED":
-            dna = (await http.get(f"/api/v1/companies/{company['id']}/dna")).raise_for_status().json()
-        return {"company": company, "job": job, "dna": dna}
-
-
-def show(outcome: dict[str, Any]) -> None:
-    job = outcome["job"]
-    table = Table(title="AIJob", show_header=False)
-    for field in ("id", "jobType", "status", "progress", "progressMessage", "createdAt", "startedAt", "completedAt", "workflowId", "temporalUiUrl"):
-        table.add_row(field, str(job.get(field)))
-    usage = job["usage"]
-    table.add_row("usage", f"{usage['inputTokens']} in / {usage['outputTokens']} out tokens, ${usage['costUsd']} ({usage['provider']})")
-    if job["errorMessage"]:
-        table.add_row("errorMessage", job["errorMessage"])
-    console.print(table)
-    dna = outcome["dna"]
-    if dna:
-        points = Table(title=f"Company DNA v{dna['version']}: {len(dna['dataPoints'])} data points, {len(dna['sources'])} sources"
-                       + (" (SAMPLE CONTENT from the offline provider)" if dna["isSample"] else ""))
-        points.add_column("data point")
-        points.add_column("value")
-        points.add_column("sources")
-        for point in dna["dataPoints"][:8]:
-            points.add_row(point["name"], point["value"][:100], ", ".join(f"[{i}]" for i in point["sourceIndexes"]))
-        console.print(points)
-        for index, source in enumerate(dna["sources"][:4]):
-            console.print(f"  [{index}] {source['title']} - {source['url']}")
-
-
-async def revoke_demo_key(database_url: str, key: str) -> None:
+async def revoke_demo_keys(database_url: str, keys: DemoKeys) -> None:
     from api.keys import revoke_api_key
     from models.db import Database
 
     db = Database.from_url(database_url, pool_size=1)
     try:
         async with db.session() as session:
-            await revoke_api_key(session, key.split("_")[1])
+            for key in keys.keys.values():
+                await revoke_api_key(session, key.split("_")[1])
     finally:
         await db.close()
 
 
+def next_month(now: datetime) -> str:
+    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    return f"{year:04d}-{month:02d}"
+
+
+class Supervisor:
+    """Decides each gate as a careful supervisor would: three personas, one topic sent back with feedback,
+    one blog post sent back once, everything else approved."""
+
+    def __init__(self, http: httpx.AsyncClient, keys: DemoKeys, say: Any) -> None:
+        self.http = http
+        self.headers = keys.headers(Role.SUPERVISOR)
+        self.say = say
+        self.rejected_topic = False
+        self.sent_back: str | None = None
+        self.decided: set[tuple[str, str, int]] = set()
+
+    async def decide(self, pipeline: dict[str, Any]) -> None:
+        gate = pipeline.get("pendingApproval")
+        if not gate:
+            return
+        base = f"/api/v1/ai/pipelines/{pipeline['id']}/approvals"
+        items = gate["items"]
+        if gate["gate"] == "personas":
+            if ("personas", "", 0) in self.decided:
+                return
+            chosen = items[:3]
+            await self._post(f"{base}/personas/", {"selectedPersonaIds": [i["id"] for i in chosen]})
+            self.decided.add(("personas", "", 0))
+            self.say(f"supervisor selected 3 of 6 personas: {', '.join(i['title'] for i in chosen)}")
+        elif gate["gate"] == "topics":
+            key = ("topics", ",".join(sorted(i["id"] for i in items)), 0)
+            if key in self.decided:
+                return
+            self.decided.add(key)
+            if not self.rejected_topic and len(items) > 1:
+                self.rejected_topic = True
+                first, rest = items[0], items[1:]
+                await self._post(
+                    f"{base}/topics/",
+                    {"approvedTopicIds": [i["id"] for i in rest], "rejected": [{"topicId": first["id"], "feedback": TOPIC_FEEDBACK}]},
+                )
+                self.say(f"supervisor approved {len(rest)} topics and sent back {first['title']!r}: {TOPIC_FEEDBACK}")
+            else:
+                await self._post(f"{base}/topics/", {"approvedTopicIds": [i["id"] for i in items], "rejected": []})
+                self.say(f"supervisor approved {len(items)} topic(s): {', '.join(repr(i['title']) for i in items)}")
+        else:
+            for item in items:
+                key = ("blogpost", item["id"], item["revision"])
+                if key in self.decided:
+                    continue
+                self.decided.add(key)
+                if self.sent_back is None:
+                    self.sent_back = item["id"]
+                    await self._post(f"{base}/blogposts/{item['id']}/", {"decision": "request_changes", "feedback": BLOG_FEEDBACK})
+                    self.say(f"supervisor sent back {item['title']!r}: {BLOG_FEEDBACK}")
+                else:
+                    await self._post(f"{base}/blogposts/{item['id']}/", {"decision": "approve"})
+                    self.say(f"supervisor approved {item['title']!r} (revision {item['revision'] + 1})")
+
+    async def _post(self, path: str, body: dict[str, Any]) -> None:
+        response = await self.http.post(path, json=body, headers=self.headers)
+        if response.status_code >= 400:
+            raise RuntimeError(f"the decision was refused: {response.status_code} {response.text}")
+
+
+class StageBars:
+    """One rich progress bar per stage, from the pipeline's jobs and counts."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.bars: dict[str, TaskID] = {name: progress.add_task(name, total=1, completed=0, message="waiting") for name, _ in STAGES}
+        self.bars["publishing"] = progress.add_task("publishing", total=1, completed=0, message="waiting")
+
+    def update(self, pipeline: dict[str, Any]) -> None:
+        jobs = pipeline["jobs"]
+        for name, types in STAGES:
+            mine = [j for j in jobs if j["jobType"] in types]
+            if not mine:
+                continue
+            done = sum(1 for j in mine if j["status"] == "COMPLETED")
+            running = [j for j in mine if j["status"] in ("PENDING", "PROCESSING")]
+            message = running[-1]["progressMessage"] if running else f"{done} of {len(mine)} jobs done"
+            partial = sum(j["progress"] / 100 for j in running)
+            self.progress.update(self.bars[name], total=len(mine), completed=done + partial, message=message[:60])
+        counts = pipeline.get("counts", {})
+        posts = counts.get("socialPosts", 0)
+        if posts:
+            delivered = counts.get("published", 0) + counts.get("unconfirmed", 0) + counts.get("publishFailed", 0)
+            self.progress.update(self.bars["publishing"], total=posts, completed=delivered, message=f"{counts.get('published', 0)} published")
+
+
+async def run_pipeline(api_url: str, keys: DemoKeys, wait_seconds: float = 600) -> dict[str, Any]:
+    receiver = DemoReceiver()
+    async with receiving(receiver) as webhook_url, httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        admin, marketer = keys.headers(Role.ADMIN), keys.headers(Role.MARKETER)
+        hook = (await http.put("/api/v1/tenant/webhook", json={"url": webhook_url}, headers=admin)).raise_for_status().json()
+        receiver.secret = hook["secret"]
+        console.print(f"webhook receiver listening at {webhook_url} (deliveries are HMAC-SHA256 signed)")
+
+        company = (await http.post("/api/v1/companies", json=SAMPLE_COMPANY, headers=marketer)).raise_for_status().json()
+        console.print(f"company [bold]{company['name']}[/] created: {company['id']}")
+        month = next_month(datetime.now(UTC))
+        started = (
+            await http.post(
+                f"/api/v1/ai/companies/{company['id']}/pipelines/",
+                json={"month": month, "platforms": PLATFORMS, "options": DEMO_OPTIONS},
+                headers=marketer,
+            )
+        ).raise_for_status().json()
+        pipeline_id = started["pipelineId"]
+        console.print(f"pipeline for {month} accepted (202): {pipeline_id}  workflow {started['workflowId']}")
+
+        with Progress(
+            TextColumn("[bold]{task.description:<17}"), BarColumn(), TextColumn("{task.completed:>4.1f}/{task.total:<3.0f}"),
+            TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console,
+        ) as progress:
+            bars = StageBars(progress)
+            supervisor = Supervisor(http, keys, lambda text: progress.console.print(f"[cyan]{text}[/]"))
+            deadline = time.monotonic() + wait_seconds
+            shown_gate: str | None = None
+            while True:
+                pipeline = (await http.get(f"/api/v1/ai/pipelines/{pipeline_id}/", headers=marketer)).raise_for_status().json()
+                bars.update(pipeline)
+                if pipeline["status"] in TERMINAL:
+                    break
+                gate = pipeline.get("pendingApproval")
+                if gate and gate["gate"] != shown_gate:
+                    shown_gate = gate["gate"]
+                    progress.console.print(f"[yellow]the pipeline waits for the {shown_gate} approval ({len(gate['items'])} item(s))[/]")
+                elif not gate:
+                    shown_gate = None
+                await supervisor.decide(pipeline)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the pipeline did not finish within {wait_seconds} s")
+                await asyncio.sleep(0.4)
+        jobs = (await http.get(f"/api/v1/ai/companies/{company['id']}/jobs/", params={"limit": 200}, headers=marketer)).json()["data"]
+        posts = (await http.get(f"/api/v1/companies/{company['id']}", headers=marketer)).raise_for_status().json()
+        await http.delete("/api/v1/tenant/webhook", headers=admin)
+        return {"company": posts, "pipeline": pipeline, "jobs": jobs, "receiver": receiver}
+
+
+def show(outcome: dict[str, Any]) -> None:
+    pipeline, jobs, receiver = outcome["pipeline"], outcome["jobs"], outcome["receiver"]
+    artifacts = pipeline["artifacts"]
+    table = Table(title=f"Pipeline {pipeline['id']}: {pipeline['status']}", show_header=False)
+    table.add_row("company", outcome["company"]["name"])
+    table.add_row("month, platforms", f"{pipeline['month']}, {', '.join(pipeline['platforms'])} ({pipeline['tier']} tier)")
+    for name, key in (("DNA versions", "dna"), ("personas", "personas"), ("topics", "topics"), ("blog posts", "blogPosts"),
+                      ("social posts", "socialPosts"), ("images and videos", "media")):
+        table.add_row(name, str(len(artifacts[key])))
+    counts = pipeline["counts"]
+    table.add_row("decisions", f"{counts.get('personasSelected', 0)} personas selected, {counts.get('topicsRejected', 0)} topic(s) "
+                  f"sent back, {counts.get('blogRevisions', 0)} blog revision(s) requested")
+    table.add_row("published", f"{counts.get('published', 0)} posts delivered to the webhook "
+                  f"({len(receiver.posts)} signed deliveries received, {sum(d.media_bytes for d in receiver.posts):,} bytes of media fetched)")
+    tokens_in = sum(j["usage"]["inputTokens"] for j in jobs)
+    tokens_out = sum(j["usage"]["outputTokens"] for j in jobs)
+    cost = sum(float(j["usage"]["costUsd"]) for j in jobs)
+    providers = sorted({p for j in jobs for p in (j["usage"]["provider"] or "").split(",") if p})
+    table.add_row("jobs", f"{len(jobs)} ({', '.join(sorted({j['status'] for j in jobs}))})")
+    table.add_row("tokens, cost", f"{tokens_in:,} in / {tokens_out:,} out, ${cost:.4f} ({', '.join(providers) or 'none'})")
+    if pipeline["reason"]:
+        table.add_row("reason", pipeline["reason"])
+    table.add_row("Temporal Web UI", pipeline["temporalUiUrl"])
+    console.print(table)
+    if "offline" in providers:
+        console.print("[dim]No provider keys are set: every text, image and video above is SAMPLE content from the offline provider.[/]")
+    for delivery in receiver.posts[:3]:
+        data = delivery.data
+        console.print(escape(f"  [{data['platform']}] planned for {data.get('publishAt')}: {data['text'][:80]}..."))
+
+
 async def demo(api_url: str, database_url: str) -> dict[str, Any]:
-    key = await demo_key(database_url)
+    keys = await demo_keys(database_url)
     try:
-        return await run_dna_job(api_url, key)
+        return await run_pipeline(api_url, keys)
     finally:
-        await revoke_demo_key(database_url, key)
+        await revoke_demo_keys(database_url, keys)
 
 
 def running_api(settings: Settings) -> str | None:
@@ -140,6 +297,7 @@ def run_demo(settings: Settings) -> int:
         with DevStack(settings) as stack:
             outcome = asyncio.run(demo(stack.api_url, stack.database_url))
             show(outcome)
-    status = outcome["job"]["status"]
-    console.rule(f"demo finished: job {status}")
-    return 0 if status == "COMPLETED" else 1
+    pipeline = outcome["pipeline"]
+    published = pipeline["counts"].get("published", 0)
+    console.rule(f"demo finished: pipeline {pipeline['status']}, {published} posts published")
+    return 0 if pipeline["status"] == "COMPLETED" and published > 0 else 1

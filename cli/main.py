@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("dev", help="start the whole stack (Temporal + Web UI, PostgreSQL, worker, API) until Ctrl-C")
-    commands.add_parser("demo", help="run the demo job for a sample company on the embedded stack, then stop")
+    commands.add_parser("demo", help="run one whole demo pipeline for a sample company on the embedded stack, then stop")
     commands.add_parser("migrate", help="migrate the database to the latest schema")
     commands.add_parser("worker", help="run the worker (same as python worker.py)")
 
