@@ -128,11 +128,11 @@ async def test_a_pipeline_from_research_to_published_posts_through_the_api(
         assert sent_back.status_code == 200, sent_back.text
         decided = {(first["id"], 0)}
         while True:
-            state = await http.get(f"/api/v1/ai/pipelines/{pipeline}/", headers=tenant.headers())
-            body = state.json()
-            if body["status"] != "RUNNING" and body["status"] != "AWAITING_APPROVAL":
+            body = (await http.get(f"/api/v1/ai/pipelines/{pipeline}/", headers=tenant.headers())).json()
+            if body["status"] not in ("RUNNING", "AWAITING_APPROVAL"):
                 break
-            for item in (body["pendingApproval"] or {}).get("items", []) if (body["pendingApproval"] or {}).get("gate") == "blogpost" else []:
+            gate = body["pendingApproval"] or {}
+            for item in gate.get("items", []) if gate.get("gate") == "blogpost" else []:
                 if (item["id"], item["revision"]) not in decided:
                     decided.add((item["id"], item["revision"]))
                     answer = await http.post(f"{base}/blogposts/{item['id']}/", json={"decision": "approve"}, headers=supervisor)
