@@ -1,4 +1,4 @@
-"""Replays stored histories of the job workflow: fails when a change to the workflow code would break
+"""Replays stored histories of the job workflow and the pipeline workflow: fails when a change to the workflow code would break
 runs already in flight (non-determinism). Re-record with `python -m tests.histories.record` only for an
 intended change that is compatible, or version the change with `workflow.patched`."""
 
@@ -10,17 +10,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.job import GenerationJobWorkflow
+from workflows.pipeline import ContentPipelineWorkflow
 
 HISTORIES = {p.stem: p.read_text() for p in sorted((Path(__file__).parent / "histories").glob("*.json"))}
 
 
 def test_there_are_histories_for_each_ending() -> None:
     assert set(HISTORIES) >= {"job_dna_completed", "job_dna_failed", "job_dna_cancelled"}
+    assert set(HISTORIES) >= {"pipeline_completed", "pipeline_cancelled", "pipeline_expired"}
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))
-async def test_job_workflow_replays(name: str) -> None:
+async def test_workflows_replay(name: str) -> None:
     history = WorkflowHistory.from_json(f"replay-{name}", HISTORIES[name])
-    replayer = Replayer(workflows=[GenerationJobWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[GenerationJobWorkflow, ContentPipelineWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{name}: {result.replay_failure}"

@@ -2,17 +2,20 @@
 
     .venv/bin/python -m tests.histories.record
 
-Runs real job workflows (completed, permanently failed, cancelled) on a local dev server against a
-scratch database, then writes each history as JSON next to this file.
+Runs real job workflows (completed, permanently failed, cancelled) and real pipelines (completed with every
+kind of decision, cancelled at a gate, expired at a gate) on a local dev server against a scratch database,
+then writes each history as JSON next to this file.
 """
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import WorkflowHandle
 
-from tests.conftest import dev_server, migrated_database_with_tenant, running_stack
+from models.enums import Role
+from tests.conftest import RunningStack, Tenant, dev_server, migrated_database_with_tenant, running_stack
 
 HERE = Path(__file__).parent
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -39,6 +42,49 @@ async def record() -> None:
                 history = await handle.fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
+        async with running_stack(url, env.client) as stack:
+            for name in ("pipeline_completed", "pipeline_cancelled", "pipeline_expired"):
+                handle = await record_pipeline(stack, tenant, name)
+                history = await handle.fetch_history()
+                (HERE / f"{name}.json").write_text(history.to_json())
+                print(f"recorded {name}: {len(history.events)} events")
+
+
+async def record_pipeline(stack: RunningStack, tenant: Tenant, name: str) -> WorkflowHandle:
+    """A pipeline through the API: decided like the demo's supervisor, cancelled at the first gate, or left to expire."""
+    from cli.demo import DEMO_OPTIONS, PLATFORMS, Supervisor, next_month
+    from cli.receiver import DemoReceiver, receiving
+
+    http = stack.http
+    receiver = DemoReceiver()
+    async with receiving(receiver) as webhook_url:
+        hook = await http.put("/api/v1/tenant/webhook", json={"url": webhook_url}, headers=tenant.headers(Role.ADMIN))
+        receiver.secret = hook.json()["secret"]
+        company = (await http.post("/api/v1/companies", json={"name": name}, headers=tenant.headers())).json()
+        options = {**DEMO_OPTIONS, "compressScheduleSeconds": 3}
+        if name == "pipeline_expired":
+            options["approvalDeadlineSeconds"] = 60
+        started = await http.post(
+            f"/api/v1/ai/companies/{company['id']}/pipelines/",
+            json={"month": next_month(datetime.now(UTC)), "platforms": PLATFORMS[:2], "options": options},
+            headers=tenant.headers(),
+        )
+        pipeline_id = started.json()["pipelineId"]
+        handle: WorkflowHandle = stack.client.get_workflow_handle(started.json()["workflowId"])
+        supervisor = Supervisor(http, tenant, print)  # type: ignore[arg-type]
+        while True:
+            state = (await http.get(f"/api/v1/ai/pipelines/{pipeline_id}/", headers=tenant.headers())).json()
+            if state["status"] in ("COMPLETED", "FAILED", "CANCELLED", "EXPIRED"):
+                break
+            if state["pendingApproval"] and name == "pipeline_cancelled":
+                await http.post(f"/api/v1/ai/pipelines/{pipeline_id}/cancel/", headers=tenant.headers())
+            elif name == "pipeline_completed":
+                await supervisor.decide(state)
+            await asyncio.sleep(0.3)
+        with contextlib.suppress(Exception):
+            await handle.result()
+        print(f"{name}: {state['status']} {state['reason'] or ''}")
+        return handle
 
 
 if __name__ == "__main__":
