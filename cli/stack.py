@@ -473,6 +473,9 @@ class DevStack:
         ]
         for name, kind in SEARCH_ATTRIBUTES.items():
             argv += ["--search-attribute", f"{name}={kind}"]
+        # One machine needs no task queue partitions; with one, tier priorities order the whole backlog.
+        for setting in ("matching.numTaskqueueReadPartitions=1", "matching.numTaskqueueWritePartitions=1"):
+            argv += ["--dynamic-config-value", setting]
         return argv
 
     def _alembic_ini(self) -> Path:

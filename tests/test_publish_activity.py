@@ -59,7 +59,9 @@ async def test_a_post_is_published_once_when_the_activity_runs_twice(acts: Publi
     assert data["text"] == post.text and data["hashtags"] == ["#robots"] and data["companyName"] == "Acme Robotics"
     assert data["publishAt"] == "2026-03-12T08:10:00Z"
     [asset] = await media_of(db, post.id)
-    assert [m["url"] for m in data["media"]] == [f"{PUBLIC_BASE_URL}/api/v1/media/{asset.id}/file"]
+    [url] = [m["url"] for m in data["media"]]
+    # A link the receiver can download without an API key, signed with the tenant's webhook secret.
+    assert url.startswith(f"{PUBLIC_BASE_URL}/api/v1/media/{asset.id}/file?expires=") and "&signature=" in url
     assert data["media"][0]["altText"] == "A robot sorting parcels"
 
 
