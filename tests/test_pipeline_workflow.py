@@ -403,3 +403,16 @@ async def test_a_permanent_failure_fails_its_branch_and_a_retryable_one_recovers
     assert "1 of 3 topics failed" in (result.reason or "")
     assert result.counts["published"] == 4  # two branches x two platforms
     assert fake.ran.count(JobType.GENERATE_SOCIAL) == 8  # every social job retried once after its rate limit
+
+
+async def test_blog_posts_left_undecided_expire_their_branches_with_a_reason(env: Any) -> None:
+    _, _, fake = env
+    handle = await start(env, request(auto_approve_personas=True, auto_approve_topics=True, approval_deadline_seconds=3600))
+    await gate_of(handle, Gate.BLOGPOST, 3)
+    result = await handle.result()  # the server skips the hour
+    assert result.status == PipelineStatus.EXPIRED
+    assert [b.state for b in result.branches] == ["expired"] * 3
+    assert "3 blog posts were not approved in time" in (result.reason or "")
+    events = [n.event for n in fake.notices]
+    assert events.count("approval.reminder") == 3 and events.count("approval.expired") == 3
+    assert fake.jobs(JobType.GENERATE_SOCIAL) == []  # nothing went on without an approval
