@@ -187,6 +187,8 @@ class SocialStage:
                 await fail_job(run, f"blog post {post.id} has no text yet (revision {post.current_revision} is missing)")
             topic = await session.get(Topic, post.topic_id)
             persona = await session.get(Persona, topic.persona_id) if topic is not None else None
+        # A pipeline knows where its blog posts will live only as a pattern: https://example.com/blog/{slug}
+        link = link.replace("{slug}", post.slug)
         return SocialRequest(post, revision, topic, persona, platforms, link)
 
     async def _social(self, run: StageRun) -> tuple[ArtifactWriter, dict[str, Any]]:

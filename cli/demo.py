@@ -35,6 +35,7 @@ DEMO_OPTIONS = {
     "topicsPerPersona": 1,
     "blogPages": 4,
     "compressScheduleSeconds": 20,  # the month's publish times, in order, within 20 s
+    "blogUrlTemplate": "https://northwind-coffee.example/blog/{slug}",  # social posts link to their blog post
 }
 TOPIC_FEEDBACK = "Too generic. Tell one customer's story with numbers, and name the brewing method."
 BLOG_FEEDBACK = "Open with the customer's problem, and cite a source in the first paragraph."

@@ -41,6 +41,13 @@ class PipelineOptions(Wire):
     auto_select_count: int = Field(default=3, ge=3, le=6, description="how many personas auto-approval selects")
     auto_approve_topics: bool = False
     auto_approve_blogposts: bool = False
+    blog_url_template: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=r"^https?://\S+$",
+        description="where the blog posts will be published, with {slug}; social posts then link to their post",
+        examples=["https://www.example.com/blog/{slug}"],
+    )
     compress_schedule_seconds: int | None = Field(
         default=None,
         ge=1,

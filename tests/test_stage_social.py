@@ -103,6 +103,15 @@ async def test_one_post_per_platform_within_its_limits(db: Database, tenant: Ten
     assert done.status == JobStatus.COMPLETED and done.progress == 100
 
 
+async def test_a_link_pattern_gets_the_posts_slug(db: Database, tenant: Tenant) -> None:
+    company, post = await post_to_share(db, tenant)
+    params = {"platforms": ["linkedin"], "link_url": "https://acme.example/blog/{slug}"}
+    job = await new_job(db, company, JobType.GENERATE_SOCIAL, blog_post_id=post.id, params=params)
+    await run_stage(SocialStage(stage_deps(db, RecordingProvider())).generate_social, job.id)
+    (row,) = await rows(db, SocialPost, SocialPost.job_id == job.id)
+    assert f"https://acme.example/blog/{post.slug}" in row.text and "{slug}" not in row.text
+
+
 async def test_social_posts_are_stored_once_per_job_and_platform(db: Database, tenant: Tenant) -> None:
     company, post = await post_to_share(db, tenant)
     job = await new_job(db, company, JobType.GENERATE_SOCIAL, blog_post_id=post.id, params={"platforms": ["x", "linkedin", "x"]})

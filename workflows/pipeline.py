@@ -313,7 +313,8 @@ class ContentPipelineWorkflow:
         await self._branch_state(branch, "social")
 
         async def for_platform(platform: Platform) -> list[uuid.UUID]:
-            result = await self._run_job(JobType.GENERATE_SOCIAL, blog_post_id=post_id, params={"platforms": [platform.value]})
+            params = {"platforms": [platform.value], "link_url": self.request.options.blog_url_template}
+            result = await self._run_job(JobType.GENERATE_SOCIAL, blog_post_id=post_id, params=params)
             return result.artifact_ids
 
         results = await self._all_or_fail(for_platform(p) for p in self.request.platforms)
