@@ -4,12 +4,9 @@ webhook receiver. The server skips the weeks; the database shows when each post 
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 
-import pytest
 from sqlmodel import col, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -21,7 +18,7 @@ from models.settings import Settings
 from models.tables import Company, Pipeline, SocialPost
 from models.tables import Tenant as TenantRow
 from providers.router import ProviderRouter
-from tests.conftest import BIN, Tenant, register_search_attributes
+from tests.conftest import Tenant
 from tests.webhook_receiver import receiving
 from worker import build_workers
 from workflows.pipeline import ContentPipelineWorkflow, month_bounds
@@ -33,21 +30,10 @@ def month_after(now: datetime) -> str:
     return f"{year:04d}-{month:02d}"
 
 
-@pytest.fixture
-async def own_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of its own: the shared one's clock has been moved on by other tests."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=str(BIN / "temporal-test-server")
-    )
-    await register_search_attributes(env)
-    yield env
-    await env.shutdown()
-
-
 async def test_posts_wait_for_their_real_publish_times_and_are_delivered_once(
-    own_skipping_server: WorkflowEnvironment, database_url: str, db: Database, tenant: Tenant
+    skipping_temporal: WorkflowEnvironment, database_url: str, db: Database, tenant: Tenant
 ) -> None:
-    skipping_temporal = own_skipping_server
+    # The month after the server's clock, which other tests on the shared server have moved on.
     month = month_after(await skipping_temporal.get_current_time())
     async with receiving() as receiver:
         async with db.session() as session:
