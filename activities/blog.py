@@ -15,14 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.deps import StageDeps
-from activities.jobs import ArtifactWriter, StageRun, execute_stage
-from activities.personas import (
-    INVALID_INPUT,
-    company_context,
-    fail_job,
-    latest_dna,
-    persona_profile,
-)
+from activities.jobs import INVALID_INPUT, ArtifactWriter, StageRun, execute_stage, fail_job
+from activities.personas import company_context, latest_dna, persona_profile
 from activities.prompts import render
 from models.contracts import StageInput, StageResult
 from models.enums import BlogPostStatus, JobType

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import sqlalchemy as sa
@@ -165,6 +165,20 @@ class StageRun:
         """Sample content must say so: true when any call of this stage was served offline."""
         log = current_usage_log()
         return log is not None and OFFLINE_PROVIDER in log.providers
+
+
+# Error types of a job that cannot run with what it was given: permanent, never retried.
+MISSING_INPUT = "MissingInput"
+INVALID_INPUT = "InvalidInput"
+
+
+async def fail_job(run: StageRun, message: str, error_type: str = MISSING_INPUT) -> NoReturn:
+    """A permanent problem (an input missing or wrong): the job ends FAILED with the reason, no retry.
+
+    execute_stage re-raises an ApplicationError untouched, so the stage itself records the end of the job.
+    """
+    await run.store.finish(run.job.id, JobStatus.FAILED, message)
+    raise ApplicationError(message, type=error_type, non_retryable=True)
 
 
 # A stage body does the provider work and returns a writer that stores the artifacts in the

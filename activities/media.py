@@ -10,20 +10,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.deps import StageDeps
-from activities.jobs import ArtifactWriter, StageRun, execute_stage
+from activities.jobs import INVALID_INPUT, ArtifactWriter, StageRun, execute_stage, fail_job
 from activities.prompts import render
 from models.contracts import StageInput, StageResult
 from models.db import Database
-from models.enums import JobStatus, JobType, MediaKind, Platform
+from models.enums import JobType, MediaKind, Platform
 from models.generation import PLATFORM_ASPECT_RATIOS, ImagePrompt, VideoPrompt
 from models.media_store import media_path, media_root, resolve_media_path
 from models.tables import AIJob, BlogPost, BlogPostRevision, MediaAsset, SocialPost
@@ -148,12 +147,6 @@ def excerpt(markdown: str, limit: int = BLOG_EXCERPT_CHARS) -> str:
     return cut[: cut.rfind(" ")] if " " in cut else cut
 
 
-async def missing_input(run: StageRun, message: str, error_type: str = "MissingInput") -> NoReturn:
-    """The job names an input that is not there (or not usable): nothing to retry, the job ends FAILED with the reason."""
-    await run.store.finish(run.job.id, JobStatus.FAILED, message)
-    raise ApplicationError(message, type=error_type, non_retryable=True)
-
-
 # ---- video operations across attempts ----------------------------------------------------------------------
 
 
@@ -214,12 +207,12 @@ class MediaStage:
     async def _image(self, run: StageRun, files: AttemptFiles) -> tuple[ArtifactWriter, dict[str, Any]]:
         job, company = run.job, run.company
         if job.social_post_id is None:
-            await missing_input(run, "the image job names no social post")
+            await fail_job(run, "the image job names no social post")
         async with self.deps.db.session() as session:
             post = await session.get(SocialPost, job.social_post_id)
             blog = await session.get(BlogPost, post.blog_post_id) if post is not None else None
         if post is None or post.tenant_id != job.tenant_id or post.company_id != job.company_id:
-            await missing_input(run, f"social post {job.social_post_id} does not exist for this company")
+            await fail_job(run, f"social post {job.social_post_id} does not exist for this company")
         platform = Platform(post.platform)
         aspect_ratio = PLATFORM_ASPECT_RATIOS[platform]
         blog_title = blog.title if blog is not None else ""
@@ -293,7 +286,7 @@ class MediaStage:
         try:
             aspect_size(aspect_ratio, 16)
         except ValueError as error:
-            await missing_input(run, f"the video job's aspectRatio is invalid: {error}", "InvalidInput")
+            await fail_job(run, f"the video job's aspectRatio is invalid: {error}", INVALID_INPUT)
 
         checkpoint = resumed_video(run)
         if checkpoint is not None:
@@ -334,7 +327,7 @@ class MediaStage:
     async def _blog_post(self, run: StageRun) -> tuple[BlogPost, BlogPostRevision]:
         job = run.job
         if job.blog_post_id is None:
-            await missing_input(run, "the video job names no blog post")
+            await fail_job(run, "the video job names no blog post")
         async with self.deps.db.session() as session:
             post = await session.get(BlogPost, job.blog_post_id)
             revision = None
@@ -352,9 +345,9 @@ class MediaStage:
                     )
                 ).first()
         if post is None or post.tenant_id != job.tenant_id or post.company_id != job.company_id:
-            await missing_input(run, f"blog post {job.blog_post_id} does not exist for this company")
+            await fail_job(run, f"blog post {job.blog_post_id} does not exist for this company")
         if revision is None:
-            await missing_input(run, f"blog post {post.id} has no text yet")
+            await fail_job(run, f"blog post {post.id} has no text yet")
         return post, revision
 
     async def _start_video(

@@ -1,18 +1,17 @@
-"""Six buyer personas from the company's latest DNA; also the input checks the later content stages share."""
+"""Six buyer personas from the company's latest DNA; also the DNA and persona context the later content stages share."""
 
 import uuid
-from typing import Any, NoReturn
+from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.deps import StageDeps
-from activities.jobs import ArtifactWriter, StageRun, execute_stage
+from activities.jobs import ArtifactWriter, StageRun, execute_stage, fail_job
 from activities.prompts import render
 from models.contracts import StageInput, StageResult
-from models.enums import JobStatus, JobType
+from models.enums import JobType
 from models.generation import PersonaSet
 from models.tables import CompanyDNA, Persona
 
@@ -20,19 +19,6 @@ PERSONA_COUNT = 6
 # Enough of the DNA for a prompt to be grounded in it without sending every research note again.
 PROMPT_DATA_POINTS = 60
 PROMPT_VALUE_CHARS = 300
-
-MISSING_INPUT = "MissingInput"
-INVALID_INPUT = "InvalidInput"
-
-
-async def fail_job(run: StageRun, message: str, error_type: str = MISSING_INPUT) -> NoReturn:
-    """A permanent problem (an input missing or wrong): the job ends FAILED with the reason, no retry.
-
-    execute_stage re-raises an ApplicationError untouched, so the stage itself records the end of the job.
-    """
-    await run.store.finish(run.job.id, JobStatus.FAILED, message)
-    raise ApplicationError(message, type=error_type, non_retryable=True)
-
 
 async def latest_dna(run: StageRun) -> CompanyDNA | None:
     """The company's newest DNA version (each research run adds one)."""

@@ -11,8 +11,8 @@ from temporalio import activity
 
 from activities.blog import gather_or_cancel
 from activities.deps import StageDeps
-from activities.jobs import ArtifactWriter, StageRun, execute_stage
-from activities.personas import INVALID_INPUT, company_context, fail_job, persona_profile
+from activities.jobs import INVALID_INPUT, ArtifactWriter, StageRun, execute_stage, fail_job
+from activities.personas import company_context, persona_profile
 from activities.prompts import render
 from models.contracts import StageInput, StageResult
 from models.enums import JobType, Platform, PublishState

@@ -10,12 +10,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.deps import StageDeps
-from activities.jobs import ArtifactWriter, StageRun, execute_stage
+from activities.jobs import INVALID_INPUT, ArtifactWriter, StageRun, execute_stage, fail_job
 from activities.personas import (
-    INVALID_INPUT,
     company_context,
     dna_facts,
-    fail_job,
     latest_dna,
     persona_profile,
 )

@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli.demo import next_month
 from cli.receiver import DemoReceiver, receiving
 from models.db import Database
 from models.enums import Role, Tier
+from models.pipeline import month_after
 from tests.conftest import dev_server, make_tenant, migrated_database_with_tenant, running_stack
 
 OPTIONS = {
@@ -53,7 +53,7 @@ async def bench(pipelines: int, latency_ms: int, tier: Tier, server_url: str) ->
                 company = (await http.post("/api/v1/companies", json={"name": f"Bench Co {n}"}, headers=tenant.headers())).json()
                 response = await http.post(
                     f"/api/v1/ai/companies/{company['id']}/pipelines/",
-                    json={"month": next_month(datetime.now(UTC)), "platforms": ["linkedin", "x", "instagram"], "options": OPTIONS},
+                    json={"month": month_after(datetime.now(UTC)), "platforms": ["linkedin", "x", "instagram"], "options": OPTIONS},
                     headers=tenant.headers(),
                 )
                 body = response.json()

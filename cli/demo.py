@@ -17,6 +17,7 @@ from sqlmodel import select
 
 from cli.receiver import DemoReceiver, receiving
 from models.enums import Role, Tier
+from models.pipeline import month_after
 from models.settings import Settings
 
 console = Console()
@@ -93,11 +94,6 @@ async def revoke_demo_keys(database_url: str, keys: DemoKeys) -> None:
                 await revoke_api_key(session, key.split("_")[1])
     finally:
         await db.close()
-
-
-def next_month(now: datetime) -> str:
-    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-    return f"{year:04d}-{month:02d}"
 
 
 class Supervisor:
@@ -197,7 +193,7 @@ async def run_pipeline(api_url: str, keys: DemoKeys, wait_seconds: float = 600) 
 
         company = (await http.post("/api/v1/companies", json=SAMPLE_COMPANY, headers=marketer)).raise_for_status().json()
         console.print(f"company [bold]{company['name']}[/] created: {company['id']}")
-        month = next_month(datetime.now(UTC))
+        month = month_after(datetime.now(UTC))
         started = (
             await http.post(
                 f"/api/v1/ai/companies/{company['id']}/pipelines/",
@@ -232,9 +228,8 @@ async def run_pipeline(api_url: str, keys: DemoKeys, wait_seconds: float = 600) 
                     raise TimeoutError(f"the pipeline did not finish within {wait_seconds} s")
                 await asyncio.sleep(0.4)
         jobs = (await http.get(f"/api/v1/ai/companies/{company['id']}/jobs/", params={"limit": 200}, headers=marketer)).json()["data"]
-        posts = (await http.get(f"/api/v1/companies/{company['id']}", headers=marketer)).raise_for_status().json()
         await http.delete("/api/v1/tenant/webhook", headers=admin)
-        return {"company": posts, "pipeline": pipeline, "jobs": jobs, "receiver": receiver}
+        return {"company": company, "pipeline": pipeline, "jobs": jobs, "receiver": receiver}
 
 
 def show(outcome: dict[str, Any]) -> None:

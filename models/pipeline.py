@@ -2,7 +2,7 @@
 inputs and outputs of the pipeline's bookkeeping, scheduling and publishing activities."""
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,6 +14,19 @@ from models.enums import Gate, JobStatus, JobType, PipelineStage, PipelineStatus
 DEFAULT_APPROVAL_DEADLINE_SECONDS = 7 * 24 * 3600
 DEFAULT_MAX_REVISIONS = 3
 PAGE_WORDS = 500  # one A4 page of blog prose, for "4 to 10 pages"
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """A `YYYY-MM` month as [its first instant, the next month's first instant), in UTC."""
+    year, number = (int(part) for part in month.split("-"))
+    start = datetime(year, number, 1, tzinfo=UTC)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def month_after(when: datetime) -> str:
+    """The `YYYY-MM` of the month after `when`'s."""
+    return f"{when.year + when.month // 12:04d}-{when.month % 12 + 1:02d}"
 
 
 class Wire(BaseModel):

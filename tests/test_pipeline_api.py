@@ -13,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.db import Database
 from models.enums import JobStatus, PublishState, Role
+from models.pipeline import month_after
 from models.tables import AIJob, Persona, SocialPost
 from tests.conftest import RunningStack, Tenant, running_stack
 from tests.webhook_receiver import receiving
@@ -21,9 +22,7 @@ OPTIONS = {"topicsPerPersona": 1, "compressScheduleSeconds": 2}
 
 
 def next_month() -> str:
-    now = datetime.now(UTC)
-    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-    return f"{year:04d}-{month:02d}"
+    return month_after(datetime.now(UTC))
 
 
 async def new_company(http: httpx.AsyncClient, tenant: Tenant) -> str:

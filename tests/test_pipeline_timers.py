@@ -4,7 +4,6 @@ webhook receiver. The server skips the weeks; the database shows when each post 
 
 import asyncio
 import uuid
-from datetime import datetime
 
 from sqlmodel import col, select
 from temporalio.testing import WorkflowEnvironment
@@ -13,7 +12,7 @@ from temporalio.worker import Worker
 from activities.deps import StageDeps
 from models.db import Database
 from models.enums import PipelineStatus, Platform, PublishState, Tier
-from models.pipeline import PipelineOptions, PipelineRequest, PipelineState
+from models.pipeline import PipelineOptions, PipelineRequest, PipelineState, month_after, month_bounds
 from models.settings import Settings
 from models.tables import Company, Pipeline, SocialPost
 from models.tables import Tenant as TenantRow
@@ -21,13 +20,8 @@ from providers.router import ProviderRouter
 from tests.conftest import Tenant
 from tests.webhook_receiver import receiving
 from worker import build_workers
-from workflows.pipeline import ContentPipelineWorkflow, month_bounds
+from workflows.pipeline import ContentPipelineWorkflow
 from workflows.policies import PIPELINE_QUEUE
-
-
-def month_after(now: datetime) -> str:
-    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-    return f"{year:04d}-{month:02d}"
 
 
 async def test_posts_wait_for_their_real_publish_times_and_are_delivered_once(

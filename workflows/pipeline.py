@@ -2,12 +2,11 @@
 supervisor's decision at three gates (personas, topics, each blog post)."""
 
 import asyncio
-import calendar
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -49,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TenantNotice,
         TopicDecision,
         TopicVerdicts,
+        month_bounds,
     )
     from workflows.job import failure_message
     from workflows.policies import (
@@ -84,6 +84,21 @@ class StageFailed(Exception):
 
 class GateExpired(Exception):
     """No decision came before the gate's deadline."""
+
+
+async def settle(work: Iterable[Awaitable[T]]) -> tuple[list[T], list[BaseException]]:
+    """Runs independent work together and splits what came back into results (in order) and failures;
+    a cancellation is never taken for a failure."""
+    results: list[T] = []
+    failures: list[BaseException] = []
+    for outcome in await asyncio.gather(*work, return_exceptions=True):
+        if isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+        if isinstance(outcome, BaseException):
+            failures.append(outcome)
+        else:
+            results.append(outcome)
+    return results, failures
 
 
 def refuse(message: str, kind: str) -> ApplicationError:
@@ -184,16 +199,9 @@ class ContentPipelineWorkflow:
             )
             return result.artifact_ids
 
-        results = await asyncio.gather(*(for_persona(p) for p in persona_ids), return_exceptions=True)
-        topics: list[uuid.UUID] = []
-        failures: list[str] = []
-        for result in results:
-            if isinstance(result, asyncio.CancelledError):
-                raise result
-            if isinstance(result, BaseException):
-                failures.append(str(result))
-            else:
-                topics.extend(result)
+        planned, errors = await settle(for_persona(p) for p in persona_ids)
+        topics = [topic for ids in planned for topic in ids]
+        failures = [str(error) for error in errors]
         if not topics:
             raise StageFailed("no topics could be planned: " + "; ".join(failures))
         if failures:
@@ -240,15 +248,10 @@ class ContentPipelineWorkflow:
             )
             return result.artifact_ids
 
-        results = await asyncio.gather(*(regenerate(t, f) for t, f in rejected.items()), return_exceptions=True)
-        new_ids: list[uuid.UUID] = []
-        for result in results:
-            if isinstance(result, asyncio.CancelledError):
-                raise result
-            if isinstance(result, BaseException):
-                self._note(f"a rejected topic could not be regenerated: {result}")
-            else:
-                new_ids.extend(result)
+        regenerated, errors = await settle(regenerate(t, f) for t, f in rejected.items())
+        for error in errors:
+            self._note(f"a rejected topic could not be regenerated: {error}")
+        new_ids = [topic for ids in regenerated for topic in ids]
         return await self._gate_items(Gate.TOPICS, new_ids) if new_ids else []
 
     async def _run_branches(self, topic_ids: list[uuid.UUID]) -> None:
@@ -332,7 +335,7 @@ class ContentPipelineWorkflow:
         work = [self._run_job(JobType.GENERATE_IMAGE, blog_post_id=post_id, social_post_id=s) for s in social_ids]
         if tier == Tier.ULTIMATE:
             work.append(self._run_job(JobType.GENERATE_VIDEO, blog_post_id=post_id))
-        results = await self._all_or_fail(iter(work))
+        results = await self._all_or_fail(work)
         for result, job_type in zip(results, [JobType.GENERATE_IMAGE] * len(social_ids) + [JobType.GENERATE_VIDEO], strict=False):
             branch.view.media_ids.extend(result.artifact_ids)
             self._count("images" if job_type == JobType.GENERATE_IMAGE else "videos", len(result.artifact_ids))
@@ -383,16 +386,11 @@ class ContentPipelineWorkflow:
                 self._count("publishFailed")
             return outcome
 
-        results = await asyncio.gather(*(at_its_time(p.social_post_id, p.publish_at) for p in schedule.posts), return_exceptions=True)
-        problems = []
-        for result in results:
-            if isinstance(result, asyncio.CancelledError):
-                raise result
-            if isinstance(result, BaseException):
-                problems.append(failure_message(result))
-            elif result.state not in (PublishState.PUBLISHED, PublishState.UNCONFIRMED):
-                problems.append(result.message or result.state.value)
-        if problems and len(problems) == len(results):
+        outcomes, errors = await settle(at_its_time(p.social_post_id, p.publish_at) for p in schedule.posts)
+        problems = [failure_message(error) for error in errors] + [
+            o.message or o.state.value for o in outcomes if o.state not in (PublishState.PUBLISHED, PublishState.UNCONFIRMED)
+        ]
+        if problems and len(problems) == len(schedule.posts):
             raise StageFailed("publishing failed: " + "; ".join(problems))
         if problems:
             branch.view.error = "some posts were not published: " + "; ".join(problems)
@@ -657,16 +655,10 @@ class ContentPipelineWorkflow:
 
     async def _all_or_fail(self, work: Iterable[Awaitable[T]]) -> list[T]:
         """Runs independent jobs together; if any fails, the branch fails with every reason."""
-        results = await asyncio.gather(*work, return_exceptions=True)
-        problems = []
-        for result in results:
-            if isinstance(result, asyncio.CancelledError):
-                raise result
-            if isinstance(result, BaseException):
-                problems.append(str(result))
-        if problems:
-            raise StageFailed("; ".join(problems))
-        return cast(list[T], results)
+        results, errors = await settle(work)
+        if errors:
+            raise StageFailed("; ".join(str(error) for error in errors))
+        return results
 
     # ---- state: the query, the Pipeline row, the search attribute ---------------------------------------
 
@@ -741,7 +733,7 @@ class ContentPipelineWorkflow:
         self._status = status
         self._reason = reason
         self._gate = None
-        if status in (PipelineStatus.COMPLETED,):
+        if status == PipelineStatus.COMPLETED:
             self._stage = PipelineStage.DONE
         await self._record(finished=True)
         if not cancelled:
@@ -779,9 +771,3 @@ class ContentPipelineWorkflow:
         epoch = self._publish_epoch or now
         return max(timedelta(0), epoch + timedelta(seconds=compress * fraction) - now)
 
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    year, number = (int(part) for part in month.split("-"))
-    days = calendar.monthrange(year, number)[1]
-    start = datetime(year, number, 1, tzinfo=UTC)
-    return start, start + timedelta(days=days)

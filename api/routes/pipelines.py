@@ -1,7 +1,6 @@
 """Pipelines: a marketer starts one per company and month; a supervisor decides at its three gates."""
 
 import asyncio
-import calendar
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from models.pipeline import (
     PipelineRequest,
     SelectPersonas,
     TopicDecision,
+    month_bounds,
 )
 from models.settings import Settings
 from models.tables import (
@@ -74,9 +74,9 @@ def pipeline_workflow_id(company_id: uuid.UUID, month: str, pipeline_id: uuid.UU
 
 def check_month(month: str) -> None:
     year, number = (int(part) for part in month.split("-"))
-    end = datetime(year, number, calendar.monthrange(year, number)[1], 23, 59, tzinfo=UTC)
+    _, end = month_bounds(month)
     now = datetime.now(UTC)
-    if end < now:
+    if end <= now:
         raise Problem(422, f"{month} is over; plan the current month or a later one", errors=[{"field": "month", "message": "in the past"}])
     if (year - now.year) * 12 + number - now.month > 24:
         raise Problem(422, "plan at most 24 months ahead", errors=[{"field": "month", "message": "too far ahead"}])

@@ -52,8 +52,9 @@ async def record() -> None:
 
 async def record_pipeline(stack: RunningStack, tenant: Tenant, name: str) -> WorkflowHandle:
     """A pipeline through the API: decided like the demo's supervisor, cancelled at the first gate, or left to expire."""
-    from cli.demo import DEMO_OPTIONS, PLATFORMS, Supervisor, next_month
+    from cli.demo import DEMO_OPTIONS, PLATFORMS, Supervisor
     from cli.receiver import DemoReceiver, receiving
+    from models.pipeline import month_after
 
     http = stack.http
     receiver = DemoReceiver()
@@ -66,7 +67,7 @@ async def record_pipeline(stack: RunningStack, tenant: Tenant, name: str) -> Wor
             options["approvalDeadlineSeconds"] = 60
         started = await http.post(
             f"/api/v1/ai/companies/{company['id']}/pipelines/",
-            json={"month": next_month(datetime.now(UTC)), "platforms": PLATFORMS[:2], "options": options},
+            json={"month": month_after(datetime.now(UTC)), "platforms": PLATFORMS[:2], "options": options},
             headers=tenant.headers(),
         )
         pipeline_id = started.json()["pipelineId"]
