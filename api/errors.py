@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,43 @@ class Problem(Exception):
         self.title = title or HTTPStatus(status).phrase
         self.headers = headers
         self.extra = extra
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the field's dotted path; `body` for the body as a whole", examples=["platforms.0"])
+    message: str = Field(examples=["Input should be 'x', 'linkedin', 'instagram', 'facebook', 'threads' or 'bluesky'"])
+    type: str = Field(examples=["enum"])
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details: every error the API answers has this shape."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
+
+    type: str = Field(examples=["https://content-pipeline.dev/problems/404"])
+    title: str = Field(examples=["Not Found"])
+    status: int = Field(ge=400, le=599, examples=[404])
+    detail: str = Field(examples=["the company was not found"])
+    errors: list[FieldError] | None = Field(default=None, description="validation errors only: what is wrong, field by field")
+
+
+def problem(description: str) -> dict[str, Any]:
+    """An OpenAPI response entry: problem+json with the ProblemDetail schema (added to the document by api.main)."""
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}}
+
+
+def problems(**codes: str) -> dict[int | str, dict[str, Any]]:
+    """Extra documented errors for one route: problems(_409="a pipeline is already running")."""
+    return {int(code.lstrip("_")): problem(text) for code, text in codes.items()}
+
+
+# What every authenticated route can answer.
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: problem("missing or invalid API key"),
+    403: problem("the key's role may not do this"),
+    404: problem("no such object in the caller's tenant"),
+    422: problem("the request is not valid; `errors` lists the fields"),
+}
 
 
 def not_found(what: str) -> Problem:

@@ -4,12 +4,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api.errors import install_error_handlers
+from api.errors import ProblemDetail, install_error_handlers
+from api.limits import install_limits
 from api.routes import companies, health, jobs, media, pipelines, tenant
 from models.db import Database
 from models.settings import Settings, get_settings
@@ -25,6 +28,37 @@ async def connect_temporal(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
     )
+
+
+DESCRIPTION = """
+Every route under `/api/v1` takes `Authorization: Bearer <api key>` (keys come from
+`content-pipeline tenant create` and `content-pipeline apikey create`). Roles nest: marketer < supervisor < admin.
+
+- No or bad key: **401**. A role that may not do the thing: **403**. Another tenant's object: **404**.
+- Errors are `application/problem+json` (RFC 9457); validation errors list the fields in `errors`.
+- Start endpoints answer **202** `{"jobId"}` at once and honour an `Idempotency-Key` header; they are
+  rate-limited per tenant (**429** with `Retry-After`). Bodies over 1 MiB get **413**.
+- A job's progress streams as Server-Sent Events from `/api/v1/ai/jobs/{id}/stream/`.
+"""
+
+
+def install_openapi(app: FastAPI) -> None:
+    """The generated document plus the problem+json schema every error response refers to."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, description=DESCRIPTION, routes=app.routes
+        )
+        problem = ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(problem.pop("$defs", {}))
+        schemas["ProblemDetail"] = problem
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_limits(app)
+    install_openapi(app)
     app.include_router(health.router)
     app.include_router(companies.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)

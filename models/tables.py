@@ -260,3 +260,43 @@ class AIJob(SQLModel, table=True):
     provider: str | None = Field(default=None, max_length=100)
     # Every provider call of the job: provider, model, tokens, cost, latency, fallbacks.
     usage_records: list[dict[str, Any]] = Field(default_factory=list, sa_column=_json(nullable=False))
+
+
+class JobEvent(SQLModel, table=True):
+    """One change of an AIJob's status, progress or message, in order; the job's SSE stream replays these.
+
+    Rows are written by a database trigger on ai_job (migration 0003), so every writer (stages, the API, the
+    pipeline's bookkeeping) produces events, and the trigger NOTIFYs `ai_job_events` with the job and event id.
+    """
+
+    __tablename__ = "job_event"
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
+    job_id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid, sa.ForeignKey("ai_job.id", ondelete="CASCADE"), nullable=False, index=True))
+    status: JobStatus = Field(sa_column=_enum(JobStatus))
+    progress: int = 0
+    message: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()))
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """An Idempotency-Key a tenant sent with a start request, the request it came with, and the job it made."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "key"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
+    key: str = Field(max_length=255)
+    # sha256 of the method, the path and the parsed body: the same key with another request is refused.
+    request_hash: str = Field(max_length=64)
+    job_id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid, sa.ForeignKey("ai_job.id", ondelete="CASCADE"), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class RateBucket(SQLModel, table=True):
+    """A tenant's token bucket for start requests, shared by every API process through the database."""
+
+    __tablename__ = "rate_bucket"
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", primary_key=True)
+    tokens: float
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

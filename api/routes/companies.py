@@ -1,25 +1,17 @@
 """Companies of the caller's tenant, and what the pipeline produced for them."""
 
 import uuid
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from api.deps import LimitQuery, MarketerDep, OffsetQuery, SessionDep
-from api.errors import Problem, not_found
+from api.errors import PROBLEMS, Problem, not_found
 from api.routing import SlashRouter
 from models.api import CompanyCreate, CompanyDNAPublic, CompanyPublic, Page
 from models.tables import Company, CompanyDNA
 
 router = SlashRouter(prefix="/companies", tags=["companies"])
-
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing or invalid API key", "content": {"application/problem+json": {}}},
-    403: {"description": "the key's role may not do this", "content": {"application/problem+json": {}}},
-    404: {"description": "no such object in the caller's tenant", "content": {"application/problem+json": {}}},
-    422: {"description": "the request is not valid", "content": {"application/problem+json": {}}},
-}
 
 
 async def company_of_tenant(session: SessionDep, tenant_id: uuid.UUID, company_id: uuid.UUID) -> Company:

@@ -23,8 +23,8 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
 )
-from api.errors import Problem, not_found
-from api.routes.companies import PROBLEMS, company_of_tenant
+from api.errors import PROBLEMS, Problem, not_found
+from api.routes.companies import company_of_tenant
 from api.routing import SlashRouter
 from models.api import AIJobPublic, JobAccepted, LiveState, Page, Usage
 from models.contracts import JobRequest

@@ -8,8 +8,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from api.deps import SessionDep, SettingsDep, authenticate, bearer, require
-from api.errors import Problem, not_found
-from api.routes.companies import PROBLEMS
+from api.errors import PROBLEMS, Problem, not_found
 from api.routing import SlashRouter
 from models.enums import Role
 from models.media_store import media_file, media_link_valid

@@ -14,8 +14,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import MarketerDep, OptionalTemporalDep, SessionDep, SettingsDep, SupervisorDep, TemporalDep
-from api.errors import Problem, not_found
-from api.routes.companies import PROBLEMS, company_of_tenant
+from api.errors import PROBLEMS, Problem, not_found
+from api.routes.companies import company_of_tenant
 from api.routes.jobs import COMPANY_ID, TENANT_ID
 from api.routing import SlashRouter
 from models.enums import PipelineStage, PipelineStatus, Platform, Tier

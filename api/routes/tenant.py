@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 
 from api.deps import AdminDep, MarketerDep, SessionDep
-from api.errors import not_found
+from api.errors import PROBLEMS, not_found
 from api.keys import add_key
-from api.routes.companies import PROBLEMS
 from api.routing import SlashRouter
 from models.api import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, TenantPublic, WebhookConfig, WebhookCreated
 from models.tables import ApiKey, Tenant
