@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
+    # Job streams (SSE): a keep-alive comment this often, and how long a signed stream token lives.
+    sse_keepalive_seconds: float = 15.0
+    stream_token_ttl_seconds: int = 60
+    # Start requests (every POST that starts a job or a pipeline) per tenant and minute, by tier; a burst
+    # of that many is allowed, then requests are refused with 429 and Retry-After until tokens refill.
+    rate_limit_free_per_minute: int = 20
+    rate_limit_pro_per_minute: int = 60
+    rate_limit_ultimate_per_minute: int = 240
 
     @property
     def embedded_pg_dir(self) -> Path:
