@@ -31,6 +31,11 @@ class Tier(StrEnum):
     PRO = "pro"
     ULTIMATE = "ultimate"
 
+    def includes(self, needed: "Tier") -> bool:
+        """PRO has everything of FREE, ULTIMATE everything of PRO."""
+        order = [Tier.FREE, Tier.PRO, Tier.ULTIMATE]
+        return order.index(self) >= order.index(needed)
+
 
 class Role(StrEnum):
     MARKETER = "marketer"

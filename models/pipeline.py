@@ -3,9 +3,9 @@ inputs and outputs of the pipeline's bookkeeping, scheduling and publishing acti
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from models.api import CamelModel, InputModel
@@ -275,17 +275,24 @@ class TenantNotice(BaseModel):
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
-class PipelineCreate(InputModel):
-    month: str = Field(pattern=MONTH_PATTERN, description="the month of content, YYYY-MM", examples=["2026-12"])
-    platforms: list[Platform] = Field(min_length=1, max_length=len(Platform), examples=[["linkedin", "x", "instagram"]])
-    options: PipelineOptions = Field(default_factory=PipelineOptions)
+def _distinct_platforms(platforms: list[Platform]) -> list[Platform]:
+    if len(set(platforms)) != len(platforms):
+        raise ValueError("each platform may appear once")
+    return platforms
 
-    @field_validator("platforms")
-    @classmethod
-    def _distinct(cls, platforms: list[Platform]) -> list[Platform]:
-        if len(set(platforms)) != len(platforms):
-            raise ValueError("each platform may appear once")
-        return platforms
+
+PlatformList = Annotated[
+    list[Platform],
+    Field(min_length=1, max_length=len(Platform), examples=[["linkedin", "x", "instagram"]]),
+    AfterValidator(_distinct_platforms),
+]
+Month = Annotated[str, Field(pattern=MONTH_PATTERN, description="a month, YYYY-MM", examples=["2026-12"])]
+
+
+class PipelineCreate(InputModel):
+    month: Month
+    platforms: PlatformList
+    options: PipelineOptions = Field(default_factory=PipelineOptions)
 
 
 class PipelineAccepted(CamelModel):

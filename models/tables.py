@@ -280,7 +280,7 @@ class JobEvent(SQLModel, table=True):
 
 
 class IdempotencyKey(SQLModel, table=True):
-    """An Idempotency-Key a tenant sent with a start request, the request it came with, and the job it made."""
+    """An Idempotency-Key a tenant sent with a start request, the request it came with, and what it started."""
 
     __tablename__ = "idempotency_key"
     __table_args__ = (sa.UniqueConstraint("tenant_id", "key"),)
@@ -289,7 +289,8 @@ class IdempotencyKey(SQLModel, table=True):
     key: str = Field(max_length=255)
     # sha256 of the method, the path and the parsed body: the same key with another request is refused.
     request_hash: str = Field(max_length=64)
-    job_id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid, sa.ForeignKey("ai_job.id", ondelete="CASCADE"), nullable=False))
+    # What the first request made: an AIJob or a Pipeline (the path in the hash tells which).
+    resource_id: uuid.UUID
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 

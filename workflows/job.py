@@ -1,31 +1,23 @@
 """GenerationJobWorkflow: one AIJob started alone through its endpoint, run as a single stage activity."""
 
 import asyncio
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.dna import DnaStage
     from activities.jobs import JobActivities
     from models.contracts import JobFinish, JobOutcome, JobRequest, StageInput, StageResult
-    from models.enums import JobStatus, JobType
+    from models.enums import JobStatus
     from workflows.policies import (
         AI_HEARTBEAT_TIMEOUT,
-        AI_QUEUE,
-        AI_RETRY,
-        AI_TIMEOUT,
         QUICK_RETRY,
         QUICK_TIMEOUT,
         priority_for,
         sibling_queue,
+        stage_schedule,
     )
-
-STAGES: dict[JobType, Any] = {
-    JobType.GENERATE_DNA: DnaStage.generate_dna,
-}
 
 
 def failure_message(error: BaseException) -> str:
@@ -50,20 +42,18 @@ class GenerationJobWorkflow:
 
     @workflow.run
     async def run(self, request: JobRequest) -> JobOutcome:
-        stage = STAGES.get(request.job_type)
-        if stage is None:
-            await self._finish(request, JobStatus.FAILED, f"{request.job_type.value} cannot run as a job yet")
-            raise ApplicationError(f"no stage for {request.job_type.value}", type="UnknownJobType", non_retryable=True)
-
+        # The same stage activities the pipeline runs, by name, on the same queues with the same limits.
+        schedule = stage_schedule(request.job_type)
         self._status = JobStatus.PROCESSING
         try:
-            result: StageResult = await workflow.execute_activity_method(
-                stage,
+            result: StageResult = await workflow.execute_activity(
+                request.job_type.value,
                 StageInput(job_id=request.job_id),
-                task_queue=sibling_queue(workflow.info().task_queue, AI_QUEUE),
-                start_to_close_timeout=AI_TIMEOUT,
+                result_type=StageResult,
+                task_queue=sibling_queue(workflow.info().task_queue, schedule.queue),
+                start_to_close_timeout=schedule.timeout,
                 heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
-                retry_policy=AI_RETRY,
+                retry_policy=schedule.retry,
                 priority=priority_for(request.tier),
                 # Let the stage record CANCELLED and drop its half-done work before the workflow ends.
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,

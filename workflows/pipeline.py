@@ -53,21 +53,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.job import failure_message
     from workflows.policies import (
         AI_HEARTBEAT_TIMEOUT,
-        AI_QUEUE,
-        AI_RETRY,
-        AI_TIMEOUT,
         DEFAULT_TIMEOUT,
-        IMAGE_TIMEOUT,
-        MEDIA_QUEUE,
-        MEDIA_RETRY,
         PIPELINE_QUEUE,
         PUBLISH_QUEUE,
         PUBLISH_RETRY,
         QUICK_RETRY,
         QUICK_TIMEOUT,
-        VIDEO_TIMEOUT,
         priority_for,
         sibling_queue,
+        stage_schedule,
     )
 
 T = TypeVar("T")
@@ -597,18 +591,17 @@ class ContentPipelineWorkflow:
                 params={k: v for k, v in (params or {}).items() if v is not None},
             ),
         )
-        media = job_type in (JobType.GENERATE_IMAGE, JobType.GENERATE_VIDEO)
-        timeout = VIDEO_TIMEOUT if job_type == JobType.GENERATE_VIDEO else IMAGE_TIMEOUT if media else AI_TIMEOUT
+        schedule = stage_schedule(job_type)
         ref.status = JobStatus.PROCESSING
         try:
             result: StageResult = await workflow.execute_activity(
                 job_type.value,
                 StageInput(job_id=job_id),
                 result_type=StageResult,
-                task_queue=self._queue_of(MEDIA_QUEUE if media else AI_QUEUE),
-                start_to_close_timeout=timeout,
+                task_queue=self._queue_of(schedule.queue),
+                start_to_close_timeout=schedule.timeout,
                 heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
-                retry_policy=MEDIA_RETRY if media else AI_RETRY,
+                retry_policy=schedule.retry,
                 priority=priority_for(request.tier),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )

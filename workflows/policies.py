@@ -1,11 +1,12 @@
 """Task queues, timeouts and retry policies in one place, named after what they are for."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.common import Priority, RetryPolicy
 
 from models.contracts import AI_MAX_ATTEMPTS, TIER_PRIORITY
-from models.enums import Tier
+from models.enums import JobType, Tier
 
 # The seed's Celery queues, rebuilt as Temporal task queues.
 PIPELINE_QUEUE = "pipeline"  # workflows and quick DB work
@@ -45,6 +46,23 @@ PUBLISH_RETRY = RetryPolicy(
     maximum_attempts=8,
 )
 QUICK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10)
+
+
+@dataclass(frozen=True)
+class StageSchedule:
+    """Where and how long one kind of stage runs: text on the ai queue, images and videos on media."""
+
+    queue: str
+    timeout: timedelta
+    retry: RetryPolicy
+
+
+def stage_schedule(job_type: JobType) -> StageSchedule:
+    if job_type == JobType.GENERATE_VIDEO:
+        return StageSchedule(MEDIA_QUEUE, VIDEO_TIMEOUT, MEDIA_RETRY)
+    if job_type == JobType.GENERATE_IMAGE:
+        return StageSchedule(MEDIA_QUEUE, IMAGE_TIMEOUT, MEDIA_RETRY)
+    return StageSchedule(AI_QUEUE, AI_TIMEOUT, AI_RETRY)
 
 
 def priority_for(tier: Tier) -> Priority:

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -11,7 +11,14 @@ import sqlalchemy as sa
 from fastapi import Query
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
     LimitQuery,
@@ -23,14 +30,27 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
 )
-from api.errors import PROBLEMS, Problem, not_found
+from api.errors import PROBLEMS, Problem, not_found, problems
 from api.routes.companies import company_of_tenant
 from api.routing import SlashRouter
+from api.starts import START_PROBLEMS, StartGuard, StartGuardDep, check_month
 from models.api import AIJobPublic, JobAccepted, LiveState, Page, Usage
 from models.contracts import JobRequest
-from models.enums import TERMINAL_JOB_STATUSES, JobStatus, JobType
+from models.enums import TERMINAL_JOB_STATUSES, JobStatus, JobType, Tier
+from models.job_requests import (
+    BlogPostJobCreate,
+    Durations,
+    ImageJobCreate,
+    JobStats,
+    JobTypeStats,
+    PersonasJobCreate,
+    SocialJobCreate,
+    TopicsJobCreate,
+    UsageTotals,
+    VideoJobCreate,
+)
 from models.settings import Settings
-from models.tables import AIJob, Company, utcnow
+from models.tables import AIJob, BlogPost, Company, CompanyDNA, Persona, SocialPost, Topic, utcnow
 from workflows.job import GenerationJobWorkflow
 from workflows.policies import PIPELINE_QUEUE, job_workflow_id, priority_for
 
@@ -42,47 +62,109 @@ TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 COMPANY_ID = SearchAttributeKey.for_keyword("CompanyId")
 JOB_TYPE = SearchAttributeKey.for_keyword("JobType")
 
-STARTED: dict[int | str, dict[str, Any]] = {202: {"description": "the job was accepted and its workflow started"}, **PROBLEMS}
+STARTED: dict[int | str, dict[str, Any]] = {
+    202: {"description": "the job was accepted and its workflow started (or, for a repeated Idempotency-Key, the first request's job)"},
+    **PROBLEMS,
+    **START_PROBLEMS,
+}
+
+
+def invalid_reference(field: str, what: str) -> Problem:
+    """A body id that names nothing of this company (missing, or another tenant's: the same answer)."""
+    return Problem(
+        422,
+        f"{field} does not name {what} of this company",
+        errors=[{"field": field, "message": f"no such {what} in this company", "type": "not_found"}],
+    )
+
+
+async def owned(session: SessionDep, table: Any, object_id: uuid.UUID, company: Company, field: str, what: str) -> Any:
+    row = await session.get(table, object_id)
+    if row is None or row.company_id != company.id or row.tenant_id != company.tenant_id:
+        raise invalid_reference(field, what)
+    return row
+
+
+async def require_dna(session: SessionDep, company: Company) -> None:
+    found = (await session.exec(select(CompanyDNA.id).where(col(CompanyDNA.company_id) == company.id).limit(1))).first()
+    if found is None:
+        raise Problem(409, f"research the company's DNA first: POST /api/v1/ai/companies/{company.id}/scrape-dna/")
+
+
+def require_tier(principal: Principal, tier: Tier, what: str) -> None:
+    if not principal.tier.includes(tier):
+        raise Problem(403, f"{what} needs the {tier.value} tier or higher; this tenant is on {principal.tier.value}")
+
+
+async def launch(session: SessionDep, temporal: Client, settings: Settings, guard: StartGuard, job: AIJob) -> None:
+    """Starts the job's workflow under the id derived from the job: a repeat is a no-op, never a second workflow."""
+    try:
+        await temporal.start_workflow(
+            GenerationJobWorkflow.run,
+            JobRequest(job_id=job.id, job_type=job.job_type, tenant_id=job.tenant_id, company_id=job.company_id, tier=guard.principal.tier),
+            id=job_workflow_id(job.id),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            task_queue=PIPELINE_QUEUE + settings.task_queue_suffix,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(TENANT_ID, str(job.tenant_id)),
+                    SearchAttributePair(COMPANY_ID, str(job.company_id)),
+                    SearchAttributePair(JOB_TYPE, JobType(job.job_type).value),
+                ]
+            ),
+            priority=priority_for(guard.principal.tier),
+        )
+    except WorkflowAlreadyStartedError:
+        return
+    except Exception as exc:
+        logger.exception("could not start the workflow of job %s", job.id)
+        await session.exec(  # type: ignore[call-overload]
+            sa.update(AIJob)
+            .where(col(AIJob.id) == job.id, col(AIJob.status) == JobStatus.PENDING.value)
+            .values(status=JobStatus.FAILED.value, error_message="the workflow engine did not accept the job; nothing ran", completed_at=utcnow())
+        )
+        await session.commit()
+        await guard.release(session)
+        raise Problem(503, "the workflow engine is not reachable; the job was not started", headers={"Retry-After": "5"}) from exc
 
 
 async def start_job(
     session: SessionDep,
     temporal: Client,
     settings: Settings,
-    principal: Principal,
+    guard: StartGuard,
     company: Company,
     job_type: JobType,
+    params: dict[str, Any] | None = None,
     **links: Any,
-) -> AIJob:
-    """Writes the AIJob (PENDING), starts its workflow, and returns without waiting for any AI work."""
-    job = AIJob(tenant_id=principal.tenant_id, company_id=company.id, job_type=job_type, progress_message="queued", **links)
-    job.workflow_id = job_workflow_id(job.id)
-    session.add(job)
-    await session.commit()
-    try:
-        await temporal.start_workflow(
-            GenerationJobWorkflow.run,
-            JobRequest(job_id=job.id, job_type=job_type, tenant_id=principal.tenant_id, company_id=company.id, tier=principal.tier),
-            id=job.workflow_id,
-            task_queue=PIPELINE_QUEUE + settings.task_queue_suffix,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(TENANT_ID, str(principal.tenant_id)),
-                    SearchAttributePair(COMPANY_ID, str(company.id)),
-                    SearchAttributePair(JOB_TYPE, job_type.value),
-                ]
-            ),
-            priority=priority_for(principal.tier),
+) -> JobAccepted:
+    """Writes the AIJob (PENDING) and starts its workflow, without waiting for any AI work; a repeated
+    Idempotency-Key returns the first request's job (and starts its workflow if that request could not)."""
+    earlier = await guard.earlier(session)
+    if earlier is None:
+        job = AIJob(
+            tenant_id=guard.principal.tenant_id,
+            company_id=company.id,
+            job_type=job_type,
+            progress_message="queued",
+            params={k: v for k, v in (params or {}).items() if v is not None},
+            **links,
         )
-    except Exception as exc:
-        logger.exception("could not start the workflow of job %s", job.id)
-        job.status = JobStatus.FAILED
-        job.error_message = "the workflow engine did not accept the job; nothing ran"
-        job.completed_at = utcnow()
+        job.workflow_id = job_workflow_id(job.id)
         session.add(job)
-        await session.commit()
-        raise Problem(503, "the workflow engine is not reachable; the job was not started", headers={"Retry-After": "5"}) from exc
-    return job
+        await session.flush()
+        earlier = await guard.claim(session, job.id)
+        if earlier is None:
+            await guard.admit(session)
+            await session.commit()
+            await launch(session, temporal, settings, guard, job)
+            return JobAccepted(job_id=job.id)
+    replayed = await session.get(AIJob, earlier)
+    if replayed is None:  # the key outlived its job
+        raise Problem(409, "the job of this Idempotency-Key no longer exists; use a new key")
+    if replayed.status == JobStatus.PENDING:
+        await launch(session, temporal, settings, guard, replayed)
+    return JobAccepted(job_id=replayed.id)
 
 
 @router.post(
@@ -93,11 +175,122 @@ async def start_job(
     summary="Research the company's DNA (30+ sourced data points)",
 )
 async def scrape_dna(
-    company_id: uuid.UUID, principal: MarketerDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+    company_id: uuid.UUID, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
 ) -> JobAccepted:
-    company = await company_of_tenant(session, principal.tenant_id, company_id)
-    job = await start_job(session, temporal, settings, principal, company, JobType.GENERATE_DNA)
-    return JobAccepted(job_id=job.id)
+    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
+    return await start_job(session, temporal, settings, guard, company, JobType.GENERATE_DNA)
+
+
+@router.post(
+    "/companies/{company_id}/generate-personas/",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=STARTED,
+    summary="Propose 6 personas from the company's latest DNA",
+)
+async def generate_personas(
+    company_id: uuid.UUID,
+    guard: StartGuardDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    body: PersonasJobCreate | None = None,
+) -> JobAccepted:
+    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
+    await require_dna(session, company)
+    params = {"language": body.language if body else None}
+    return await start_job(session, temporal, settings, guard, company, JobType.GENERATE_PERSONAS, params)
+
+
+@router.post(
+    "/companies/{company_id}/generate-topics/",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=STARTED,
+    summary="Plan a persona's topics for a month",
+)
+async def generate_topics(
+    company_id: uuid.UUID, body: TopicsJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> JobAccepted:
+    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
+    persona = await owned(session, Persona, body.persona_id, company, "personaId", "persona")
+    check_month(body.month)
+    await require_dna(session, company)
+    params = {"month": body.month, "count": body.count, "language": body.language}
+    return await start_job(session, temporal, settings, guard, company, JobType.GENERATE_TOPICS, params, persona_id=persona.id)
+
+
+@router.post(
+    "/companies/{company_id}/generate-blogpost/",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=STARTED,
+    summary="Write a blog post (4 to 10 pages, cited) for a topic",
+)
+async def generate_blogpost(
+    company_id: uuid.UUID, body: BlogPostJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> JobAccepted:
+    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
+    topic = await owned(session, Topic, body.topic_id, company, "topicId", "topic")
+    params = {"target_words": body.target_words, "language": body.language}
+    return await start_job(
+        session, temporal, settings, guard, company, JobType.GENERATE_BLOGPOST, params, persona_id=topic.persona_id, topic_id=topic.id
+    )
+
+
+@router.post(
+    "/companies/{company_id}/generate-social/",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=STARTED,
+    summary="Turn a blog post into one social post per platform",
+)
+async def generate_social(
+    company_id: uuid.UUID, body: SocialJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> JobAccepted:
+    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
+    post = await owned(session, BlogPost, body.blog_post_id, company, "blogPostId", "blog post")
+    params = {"platforms": [p.value for p in body.platforms], "link_url": body.link_url}
+    return await start_job(
+        session, temporal, settings, guard, company, JobType.GENERATE_SOCIAL, params, topic_id=post.topic_id, blog_post_id=post.id
+    )
+
+
+@router.post(
+    "/companies/{company_id}/generate-image/",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=STARTED,
+    summary="Make the image of a social post (PRO tier and up)",
+)
+async def generate_image(
+    company_id: uuid.UUID, body: ImageJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> JobAccepted:
+    require_tier(guard.principal, Tier.PRO, "images")
+    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
+    post = await owned(session, SocialPost, body.social_post_id, company, "socialPostId", "social post")
+    return await start_job(
+        session, temporal, settings, guard, company, JobType.GENERATE_IMAGE, blog_post_id=post.blog_post_id, social_post_id=post.id
+    )
+
+
+@router.post(
+    "/companies/{company_id}/generate-video/",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=STARTED,
+    summary="Make a short video for a blog post (ULTIMATE tier)",
+)
+async def generate_video(
+    company_id: uuid.UUID, body: VideoJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> JobAccepted:
+    require_tier(guard.principal, Tier.ULTIMATE, "videos")
+    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
+    post = await owned(session, BlogPost, body.blog_post_id, company, "blogPostId", "blog post")
+    params = {"aspectRatio": body.aspect_ratio}
+    return await start_job(
+        session, temporal, settings, guard, company, JobType.GENERATE_VIDEO, params, topic_id=post.topic_id, blog_post_id=post.id
+    )
 
 
 async def live_state(temporal: Client, workflow_id: str) -> LiveState | None:
@@ -213,3 +406,108 @@ async def list_company_jobs(
         )
     ).all()
     return {"data": [job_public(job, settings) for job in rows], "count": count, "limit": limit, "offset": offset}
+
+
+@router.post(
+    "/jobs/{job_id}/cancel/",
+    status_code=202,
+    response_model=AIJobPublic,
+    responses={
+        202: {"description": "cancellation was requested (or the job is already CANCELLED); the job ends CANCELLED"},
+        **PROBLEMS,
+        **problems(_409="the job has already finished, or it belongs to a pipeline (cancel the pipeline)", _503="the workflow engine is not reachable"),
+    },
+    summary="Cancel a job (idempotent)",
+)
+async def cancel_job(
+    job_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> AIJobPublic:
+    job = await session.get(AIJob, job_id)
+    if job is None or job.tenant_id != principal.tenant_id:
+        raise not_found("the job")
+    if job.status == JobStatus.CANCELLED:
+        return job_public(job, settings)
+    if JobStatus(job.status).is_terminal:
+        raise Problem(409, f"the job has already finished: {job.status}")
+    if job.pipeline_id is not None:
+        raise Problem(
+            409,
+            f"the job is a stage of pipeline {job.pipeline_id}; cancel the pipeline: POST /api/v1/ai/pipelines/{job.pipeline_id}/cancel/",
+            pipelineId=str(job.pipeline_id),
+        )
+    try:
+        # The workflow cancels its stage through the heartbeat; the stage records CANCELLED and keeps nothing.
+        await temporal.get_workflow_handle(job_workflow_id(job.id)).cancel()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise Problem(503, "the workflow engine is not reachable; nothing was cancelled", headers={"Retry-After": "5"}) from None
+        # No workflow to cancel (its start never happened, or it is gone): the row is the whole job.
+        await mark_cancelled(session, job)
+    await session.refresh(job)
+    return job_public(job, settings)
+
+
+async def mark_cancelled(session: SessionDep, job: AIJob) -> None:
+    await session.exec(  # type: ignore[call-overload]
+        sa.update(AIJob)
+        .where(col(AIJob.id) == job.id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES))
+        .values(status=JobStatus.CANCELLED.value, progress_message="cancelled", completed_at=utcnow())
+    )
+    await session.commit()
+
+
+@router.get("/companies/{company_id}/jobs/stats/", response_model=JobStats, responses=PROBLEMS, summary="A company's job statistics")
+async def company_job_stats(
+    company_id: uuid.UUID,
+    principal: MarketerDep,
+    session: SessionDep,
+    since: Annotated[datetime | None, Query(description="only jobs created at or after this time (ISO 8601)")] = None,
+) -> JobStats:
+    """Counts by status and by type, p50 and p95 durations (start to completion of COMPLETED jobs) per type,
+    and tokens and cost in total and per type."""
+    await company_of_tenant(session, principal.tenant_id, company_id)
+    conditions = [col(AIJob.tenant_id) == principal.tenant_id, col(AIJob.company_id) == company_id]
+    if since is not None:
+        conditions.append(col(AIJob.created_at) >= (since if since.tzinfo else since.replace(tzinfo=UTC)))
+    counts = await session.exec(  # type: ignore[call-overload]
+        sa.select(
+            col(AIJob.job_type),
+            col(AIJob.status),
+            sa.func.count(),
+            sa.func.sum(col(AIJob.input_tokens)),
+            sa.func.sum(col(AIJob.output_tokens)),
+            sa.func.sum(col(AIJob.cost_usd)),
+        )
+        .where(*conditions)
+        .group_by(col(AIJob.job_type), col(AIJob.status))
+    )
+    seconds = sa.extract("epoch", col(AIJob.completed_at) - col(AIJob.started_at))
+    durations = await session.exec(  # type: ignore[call-overload]
+        sa.select(
+            col(AIJob.job_type),
+            sa.func.count(),
+            sa.func.percentile_cont(0.5).within_group(seconds),
+            sa.func.percentile_cont(0.95).within_group(seconds),
+        )
+        .where(*conditions, col(AIJob.status) == JobStatus.COMPLETED.value, col(AIJob.started_at).is_not(None), col(AIJob.completed_at).is_not(None))
+        .group_by(col(AIJob.job_type))
+    )
+    stats = JobStats(
+        total=0,
+        by_status=dict.fromkeys(JobStatus, 0),
+        by_type={t: JobTypeStats(by_status=dict.fromkeys(JobStatus, 0), durations=Durations(), usage=UsageTotals()) for t in JobType},
+        usage=UsageTotals(),
+    )
+    for job_type, status, count, input_tokens, output_tokens, cost in counts.all():
+        of_type = stats.by_type[JobType(job_type)]
+        for totals in (stats.usage, of_type.usage):
+            totals.input_tokens += int(input_tokens or 0)
+            totals.output_tokens += int(output_tokens or 0)
+            totals.cost_usd += Decimal(cost or 0)
+        of_type.count += count
+        of_type.by_status[JobStatus(status)] += count
+        stats.by_status[JobStatus(status)] += count
+        stats.total += count
+    for job_type, count, p50, p95 in durations.all():
+        stats.by_type[JobType(job_type)].durations = Durations(count=count, p50_seconds=round(float(p50), 3), p95_seconds=round(float(p95), 3))
+    return stats

@@ -3,21 +3,21 @@
 import asyncio
 import logging
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import MarketerDep, OptionalTemporalDep, SessionDep, SettingsDep, SupervisorDep, TemporalDep
-from api.errors import PROBLEMS, Problem, not_found
+from api.errors import PROBLEMS, Problem, not_found, problems
 from api.routes.companies import company_of_tenant
 from api.routes.jobs import COMPANY_ID, TENANT_ID
 from api.routing import SlashRouter
+from api.starts import START_PROBLEMS, StartGuard, StartGuardDep, check_month
 from models.enums import PipelineStage, PipelineStatus, Platform, Tier
 from models.pipeline import (
     ApprovalInboxItem,
@@ -35,7 +35,6 @@ from models.pipeline import (
     PipelineRequest,
     SelectPersonas,
     TopicDecision,
-    month_bounds,
 )
 from models.settings import Settings
 from models.tables import (
@@ -61,7 +60,10 @@ inbox_router = SlashRouter(tags=["pipelines"])
 FINISHED = [PipelineStatus.COMPLETED.value, PipelineStatus.FAILED.value, PipelineStatus.CANCELLED.value, PipelineStatus.EXPIRED.value]
 DECISION_PROBLEMS: dict[int | str, dict[str, Any]] = {
     **PROBLEMS,
-    409: {"description": "the decision does not fit the pipeline's state (wrong gate, already decided, revision limit, ended)"},
+    **problems(
+        _409="the decision does not fit the pipeline's state (wrong gate, already decided, revision limit, ended)",
+        _503="the workflow engine is not reachable; nothing was decided",
+    ),
 }
 # Refusals by the workflow's validators: a state conflict is 409, a decision that is wrong in itself is 422.
 CONFLICTS = {"GateNotPending", "AlreadyDecided", "RevisionLimit"}
@@ -72,79 +74,95 @@ def pipeline_workflow_id(company_id: uuid.UUID, month: str, pipeline_id: uuid.UU
     return f"pipeline-{company_id}-{month}-{pipeline_id.hex[:8]}"
 
 
-def check_month(month: str) -> None:
-    year, number = (int(part) for part in month.split("-"))
-    _, end = month_bounds(month)
-    now = datetime.now(UTC)
-    if end <= now:
-        raise Problem(422, f"{month} is over; plan the current month or a later one", errors=[{"field": "month", "message": "in the past"}])
-    if (year - now.year) * 12 + number - now.month > 24:
-        raise Problem(422, "plan at most 24 months ahead", errors=[{"field": "month", "message": "too far ahead"}])
-
-
 @router.post(
     "/companies/{company_id}/pipelines/",
     status_code=202,
     response_model=PipelineAccepted,
-    responses={**PROBLEMS, 409: {"description": "a pipeline for this company and month is already running"}},
+    responses={**PROBLEMS, **START_PROBLEMS, **problems(_409="a pipeline for this company and month is already running")},
     summary="Start a month of content for a company",
 )
 async def start_pipeline(
     company_id: uuid.UUID,
     body: PipelineCreate,
-    principal: MarketerDep,
+    guard: StartGuardDep,
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
 ) -> PipelineAccepted:
+    principal = guard.principal
     company = await company_of_tenant(session, principal.tenant_id, company_id)
     check_month(body.month)
-    # One running pipeline per company and month: the company row lock makes concurrent starts queue here.
+    # One running pipeline per company and month: the company row lock makes concurrent starts queue here,
+    # and a request repeating an Idempotency-Key then finds the first one's pipeline.
     await session.exec(select(Company).where(col(Company.id) == company.id).with_for_update())
-    running = (
-        await session.exec(
-            select(Pipeline).where(
-                col(Pipeline.company_id) == company.id, col(Pipeline.month) == body.month, col(Pipeline.status).not_in(FINISHED)
+    earlier = await guard.earlier(session)
+    if earlier is None:
+        running = (
+            await session.exec(
+                select(Pipeline).where(
+                    col(Pipeline.company_id) == company.id, col(Pipeline.month) == body.month, col(Pipeline.status).not_in(FINISHED)
+                )
             )
+        ).first()
+        if running is not None:
+            raise Problem(409, f"pipeline {running.id} for {body.month} is still {running.status}; cancel it first", pipelineId=str(running.id))
+        pipeline = Pipeline(
+            tenant_id=principal.tenant_id,
+            company_id=company.id,
+            month=body.month,
+            tier=principal.tier,
+            platforms=[p.value for p in body.platforms],
+            options=body.options.model_dump(mode="json"),
+            workflow_id="",
         )
-    ).first()
-    if running is not None:
-        raise Problem(409, f"pipeline {running.id} for {body.month} is still {running.status}; cancel it first", pipelineId=str(running.id))
-    pipeline = Pipeline(
-        tenant_id=principal.tenant_id,
-        company_id=company.id,
-        month=body.month,
-        tier=principal.tier,
-        platforms=[p.value for p in body.platforms],
-        options=body.options.model_dump(mode="json"),
-        workflow_id="",
-    )
-    pipeline.workflow_id = pipeline_workflow_id(company.id, body.month, pipeline.id)
-    session.add(pipeline)
-    await session.commit()
+        pipeline.workflow_id = pipeline_workflow_id(company.id, body.month, pipeline.id)
+        session.add(pipeline)
+        await session.flush()
+        await guard.claim(session, pipeline.id)  # the company lock makes a lost race impossible here
+        await guard.admit(session)
+        await session.commit()
+    else:
+        found = await session.get(Pipeline, earlier)
+        if found is None:
+            raise Problem(409, "the pipeline of this Idempotency-Key no longer exists; use a new key")
+        pipeline = found
+        await session.commit()
+        if pipeline.status in FINISHED:
+            return PipelineAccepted(pipeline_id=pipeline.id, workflow_id=pipeline.workflow_id)
+    await launch_pipeline(session, temporal, settings, guard, pipeline, body)
+    return PipelineAccepted(pipeline_id=pipeline.id, workflow_id=pipeline.workflow_id)
+
+
+async def launch_pipeline(
+    session: SessionDep, temporal: Client, settings: Settings, guard: StartGuard, pipeline: Pipeline, body: PipelineCreate
+) -> None:
+    """Starts the pipeline's workflow under its recorded id: a repeat is a no-op, never a second workflow."""
     try:
         await temporal.start_workflow(
             ContentPipelineWorkflow.run,
             PipelineRequest(
                 pipeline_id=pipeline.id,
-                tenant_id=principal.tenant_id,
-                company_id=company.id,
-                tier=principal.tier,
+                tenant_id=pipeline.tenant_id,
+                company_id=pipeline.company_id,
+                tier=Tier(pipeline.tier),
                 month=body.month,
                 platforms=body.platforms,
                 options=body.options,
             ),
             id=pipeline.workflow_id,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             task_queue=PIPELINE_QUEUE + settings.task_queue_suffix,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(TENANT_ID, str(principal.tenant_id)),
-                    SearchAttributePair(COMPANY_ID, str(company.id)),
+                    SearchAttributePair(TENANT_ID, str(pipeline.tenant_id)),
+                    SearchAttributePair(COMPANY_ID, str(pipeline.company_id)),
                     SearchAttributePair(PIPELINE_STAGE, PipelineStage.DNA.value),
                 ]
             ),
-            priority=priority_for(principal.tier),
+            priority=priority_for(Tier(pipeline.tier)),
         )
+    except WorkflowAlreadyStartedError:
+        return
     except Exception as exc:
         logger.exception("could not start pipeline %s", pipeline.id)
         pipeline.status = PipelineStatus.FAILED
@@ -152,8 +170,8 @@ async def start_pipeline(
         pipeline.completed_at = utcnow()
         session.add(pipeline)
         await session.commit()
+        await guard.release(session)
         raise Problem(503, "the workflow engine is not reachable; the pipeline was not started", headers={"Retry-After": "5"}) from exc
-    return PipelineAccepted(pipeline_id=pipeline.id, workflow_id=pipeline.workflow_id)
 
 
 async def pipeline_of_tenant(session: SessionDep, tenant_id: uuid.UUID, pipeline_id: uuid.UUID) -> Pipeline:
@@ -328,7 +346,7 @@ async def decide_blogpost(
     "/pipelines/{pipeline_id}/cancel/",
     status_code=202,
     response_model=PipelineAccepted,
-    responses={**PROBLEMS, 409: {"description": "the pipeline has already ended"}},
+    responses={**PROBLEMS, **problems(_409="the pipeline has already ended", _503="the workflow engine is not reachable")},
     summary="Cancel a pipeline: running stages stop, everything produced is kept",
 )
 async def cancel_pipeline(

@@ -56,9 +56,8 @@ def upgrade() -> None:
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('request_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('job_id', sa.Uuid(), nullable=False),
+    sa.Column('resource_id', sa.Uuid(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['job_id'], ['ai_job.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenant.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('tenant_id', 'key')
