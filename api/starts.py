@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.deps import MarketerDep, Principal, SettingsDep
+from api.deps import MarketerDep, Principal, SessionDep, SettingsDep
 from api.errors import Problem, problem
 from models.enums import Tier
 from models.pipeline import month_bounds
@@ -167,9 +167,14 @@ class StartGuard:
         await session.commit()
 
 
-async def start_guard(request: Request, principal: MarketerDep, settings: SettingsDep, key: IdempotencyKeyHeader = None) -> StartGuard:
+async def start_guard(
+    request: Request, principal: MarketerDep, settings: SettingsDep, session: SessionDep, key: IdempotencyKeyHeader = None
+) -> StartGuard:
+    """Checks the key before anything else: a key reused with another request is refused whatever that request says."""
     body = await request.body()  # Starlette caches it: the route's body parameter reads the same bytes
-    return StartGuard(principal=principal, settings=settings, key=key, fingerprint=request_fingerprint(request.method, request.url.path, body))
+    guard = StartGuard(principal=principal, settings=settings, key=key, fingerprint=request_fingerprint(request.method, request.url.path, body))
+    await guard.earlier(session)
+    return guard
 
 
 StartGuardDep = Annotated[StartGuard, Depends(start_guard)]
