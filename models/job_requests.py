@@ -4,7 +4,7 @@ import uuid
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from models.api import CamelModel, InputModel, Money
 from models.enums import JobStatus, JobType
@@ -14,10 +14,14 @@ Language = Field(default=None, min_length=2, max_length=20, description="content
 
 
 class PersonasJobCreate(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"language": "en"}]})
+
     language: str | None = Language
 
 
 class TopicsJobCreate(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"personaId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "month": "2026-12", "count": 2}]})
+
     persona_id: uuid.UUID = Field(description="a persona of this company")
     month: Month
     count: int = Field(default=2, ge=1, le=8, description="how many topics to plan")
@@ -25,6 +29,8 @@ class TopicsJobCreate(InputModel):
 
 
 class BlogPostJobCreate(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"topicId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "pages": 6, "language": "en"}]})
+
     topic_id: uuid.UUID = Field(description="a topic of this company")
     pages: int = Field(default=4, ge=4, le=10, description=f"length in A4 pages (about {PAGE_WORDS} words each)")
     language: str | None = Language
@@ -35,6 +41,8 @@ class BlogPostJobCreate(InputModel):
 
 
 class SocialJobCreate(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"blogPostId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "platforms": ["linkedin", "x"], "linkUrl": "https://www.example.com/blog/{slug}"}]})
+
     blog_post_id: uuid.UUID = Field(description="a blog post of this company")
     platforms: PlatformList
     link_url: str | None = Field(
@@ -47,10 +55,14 @@ class SocialJobCreate(InputModel):
 
 
 class ImageJobCreate(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"socialPostId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"}]})
+
     social_post_id: uuid.UUID = Field(description="a social post of this company; the image gets its platform's aspect ratio")
 
 
 class VideoJobCreate(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"blogPostId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "aspectRatio": "16:9"}]})
+
     blog_post_id: uuid.UUID = Field(description="a blog post of this company")
     aspect_ratio: Literal["16:9", "9:16"] = Field(default="16:9", description="landscape or portrait")
 
@@ -80,6 +92,20 @@ class JobTypeStats(CamelModel):
 
 
 class JobStats(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+            "total": 3,
+            "byStatus": {"PENDING": 0, "PROCESSING": 0, "COMPLETED": 2, "FAILED": 1, "CANCELLED": 0},
+            "byType": {
+                "generate_blogpost": {
+                    "count": 3,
+                    "byStatus": {"PENDING": 0, "PROCESSING": 0, "COMPLETED": 2, "FAILED": 1, "CANCELLED": 0},
+                    "durations": {"count": 2, "p50Seconds": 50.0, "p95Seconds": 59.0},
+                    "usage": {"inputTokens": 2500, "outputTokens": 9000, "costUsd": 0.13},
+                }
+            },
+            "usage": {"inputTokens": 2500, "outputTokens": 9000, "costUsd": 0.13},
+        }]})
+
     total: int
     by_status: dict[JobStatus, int] = Field(description="every status, zero included")
     by_type: dict[JobType, JobTypeStats] = Field(description="every job type, zero included")

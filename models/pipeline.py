@@ -87,6 +87,8 @@ class PipelineRequest(BaseModel):
 
 
 class SelectPersonas(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"selectedPersonaIds": ["3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e", "0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f"]}]})
+
     selected_persona_ids: list[uuid.UUID] = Field(description="3 to 6 of the 6 proposed personas")
 
 
@@ -96,12 +98,16 @@ class RejectedTopic(InputModel):
 
 
 class TopicDecision(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"approvedTopicIds": ["3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"], "rejected": [{"topicId": "9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e", "feedback": "Too generic: focus on retrofit projects"}]}]})
+
     approved_topic_ids: list[uuid.UUID] = Field(default_factory=list)
     rejected: list[RejectedTopic] = Field(default_factory=list)
 
 
 class BlogPostVerdictIn(InputModel):
     """The HTTP body of a blog post decision; the post's id is in the path."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"decision": "request_changes", "feedback": "Add a customer example to the second section"}]})
 
     decision: str = Field(pattern="^(approve|request_changes)$", description="approve or request_changes")
     feedback: str | None = Field(default=None, max_length=4000, description="required with request_changes")
@@ -290,12 +296,16 @@ Month = Annotated[str, Field(pattern=MONTH_PATTERN, description="a month, YYYY-M
 
 
 class PipelineCreate(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"month": "2026-12", "platforms": ["linkedin", "x", "instagram"], "options": {"blogPages": 6, "topicsPerPersona": 2}}]})
+
     month: Month
     platforms: PlatformList
     options: PipelineOptions = Field(default_factory=PipelineOptions)
 
 
 class PipelineAccepted(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"pipelineId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "workflowId": "pipeline-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e-2026-12-3f1c2d4e"}]})
+
     pipeline_id: uuid.UUID
     workflow_id: str
 
