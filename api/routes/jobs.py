@@ -3,13 +3,16 @@
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Query
+from fastapi import Depends, Query
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import (
     SearchAttributeKey,
@@ -25,7 +28,6 @@ from api.deps import (
     MarketerDep,
     OffsetQuery,
     OptionalTemporalDep,
-    Principal,
     SessionDep,
     SettingsDep,
     TemporalDep,
@@ -78,219 +80,157 @@ def invalid_reference(field: str, what: str) -> Problem:
     )
 
 
-async def owned(session: SessionDep, table: Any, object_id: uuid.UUID, company: Company, field: str, what: str) -> Any:
-    row = await session.get(table, object_id)
-    if row is None or row.company_id != company.id or row.tenant_id != company.tenant_id:
-        raise invalid_reference(field, what)
-    return row
+@dataclass
+class JobStarter:
+    """Everything a start endpoint needs: checks of its input against the company, and the start itself."""
 
+    session: AsyncSession
+    temporal: Client
+    settings: Settings
+    guard: StartGuard
 
-async def require_dna(session: SessionDep, company: Company) -> None:
-    found = (await session.exec(select(CompanyDNA.id).where(col(CompanyDNA.company_id) == company.id).limit(1))).first()
-    if found is None:
-        raise Problem(409, f"research the company's DNA first: POST /api/v1/ai/companies/{company.id}/scrape-dna/")
+    async def company(self, company_id: uuid.UUID, *, tier: Tier = Tier.FREE, what: str = "") -> Company:
+        if not self.guard.principal.tier.includes(tier):
+            raise Problem(403, f"{what} needs the {tier.value} tier or higher; this tenant is on {self.guard.principal.tier.value}")
+        return await company_of_tenant(self.session, self.guard.principal.tenant_id, company_id)
 
+    async def owned(self, table: Any, object_id: uuid.UUID, company: Company, field: str, what: str) -> Any:
+        row = await self.session.get(table, object_id)
+        if row is None or row.company_id != company.id or row.tenant_id != company.tenant_id:
+            raise invalid_reference(field, what)
+        return row
 
-def require_tier(principal: Principal, tier: Tier, what: str) -> None:
-    if not principal.tier.includes(tier):
-        raise Problem(403, f"{what} needs the {tier.value} tier or higher; this tenant is on {principal.tier.value}")
+    async def require_dna(self, company: Company) -> None:
+        found = (await self.session.exec(select(CompanyDNA.id).where(col(CompanyDNA.company_id) == company.id).limit(1))).first()
+        if found is None:
+            raise Problem(409, f"research the company's DNA first: POST /api/v1/ai/companies/{company.id}/scrape-dna/")
 
-
-async def launch(session: SessionDep, temporal: Client, settings: Settings, guard: StartGuard, job: AIJob) -> None:
-    """Starts the job's workflow under the id derived from the job: a repeat is a no-op, never a second workflow."""
-    try:
-        await temporal.start_workflow(
-            GenerationJobWorkflow.run,
-            JobRequest(job_id=job.id, job_type=job.job_type, tenant_id=job.tenant_id, company_id=job.company_id, tier=guard.principal.tier),
-            id=job_workflow_id(job.id),
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            task_queue=PIPELINE_QUEUE + settings.task_queue_suffix,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(TENANT_ID, str(job.tenant_id)),
-                    SearchAttributePair(COMPANY_ID, str(job.company_id)),
-                    SearchAttributePair(JOB_TYPE, JobType(job.job_type).value),
-                ]
-            ),
-            priority=priority_for(guard.principal.tier),
-        )
-    except WorkflowAlreadyStartedError:
-        return
-    except Exception as exc:
-        logger.exception("could not start the workflow of job %s", job.id)
-        await session.exec(  # type: ignore[call-overload]
-            sa.update(AIJob)
-            .where(col(AIJob.id) == job.id, col(AIJob.status) == JobStatus.PENDING.value)
-            .values(status=JobStatus.FAILED.value, error_message="the workflow engine did not accept the job; nothing ran", completed_at=utcnow())
-        )
-        await session.commit()
-        await guard.release(session)
-        raise Problem(503, "the workflow engine is not reachable; the job was not started", headers={"Retry-After": "5"}) from exc
-
-
-async def start_job(
-    session: SessionDep,
-    temporal: Client,
-    settings: Settings,
-    guard: StartGuard,
-    company: Company,
-    job_type: JobType,
-    params: dict[str, Any] | None = None,
-    **links: Any,
-) -> JobAccepted:
-    """Writes the AIJob (PENDING) and starts its workflow, without waiting for any AI work; a repeated
-    Idempotency-Key returns the first request's job (and starts its workflow if that request could not)."""
-    earlier = await guard.earlier(session)
-    if earlier is None:
-        job = AIJob(
-            tenant_id=guard.principal.tenant_id,
-            company_id=company.id,
-            job_type=job_type,
-            progress_message="queued",
-            params={k: v for k, v in (params or {}).items() if v is not None},
-            **links,
-        )
-        job.workflow_id = job_workflow_id(job.id)
-        session.add(job)
-        await session.flush()
-        earlier = await guard.claim(session, job.id)
+    async def start(self, company: Company, job_type: JobType, params: dict[str, Any] | None = None, **links: Any) -> JobAccepted:
+        """Writes the AIJob (PENDING) and starts its workflow, without waiting for any AI work; a repeated
+        Idempotency-Key returns the first request's job (and starts its workflow if that request could not)."""
+        session, guard = self.session, self.guard
+        earlier = await guard.earlier(session)
         if earlier is None:
-            await guard.admit(session)
-            await session.commit()
-            await launch(session, temporal, settings, guard, job)
-            return JobAccepted(job_id=job.id)
-    replayed = await session.get(AIJob, earlier)
-    if replayed is None:  # the key outlived its job
-        raise Problem(409, "the job of this Idempotency-Key no longer exists; use a new key")
-    if replayed.status == JobStatus.PENDING:
-        await launch(session, temporal, settings, guard, replayed)
-    return JobAccepted(job_id=replayed.id)
+            job = AIJob(
+                tenant_id=guard.principal.tenant_id,
+                company_id=company.id,
+                job_type=job_type,
+                progress_message="queued",
+                params={k: v for k, v in (params or {}).items() if v is not None},
+                **links,
+            )
+            job.workflow_id = job_workflow_id(job.id)
+            session.add(job)
+            await session.flush()
+            earlier = await guard.claim(session, job.id)
+            if earlier is None:
+                await guard.admit(session)
+                await session.commit()
+                await self.launch(job)
+                return JobAccepted(job_id=job.id)
+        replayed = await session.get(AIJob, earlier)
+        if replayed is None:  # the key outlived its job
+            raise Problem(409, "the job of this Idempotency-Key no longer exists; use a new key")
+        if replayed.status == JobStatus.PENDING:
+            await self.launch(replayed)
+        return JobAccepted(job_id=replayed.id)
+
+    async def launch(self, job: AIJob) -> None:
+        """Starts the job's workflow under the id derived from the job: a repeat is a no-op, never a second workflow."""
+        tier = self.guard.principal.tier
+        try:
+            await self.temporal.start_workflow(
+                GenerationJobWorkflow.run,
+                JobRequest(job_id=job.id, job_type=job.job_type, tenant_id=job.tenant_id, company_id=job.company_id, tier=tier),
+                id=job_workflow_id(job.id),
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                task_queue=PIPELINE_QUEUE + self.settings.task_queue_suffix,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(TENANT_ID, str(job.tenant_id)),
+                        SearchAttributePair(COMPANY_ID, str(job.company_id)),
+                        SearchAttributePair(JOB_TYPE, JobType(job.job_type).value),
+                    ]
+                ),
+                priority=priority_for(tier),
+            )
+        except WorkflowAlreadyStartedError:
+            return
+        except Exception as exc:
+            logger.exception("could not start the workflow of job %s", job.id)
+            await self.session.exec(  # type: ignore[call-overload]
+                sa.update(AIJob)
+                .where(col(AIJob.id) == job.id, col(AIJob.status) == JobStatus.PENDING.value)
+                .values(status=JobStatus.FAILED.value, error_message="the workflow engine did not accept the job; nothing ran", completed_at=utcnow())
+            )
+            await self.session.commit()
+            await self.guard.release(self.session)
+            raise Problem(503, "the workflow engine is not reachable; the job was not started", headers={"Retry-After": "5"}) from exc
 
 
-@router.post(
-    "/companies/{company_id}/scrape-dna/",
-    status_code=202,
-    response_model=JobAccepted,
-    responses=STARTED,
-    summary="Research the company's DNA (30+ sourced data points)",
-)
-async def scrape_dna(
-    company_id: uuid.UUID, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
-) -> JobAccepted:
-    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
-    return await start_job(session, temporal, settings, guard, company, JobType.GENERATE_DNA)
+def job_starter(session: SessionDep, temporal: TemporalDep, settings: SettingsDep, guard: StartGuardDep) -> JobStarter:
+    return JobStarter(session=session, temporal=temporal, settings=settings, guard=guard)
 
 
-@router.post(
-    "/companies/{company_id}/generate-personas/",
-    status_code=202,
-    response_model=JobAccepted,
-    responses=STARTED,
-    summary="Propose 6 personas from the company's latest DNA",
-)
-async def generate_personas(
-    company_id: uuid.UUID,
-    guard: StartGuardDep,
-    session: SessionDep,
-    temporal: TemporalDep,
-    settings: SettingsDep,
-    body: PersonasJobCreate | None = None,
-) -> JobAccepted:
-    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
-    await require_dna(session, company)
-    params = {"language": body.language if body else None}
-    return await start_job(session, temporal, settings, guard, company, JobType.GENERATE_PERSONAS, params)
+StarterDep = Annotated[JobStarter, Depends(job_starter)]
 
 
-@router.post(
-    "/companies/{company_id}/generate-topics/",
-    status_code=202,
-    response_model=JobAccepted,
-    responses=STARTED,
-    summary="Plan a persona's topics for a month",
-)
-async def generate_topics(
-    company_id: uuid.UUID, body: TopicsJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
-) -> JobAccepted:
-    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
-    persona = await owned(session, Persona, body.persona_id, company, "personaId", "persona")
+def start_route(endpoint: str, summary: str) -> Callable[[Any], Any]:
+    return router.post(f"/companies/{{company_id}}/{endpoint}/", status_code=202, response_model=JobAccepted, responses=STARTED, summary=summary)
+
+
+@start_route("scrape-dna", "Research the company's DNA (30+ sourced data points)")
+async def scrape_dna(company_id: uuid.UUID, starter: StarterDep) -> JobAccepted:
+    company = await starter.company(company_id)
+    return await starter.start(company, JobType.GENERATE_DNA)
+
+
+@start_route("generate-personas", "Propose 6 personas from the company's latest DNA")
+async def generate_personas(company_id: uuid.UUID, starter: StarterDep, body: PersonasJobCreate | None = None) -> JobAccepted:
+    company = await starter.company(company_id)
+    await starter.require_dna(company)
+    return await starter.start(company, JobType.GENERATE_PERSONAS, {"language": body.language if body else None})
+
+
+@start_route("generate-topics", "Plan a persona's topics for a month")
+async def generate_topics(company_id: uuid.UUID, body: TopicsJobCreate, starter: StarterDep) -> JobAccepted:
+    company = await starter.company(company_id)
+    persona = await starter.owned(Persona, body.persona_id, company, "personaId", "persona")
     check_month(body.month)
-    await require_dna(session, company)
+    await starter.require_dna(company)
     params = {"month": body.month, "count": body.count, "language": body.language}
-    return await start_job(session, temporal, settings, guard, company, JobType.GENERATE_TOPICS, params, persona_id=persona.id)
+    return await starter.start(company, JobType.GENERATE_TOPICS, params, persona_id=persona.id)
 
 
-@router.post(
-    "/companies/{company_id}/generate-blogpost/",
-    status_code=202,
-    response_model=JobAccepted,
-    responses=STARTED,
-    summary="Write a blog post (4 to 10 pages, cited) for a topic",
-)
-async def generate_blogpost(
-    company_id: uuid.UUID, body: BlogPostJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
-) -> JobAccepted:
-    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
-    topic = await owned(session, Topic, body.topic_id, company, "topicId", "topic")
+@start_route("generate-blogpost", "Write a blog post (4 to 10 pages, cited) for a topic")
+async def generate_blogpost(company_id: uuid.UUID, body: BlogPostJobCreate, starter: StarterDep) -> JobAccepted:
+    company = await starter.company(company_id)
+    topic = await starter.owned(Topic, body.topic_id, company, "topicId", "topic")
     params = {"target_words": body.target_words, "language": body.language}
-    return await start_job(
-        session, temporal, settings, guard, company, JobType.GENERATE_BLOGPOST, params, persona_id=topic.persona_id, topic_id=topic.id
-    )
+    return await starter.start(company, JobType.GENERATE_BLOGPOST, params, persona_id=topic.persona_id, topic_id=topic.id)
 
 
-@router.post(
-    "/companies/{company_id}/generate-social/",
-    status_code=202,
-    response_model=JobAccepted,
-    responses=STARTED,
-    summary="Turn a blog post into one social post per platform",
-)
-async def generate_social(
-    company_id: uuid.UUID, body: SocialJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
-) -> JobAccepted:
-    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
-    post = await owned(session, BlogPost, body.blog_post_id, company, "blogPostId", "blog post")
+@start_route("generate-social", "Turn a blog post into one social post per platform")
+async def generate_social(company_id: uuid.UUID, body: SocialJobCreate, starter: StarterDep) -> JobAccepted:
+    company = await starter.company(company_id)
+    post = await starter.owned(BlogPost, body.blog_post_id, company, "blogPostId", "blog post")
     params = {"platforms": [p.value for p in body.platforms], "link_url": body.link_url}
-    return await start_job(
-        session, temporal, settings, guard, company, JobType.GENERATE_SOCIAL, params, topic_id=post.topic_id, blog_post_id=post.id
-    )
+    return await starter.start(company, JobType.GENERATE_SOCIAL, params, topic_id=post.topic_id, blog_post_id=post.id)
 
 
-@router.post(
-    "/companies/{company_id}/generate-image/",
-    status_code=202,
-    response_model=JobAccepted,
-    responses=STARTED,
-    summary="Make the image of a social post (PRO tier and up)",
-)
-async def generate_image(
-    company_id: uuid.UUID, body: ImageJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
-) -> JobAccepted:
-    require_tier(guard.principal, Tier.PRO, "images")
-    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
-    post = await owned(session, SocialPost, body.social_post_id, company, "socialPostId", "social post")
-    return await start_job(
-        session, temporal, settings, guard, company, JobType.GENERATE_IMAGE, blog_post_id=post.blog_post_id, social_post_id=post.id
-    )
+@start_route("generate-image", "Make the image of a social post (PRO tier and up)")
+async def generate_image(company_id: uuid.UUID, body: ImageJobCreate, starter: StarterDep) -> JobAccepted:
+    company = await starter.company(company_id, tier=Tier.PRO, what="images")
+    post = await starter.owned(SocialPost, body.social_post_id, company, "socialPostId", "social post")
+    return await starter.start(company, JobType.GENERATE_IMAGE, blog_post_id=post.blog_post_id, social_post_id=post.id)
 
 
-@router.post(
-    "/companies/{company_id}/generate-video/",
-    status_code=202,
-    response_model=JobAccepted,
-    responses=STARTED,
-    summary="Make a short video for a blog post (ULTIMATE tier)",
-)
-async def generate_video(
-    company_id: uuid.UUID, body: VideoJobCreate, guard: StartGuardDep, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
-) -> JobAccepted:
-    require_tier(guard.principal, Tier.ULTIMATE, "videos")
-    company = await company_of_tenant(session, guard.principal.tenant_id, company_id)
-    post = await owned(session, BlogPost, body.blog_post_id, company, "blogPostId", "blog post")
+@start_route("generate-video", "Make a short video for a blog post (ULTIMATE tier)")
+async def generate_video(company_id: uuid.UUID, body: VideoJobCreate, starter: StarterDep) -> JobAccepted:
+    company = await starter.company(company_id, tier=Tier.ULTIMATE, what="videos")
+    post = await starter.owned(BlogPost, body.blog_post_id, company, "blogPostId", "blog post")
     params = {"aspectRatio": body.aspect_ratio}
-    return await start_job(
-        session, temporal, settings, guard, company, JobType.GENERATE_VIDEO, params, topic_id=post.topic_id, blog_post_id=post.id
-    )
+    return await starter.start(company, JobType.GENERATE_VIDEO, params, topic_id=post.topic_id, blog_post_id=post.id)
 
 
 async def live_state(temporal: Client, workflow_id: str) -> LiveState | None:
