@@ -12,8 +12,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.errors import ProblemDetail, install_error_handlers
+from api.events import JobEventHub
 from api.limits import install_limits
-from api.routes import companies, health, jobs, media, pipelines, tenant
+from api.routes import artifacts, companies, health, jobs, media, pipelines, streams, tenant
 from models.db import Database
 from models.settings import Settings, get_settings
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database.from_url(settings.resolved_database_url())
+        app.state.events = JobEventHub(settings.resolved_database_url())
         app.state.temporal = None
         app.state.connect_temporal = lambda: connect_temporal(settings)
         try:
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:  # the API still serves reads; /readyz reports the engine as down
             logger.warning("Temporal at %s is not reachable (%s); starting without it", settings.temporal_address, exc)
         yield
+        await app.state.events.close()
         await app.state.db.close()
 
     app = FastAPI(
@@ -88,7 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     app.include_router(health.router)
     app.include_router(companies.router, prefix=API_PREFIX)
+    app.include_router(artifacts.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(streams.router, prefix=API_PREFIX)
     app.include_router(pipelines.router, prefix=API_PREFIX)
     app.include_router(media.router, prefix=API_PREFIX)
     app.include_router(pipelines.inbox_router, prefix=API_PREFIX)
