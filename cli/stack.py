@@ -393,6 +393,8 @@ class DevStack:
             argv=[
                 sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
                 "--host", self.api_host, "--port", str(self.api_port),
+                # Open job streams are closed 2 s into a stop; clients resume with Last-Event-ID.
+                "--timeout-graceful-shutdown", "2",
             ],
             log_path=self.logs_dir / "api.log",
             cwd=project_root,

@@ -90,9 +90,11 @@ class JobStarter:
     guard: StartGuard
 
     async def company(self, company_id: uuid.UUID, *, tier: Tier = Tier.FREE, what: str = "") -> Company:
+        """The caller's company (another tenant's is a 404, whatever the tier), then the tier the work needs."""
+        company = await company_of_tenant(self.session, self.guard.principal.tenant_id, company_id)
         if not self.guard.principal.tier.includes(tier):
             raise Problem(403, f"{what} needs the {tier.value} tier or higher; this tenant is on {self.guard.principal.tier.value}")
-        return await company_of_tenant(self.session, self.guard.principal.tenant_id, company_id)
+        return company
 
     async def owned(self, table: Any, object_id: uuid.UUID, company: Company, field: str, what: str) -> Any:
         row = await self.session.get(table, object_id)
