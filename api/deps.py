@@ -97,7 +97,34 @@ def require(role: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]
             raise Problem(403, f"this needs the {role.value} role; the key has {principal.role.value}")
         return principal
 
+    check.required_role = role  # type: ignore[attr-defined]
     return check
+
+
+def required_role(dependant: Any) -> Role | None:
+    """The role a route's dependencies require (None: the route takes no key)."""
+    for sub in dependant.dependencies:
+        role = getattr(sub.call, "required_role", None) or required_role(sub)
+        if role is not None:
+            return role
+    return None
+
+
+async def refusal_before_body(request: Request) -> Problem | None:
+    """The 401 or 403 a request would get if its body were valid: FastAPI parses the body before it runs
+    dependencies, and a caller without the right key must learn that, not what is wrong with the body."""
+    route = request.scope.get("route")
+    role = required_role(route.dependant) if route is not None and hasattr(route, "dependant") else None
+    if role is None:
+        return None
+    credentials = await bearer(request)
+    db: Database = request.app.state.db
+    async with db.session() as session:
+        try:
+            await require(role)(await authenticate(session, credentials))
+        except Problem as refusal:
+            return refusal
+    return None
 
 
 MarketerDep = Annotated[Principal, Depends(require(Role.MARKETER))]

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+UNREADABLE_BODY = "There was an error parsing the body"  # FastAPI's detail for a body it cannot decode
 
 
 class Problem(Exception):
@@ -98,12 +99,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(exc.status, exc.detail, title=exc.title, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == UNREADABLE_BODY:
+            # FastAPI's answer to a body it cannot decode (not UTF-8): a validation error like any other.
+            error = {"field": "body", "message": "the body could not be read as UTF-8 JSON", "type": "body_unreadable"}
+            return await _validation(request, RequestValidationError([{"loc": ("body",), **error, "msg": error["message"]}]))
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        from api.deps import refusal_before_body
+
+        refusal = await refusal_before_body(request)
+        if refusal is not None:
+            return await _problem(request, refusal)
         errors = [_field_error(err) for err in exc.errors()]
         fields = ", ".join(e["field"] or "body" for e in errors)
         return problem_response(422, f"the request is not valid: {fields}", title="Unprocessable Content", errors=errors)

@@ -22,10 +22,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.deps import MarketerDep, Principal, SessionDep, SettingsDep
 from api.errors import Problem, problem
 from models.enums import Tier
-from models.pipeline import month_bounds
 from models.settings import Settings
 from models.tables import IdempotencyKey, RateBucket, utcnow
 
+MAX_MONTHS_AHEAD = 24
 # A key is remembered this long; after that the same key starts something new.
 KEY_RETENTION = timedelta(hours=24)
 
@@ -61,12 +61,18 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
 def check_month(month: str) -> None:
     """A month to plan: this one or a later one, at most 24 months ahead (the format is checked by the model)."""
     year, number = (int(part) for part in month.split("-"))
-    _, end = month_bounds(month)
     now = datetime.now(UTC)
-    if end <= now:
-        raise Problem(422, f"{month} is over; plan the current month or a later one", errors=[{"field": "month", "message": "in the past"}])
-    if (year - now.year) * 12 + number - now.month > 24:
-        raise Problem(422, "plan at most 24 months ahead", errors=[{"field": "month", "message": "too far ahead"}])
+    ahead = (year - now.year) * 12 + number - now.month
+    if ahead < 0:
+        raise Problem(
+            422, f"{month} is over; plan the current month or a later one", errors=[{"field": "month", "message": "in the past", "type": "past_month"}]
+        )
+    if ahead > MAX_MONTHS_AHEAD:
+        raise Problem(
+            422,
+            f"plan at most {MAX_MONTHS_AHEAD} months ahead",
+            errors=[{"field": "month", "message": "too far ahead", "type": "month_too_far"}],
+        )
 
 
 def per_minute(settings: Settings, tier: Tier) -> int:

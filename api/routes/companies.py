@@ -1,8 +1,10 @@
 """Companies of the caller's tenant, and what the pipeline produced for them."""
 
 import uuid
+from typing import Annotated
 
 import sqlalchemy as sa
+from fastapi import Depends
 from sqlmodel import col, select
 
 from api.deps import LimitQuery, MarketerDep, OffsetQuery, SessionDep
@@ -20,6 +22,14 @@ async def company_of_tenant(session: SessionDep, tenant_id: uuid.UUID, company_i
     if company is None or company.tenant_id != tenant_id:
         raise not_found("the company")
     return company
+
+
+async def own_company(company_id: uuid.UUID, principal: MarketerDep, session: SessionDep) -> Company:
+    """The path's company as a dependency: another tenant's is a 404 before the body is even validated."""
+    return await company_of_tenant(session, principal.tenant_id, company_id)
+
+
+OwnCompanyDep = Annotated[Company, Depends(own_company)]
 
 
 @router.post("", status_code=201, response_model=CompanyPublic, responses=PROBLEMS, summary="Create a company")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Query
+from pydantic import BeforeValidator
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -33,7 +34,7 @@ from api.deps import (
     TemporalDep,
 )
 from api.errors import PROBLEMS, Problem, not_found, problems
-from api.routes.companies import company_of_tenant
+from api.routes.companies import OwnCompanyDep, company_of_tenant
 from api.routing import SlashRouter
 from api.starts import START_PROBLEMS, StartGuard, StartGuardDep, check_month
 from models.api import AIJobPublic, JobAccepted, LiveState, Page, Usage
@@ -84,17 +85,15 @@ def invalid_reference(field: str, what: str) -> Problem:
 class JobStarter:
     """Everything a start endpoint needs: checks of its input against the company, and the start itself."""
 
+    company: Company
     session: AsyncSession
     temporal: Client
     settings: Settings
     guard: StartGuard
 
-    async def company(self, company_id: uuid.UUID, *, tier: Tier = Tier.FREE, what: str = "") -> Company:
-        """The caller's company (another tenant's is a 404, whatever the tier), then the tier the work needs."""
-        company = await company_of_tenant(self.session, self.guard.principal.tenant_id, company_id)
+    def needs(self, tier: Tier, what: str) -> None:
         if not self.guard.principal.tier.includes(tier):
             raise Problem(403, f"{what} needs the {tier.value} tier or higher; this tenant is on {self.guard.principal.tier.value}")
-        return company
 
     async def owned(self, table: Any, object_id: uuid.UUID, company: Company, field: str, what: str) -> Any:
         row = await self.session.get(table, object_id)
@@ -170,8 +169,9 @@ class JobStarter:
             raise Problem(503, "the workflow engine is not reachable; the job was not started", headers={"Retry-After": "5"}) from exc
 
 
-def job_starter(session: SessionDep, temporal: TemporalDep, settings: SettingsDep, guard: StartGuardDep) -> JobStarter:
-    return JobStarter(session=session, temporal=temporal, settings=settings, guard=guard)
+def job_starter(company: OwnCompanyDep, guard: StartGuardDep, session: SessionDep, settings: SettingsDep, temporal: TemporalDep) -> JobStarter:
+    """In this order: the company (404), the Idempotency-Key (422), then the engine (503); the body comes after."""
+    return JobStarter(company=company, session=session, temporal=temporal, settings=settings, guard=guard)
 
 
 StarterDep = Annotated[JobStarter, Depends(job_starter)]
@@ -182,21 +182,21 @@ def start_route(endpoint: str, summary: str) -> Callable[[Any], Any]:
 
 
 @start_route("scrape-dna", "Research the company's DNA (30+ sourced data points)")
-async def scrape_dna(company_id: uuid.UUID, starter: StarterDep) -> JobAccepted:
-    company = await starter.company(company_id)
+async def scrape_dna(starter: StarterDep) -> JobAccepted:
+    company = starter.company
     return await starter.start(company, JobType.GENERATE_DNA)
 
 
 @start_route("generate-personas", "Propose 6 personas from the company's latest DNA")
-async def generate_personas(company_id: uuid.UUID, starter: StarterDep, body: PersonasJobCreate | None = None) -> JobAccepted:
-    company = await starter.company(company_id)
+async def generate_personas(starter: StarterDep, body: PersonasJobCreate | None = None) -> JobAccepted:
+    company = starter.company
     await starter.require_dna(company)
     return await starter.start(company, JobType.GENERATE_PERSONAS, {"language": body.language if body else None})
 
 
 @start_route("generate-topics", "Plan a persona's topics for a month")
-async def generate_topics(company_id: uuid.UUID, body: TopicsJobCreate, starter: StarterDep) -> JobAccepted:
-    company = await starter.company(company_id)
+async def generate_topics(body: TopicsJobCreate, starter: StarterDep) -> JobAccepted:
+    company = starter.company
     persona = await starter.owned(Persona, body.persona_id, company, "personaId", "persona")
     check_month(body.month)
     await starter.require_dna(company)
@@ -205,31 +205,33 @@ async def generate_topics(company_id: uuid.UUID, body: TopicsJobCreate, starter:
 
 
 @start_route("generate-blogpost", "Write a blog post (4 to 10 pages, cited) for a topic")
-async def generate_blogpost(company_id: uuid.UUID, body: BlogPostJobCreate, starter: StarterDep) -> JobAccepted:
-    company = await starter.company(company_id)
+async def generate_blogpost(body: BlogPostJobCreate, starter: StarterDep) -> JobAccepted:
+    company = starter.company
     topic = await starter.owned(Topic, body.topic_id, company, "topicId", "topic")
     params = {"target_words": body.target_words, "language": body.language}
     return await starter.start(company, JobType.GENERATE_BLOGPOST, params, persona_id=topic.persona_id, topic_id=topic.id)
 
 
 @start_route("generate-social", "Turn a blog post into one social post per platform")
-async def generate_social(company_id: uuid.UUID, body: SocialJobCreate, starter: StarterDep) -> JobAccepted:
-    company = await starter.company(company_id)
+async def generate_social(body: SocialJobCreate, starter: StarterDep) -> JobAccepted:
+    company = starter.company
     post = await starter.owned(BlogPost, body.blog_post_id, company, "blogPostId", "blog post")
     params = {"platforms": [p.value for p in body.platforms], "link_url": body.link_url}
     return await starter.start(company, JobType.GENERATE_SOCIAL, params, topic_id=post.topic_id, blog_post_id=post.id)
 
 
 @start_route("generate-image", "Make the image of a social post (PRO tier and up)")
-async def generate_image(company_id: uuid.UUID, body: ImageJobCreate, starter: StarterDep) -> JobAccepted:
-    company = await starter.company(company_id, tier=Tier.PRO, what="images")
+async def generate_image(body: ImageJobCreate, starter: StarterDep) -> JobAccepted:
+    starter.needs(Tier.PRO, "images")
+    company = starter.company
     post = await starter.owned(SocialPost, body.social_post_id, company, "socialPostId", "social post")
     return await starter.start(company, JobType.GENERATE_IMAGE, blog_post_id=post.blog_post_id, social_post_id=post.id)
 
 
 @start_route("generate-video", "Make a short video for a blog post (ULTIMATE tier)")
-async def generate_video(company_id: uuid.UUID, body: VideoJobCreate, starter: StarterDep) -> JobAccepted:
-    company = await starter.company(company_id, tier=Tier.ULTIMATE, what="videos")
+async def generate_video(body: VideoJobCreate, starter: StarterDep) -> JobAccepted:
+    starter.needs(Tier.ULTIMATE, "videos")
+    company = starter.company
     post = await starter.owned(BlogPost, body.blog_post_id, company, "blogPostId", "blog post")
     params = {"aspectRatio": body.aspect_ratio}
     return await starter.start(company, JobType.GENERATE_VIDEO, params, topic_id=post.topic_id, blog_post_id=post.id)
@@ -398,12 +400,21 @@ async def mark_cancelled(session: SessionDep, job: AIJob) -> None:
     await session.commit()
 
 
+def iso_only(value: object) -> object:
+    """pydantic would read a bare number as unix time; the parameter is documented as an ISO 8601 date-time."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).replace("e", "", 1).replace("E", "", 1).isdigit():
+        raise ValueError("use an ISO 8601 date-time such as 2026-11-01T00:00:00Z")
+    return value
+
+
 @router.get("/companies/{company_id}/jobs/stats/", response_model=JobStats, responses=PROBLEMS, summary="A company's job statistics")
 async def company_job_stats(
     company_id: uuid.UUID,
     principal: MarketerDep,
     session: SessionDep,
-    since: Annotated[datetime | None, Query(description="only jobs created at or after this time (ISO 8601)")] = None,
+    since: Annotated[
+        datetime | None, BeforeValidator(iso_only), Query(description="only jobs created at or after this time (ISO 8601)")
+    ] = None,
 ) -> JobStats:
     """Counts by status and by type, p50 and p95 durations (start to completion of COMPLETED jobs) per type,
     and tokens and cost in total and per type."""

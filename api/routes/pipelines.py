@@ -3,9 +3,10 @@
 import asyncio
 import logging
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
+from fastapi import Depends
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -14,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import MarketerDep, OptionalTemporalDep, SessionDep, SettingsDep, SupervisorDep, TemporalDep
 from api.errors import PROBLEMS, Problem, not_found, problems
-from api.routes.companies import company_of_tenant
+from api.routes.companies import OwnCompanyDep
 from api.routes.jobs import COMPANY_ID, TENANT_ID
 from api.routing import SlashRouter
 from api.starts import START_PROBLEMS, StartGuard, StartGuardDep, check_month
@@ -82,7 +83,7 @@ def pipeline_workflow_id(company_id: uuid.UUID, month: str, pipeline_id: uuid.UU
     summary="Start a month of content for a company",
 )
 async def start_pipeline(
-    company_id: uuid.UUID,
+    company: OwnCompanyDep,
     body: PipelineCreate,
     guard: StartGuardDep,
     session: SessionDep,
@@ -90,7 +91,6 @@ async def start_pipeline(
     settings: SettingsDep,
 ) -> PipelineAccepted:
     principal = guard.principal
-    company = await company_of_tenant(session, principal.tenant_id, company_id)
     check_month(body.month)
     # One running pipeline per company and month: the company row lock makes concurrent starts queue here,
     # and a request repeating an Idempotency-Key then finds the first one's pipeline.
@@ -179,6 +179,14 @@ async def pipeline_of_tenant(session: SessionDep, tenant_id: uuid.UUID, pipeline
     if pipeline is None or pipeline.tenant_id != tenant_id:
         raise not_found("the pipeline")
     return pipeline
+
+
+async def decided_pipeline(pipeline_id: uuid.UUID, principal: SupervisorDep, session: SessionDep) -> Pipeline:
+    """The pipeline a supervisor decides on, as a dependency: another tenant's is a 404 before the body is validated."""
+    return await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+
+
+DecidedPipelineDep = Annotated[Pipeline, Depends(decided_pipeline)]
 
 
 ENDED_WITHOUT_RECORD = {
@@ -303,10 +311,7 @@ async def decide(temporal: Client, pipeline: Pipeline, update: Any, decision: An
     responses=DECISION_PROBLEMS,
     summary="Gate 1: select 3 to 6 of the 6 personas",
 )
-async def select_personas(
-    pipeline_id: uuid.UUID, body: SelectPersonas, principal: SupervisorDep, session: SessionDep, temporal: TemporalDep
-) -> DecisionAccepted:
-    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+async def select_personas(pipeline: DecidedPipelineDep, body: SelectPersonas, temporal: TemporalDep) -> DecisionAccepted:
     return await decide(temporal, pipeline, ContentPipelineWorkflow.select_personas, body)
 
 
@@ -316,10 +321,7 @@ async def select_personas(
     responses=DECISION_PROBLEMS,
     summary="Gate 2: approve topics, reject others with feedback",
 )
-async def decide_topics(
-    pipeline_id: uuid.UUID, body: TopicDecision, principal: SupervisorDep, session: SessionDep, temporal: TemporalDep
-) -> DecisionAccepted:
-    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+async def decide_topics(pipeline: DecidedPipelineDep, body: TopicDecision, temporal: TemporalDep) -> DecisionAccepted:
     return await decide(temporal, pipeline, ContentPipelineWorkflow.decide_topics, body)
 
 
@@ -330,14 +332,8 @@ async def decide_topics(
     summary="Gate 3: approve a blog post or request changes with feedback",
 )
 async def decide_blogpost(
-    pipeline_id: uuid.UUID,
-    blog_post_id: uuid.UUID,
-    body: BlogPostVerdictIn,
-    principal: SupervisorDep,
-    session: SessionDep,
-    temporal: TemporalDep,
+    pipeline: DecidedPipelineDep, blog_post_id: uuid.UUID, body: BlogPostVerdictIn, temporal: TemporalDep
 ) -> DecisionAccepted:
-    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
     decision = BlogPostDecision(blog_post_id=blog_post_id, decision=body.decision, feedback=body.feedback)
     return await decide(temporal, pipeline, ContentPipelineWorkflow.decide_blogpost, decision)
 

@@ -142,7 +142,15 @@ async def get_stream_token(
     "/jobs/{job_id}/stream/",
     response_class=StreamingResponse,
     responses={
-        200: {"description": "the job's events until it ends", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        200: {
+            "description": "the job's events until it ends: `progress` events (data: JobProgress), then one `end` (data: JobEnd)",
+            "content": {
+                "text/event-stream": {
+                    "example": 'id: 7\nevent: progress\ndata: {"jobId": "...", "status": "PROCESSING", "progress": 40, '
+                    '"message": "writing", "at": "2026-11-25T09:00:05Z"}\n\n'
+                }
+            },
+        },
         **PROBLEMS,
         **problems(_401="no API key or stream token, or one that is not valid, has expired, or is for another job"),
     },
