@@ -101,27 +101,45 @@ def require(role: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]
     return check
 
 
-def required_role(dependant: Any) -> Role | None:
-    """The role a route's dependencies require (None: the route takes no key)."""
+def dependencies_of(dependant: Any) -> list[Any]:
+    """Every dependency of a route, depth first."""
+    found = []
     for sub in dependant.dependencies:
-        role = getattr(sub.call, "required_role", None) or required_role(sub)
-        if role is not None:
-            return role
-    return None
+        found += [sub, *dependencies_of(sub)]
+    return found
+
+
+def owned_by_path(parameter: str) -> Callable[[Any], Any]:
+    """Marks a dependency `(object id, principal, session) -> row` that answers 404 for another tenant's object
+    named by the path `parameter`, so refusal_before_body can run it too."""
+
+    def mark(lookup: Any) -> Any:
+        lookup.path_parameter = parameter
+        return lookup
+
+    return mark
 
 
 async def refusal_before_body(request: Request) -> Problem | None:
-    """The 401 or 403 a request would get if its body were valid: FastAPI parses the body before it runs
-    dependencies, and a caller without the right key must learn that, not what is wrong with the body."""
-    route = request.scope.get("route")
-    role = required_role(route.dependant) if route is not None and hasattr(route, "dependant") else None
+    """The 401, 403 or 404 a request would get if its body were valid: FastAPI parses the body before it runs
+    dependencies, and a caller without the right key, or asking about another tenant's object, must learn that,
+    not what is wrong with the body."""
+    route: Any = request.scope.get("route")
+    dependencies = [d.call for d in dependencies_of(route.dependant)] if hasattr(route, "dependant") else []
+    role = next((getattr(call, "required_role", None) for call in dependencies if getattr(call, "required_role", None)), None)
     if role is None:
         return None
     credentials = await bearer(request)
     db: Database = request.app.state.db
     async with db.session() as session:
         try:
-            await require(role)(await authenticate(session, credentials))
+            principal = await require(role)(await authenticate(session, credentials))
+            for lookup in (call for call in dependencies if hasattr(call, "path_parameter")):
+                try:
+                    object_id = uuid.UUID(str(request.path_params.get(lookup.path_parameter)))
+                except ValueError:
+                    return None  # the malformed id is part of the validation error
+                await lookup(object_id, principal, session)
         except Problem as refusal:
             return refusal
     return None

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from fastapi import Depends
 from sqlmodel import col, select
 
-from api.deps import LimitQuery, MarketerDep, OffsetQuery, SessionDep
+from api.deps import LimitQuery, MarketerDep, OffsetQuery, SessionDep, owned_by_path
 from api.errors import PROBLEMS, Problem, not_found
 from api.routing import SlashRouter
 from models.api import CompanyCreate, CompanyDNAPublic, CompanyPublic, Page
@@ -24,6 +24,7 @@ async def company_of_tenant(session: SessionDep, tenant_id: uuid.UUID, company_i
     return company
 
 
+@owned_by_path("company_id")
 async def own_company(company_id: uuid.UUID, principal: MarketerDep, session: SessionDep) -> Company:
     """The path's company as a dependency: another tenant's is a 404 before the body is even validated."""
     return await company_of_tenant(session, principal.tenant_id, company_id)

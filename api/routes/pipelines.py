@@ -13,7 +13,15 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import MarketerDep, OptionalTemporalDep, SessionDep, SettingsDep, SupervisorDep, TemporalDep
+from api.deps import (
+    MarketerDep,
+    OptionalTemporalDep,
+    SessionDep,
+    SettingsDep,
+    SupervisorDep,
+    TemporalDep,
+    owned_by_path,
+)
 from api.errors import PROBLEMS, Problem, not_found, problems
 from api.routes.companies import OwnCompanyDep
 from api.routes.jobs import COMPANY_ID, TENANT_ID
@@ -181,6 +189,7 @@ async def pipeline_of_tenant(session: SessionDep, tenant_id: uuid.UUID, pipeline
     return pipeline
 
 
+@owned_by_path("pipeline_id")
 async def decided_pipeline(pipeline_id: uuid.UUID, principal: SupervisorDep, session: SessionDep) -> Pipeline:
     """The pipeline a supervisor decides on, as a dependency: another tenant's is a 404 before the body is validated."""
     return await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
