@@ -91,11 +91,15 @@ async def authenticate(
     return Principal(tenant_id=tenant.id, tier=Tier(tenant.tier), role=Role(api_key.role), key_id=api_key.id)
 
 
+def check_role(principal: Principal, role: Role) -> Principal:
+    if not principal.role.allows(role):
+        raise Problem(403, f"this needs the {role.value} role; the key has {principal.role.value}")
+    return principal
+
+
 def require(role: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if not principal.role.allows(role):
-            raise Problem(403, f"this needs the {role.value} role; the key has {principal.role.value}")
-        return principal
+        return check_role(principal, role)
 
     check.required_role = role  # type: ignore[attr-defined]
     return check
@@ -109,12 +113,15 @@ def dependencies_of(dependant: Any) -> list[Any]:
     return found
 
 
-def owned_by_path(parameter: str) -> Callable[[Any], Any]:
+def owned_by_path(parameter: str, role: Role | None = None) -> Callable[[Any], Any]:
     """Marks a dependency `(object id, principal, session) -> row` that answers 404 for another tenant's object
-    named by the path `parameter`, so refusal_before_body can run it too."""
+    named by the path `parameter`, so refusal_before_body can run it too. With `role`, the lookup checks the role
+    itself, after the tenancy: another tenant's object is a 404 whatever the key's role (CONTRACT: never 403)."""
 
     def mark(lookup: Any) -> Any:
         lookup.path_parameter = parameter
+        if role is not None:
+            lookup.required_role = role
         return lookup
 
     return mark
@@ -133,13 +140,14 @@ async def refusal_before_body(request: Request) -> Problem | None:
     db: Database = request.app.state.db
     async with db.session() as session:
         try:
-            principal = await require(role)(await authenticate(session, credentials))
+            principal = await authenticate(session, credentials)
             for lookup in (call for call in dependencies if hasattr(call, "path_parameter")):
                 try:
                     object_id = uuid.UUID(str(request.path_params.get(lookup.path_parameter)))
                 except ValueError:
                     return None  # the malformed id is part of the validation error
                 await lookup(object_id, principal, session)
+            check_role(principal, role)
         except Problem as refusal:
             return refusal
     return None
@@ -148,3 +156,5 @@ async def refusal_before_body(request: Request) -> Problem | None:
 MarketerDep = Annotated[Principal, Depends(require(Role.MARKETER))]
 SupervisorDep = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+# Any valid key, whatever its role: for routes that check the tenancy of their object before the role.
+KeyDep = Annotated[Principal, Depends(authenticate)]

@@ -14,12 +14,14 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
+    KeyDep,
     MarketerDep,
     OptionalTemporalDep,
     SessionDep,
     SettingsDep,
     SupervisorDep,
     TemporalDep,
+    check_role,
     owned_by_path,
 )
 from api.errors import PROBLEMS, Problem, not_found, problems
@@ -27,7 +29,7 @@ from api.routes.companies import OwnCompanyDep
 from api.routes.jobs import COMPANY_ID, TENANT_ID
 from api.routing import SlashRouter
 from api.starts import START_PROBLEMS, StartGuard, StartGuardDep, check_month
-from models.enums import PipelineStage, PipelineStatus, Platform, Tier
+from models.enums import PipelineStage, PipelineStatus, Platform, Role, Tier
 from models.pipeline import (
     ApprovalInboxItem,
     BlogPostDecision,
@@ -189,10 +191,13 @@ async def pipeline_of_tenant(session: SessionDep, tenant_id: uuid.UUID, pipeline
     return pipeline
 
 
-@owned_by_path("pipeline_id")
-async def decided_pipeline(pipeline_id: uuid.UUID, principal: SupervisorDep, session: SessionDep) -> Pipeline:
-    """The pipeline a supervisor decides on, as a dependency: another tenant's is a 404 before the body is validated."""
-    return await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+@owned_by_path("pipeline_id", role=Role.SUPERVISOR)
+async def decided_pipeline(pipeline_id: uuid.UUID, principal: KeyDep, session: SessionDep) -> Pipeline:
+    """The pipeline a supervisor decides on, as a dependency: another tenant's is a 404 (whatever the key's role,
+    and before the body is validated); then a key below supervisor is a 403."""
+    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
+    check_role(principal, Role.SUPERVISOR)
+    return pipeline
 
 
 DecidedPipelineDep = Annotated[Pipeline, Depends(decided_pipeline)]

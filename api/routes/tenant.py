@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 from sqlmodel import col, select
 
-from api.deps import AdminDep, MarketerDep, SessionDep
+from api.deps import AdminDep, KeyDep, MarketerDep, SessionDep, check_role
 from api.errors import PROBLEMS, not_found
 from api.keys import add_key
 from api.routing import SlashRouter
 from models.api import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, TenantPublic, WebhookConfig, WebhookCreated
+from models.enums import Role
 from models.tables import ApiKey, Tenant
 
 router = SlashRouter(tags=["tenant"])
@@ -42,10 +43,11 @@ async def create_key(body: ApiKeyCreate, principal: AdminDep, session: SessionDe
 
 
 @router.delete("/apikeys/{key_id}", status_code=204, responses=PROBLEMS, summary="Revoke an API key (admin)")
-async def revoke_key(key_id: uuid.UUID, principal: AdminDep, session: SessionDep) -> None:
+async def revoke_key(key_id: uuid.UUID, principal: KeyDep, session: SessionDep) -> None:
     row = await session.get(ApiKey, key_id)
     if row is None or row.tenant_id != principal.tenant_id:
-        raise not_found("the API key")
+        raise not_found("the API key")  # another tenant's key is a 404 whatever the caller's role
+    check_role(principal, Role.ADMIN)
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         session.add(row)
