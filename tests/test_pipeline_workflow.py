@@ -335,7 +335,9 @@ async def test_revision_limit_leaves_only_approve(env: Any) -> None:
     )
     assert "RevisionLimit" in message and "approve them or cancel" in message
     await handle.execute_update(ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[replacement.id]))
-    await gate_of(handle, Gate.BLOGPOST, 1)
+    # All three posts at the gate: no stage is running when the cancel comes. (A cancel racing a stage's completion
+    # can make the time-skipping server reject the workflow task, ACTIVITY_UNKNOWN, and stop skipping time.)
+    await gate_of(handle, Gate.BLOGPOST, 3)
     assert TopicVerdicts(approved=[replacement.id]) in fake.verdicts
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
