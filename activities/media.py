@@ -111,6 +111,30 @@ async def store_asset(session: AsyncSession, files: AttemptFiles, asset: MediaAs
     return asset
 
 
+def asset_writer(run: StageRun, files: AttemptFiles, data: bytes, aspect_ratio: str, **fields: Any) -> tuple[ArtifactWriter, dict[str, Any]]:
+    """The job's MediaAsset for `data` (fields: kind, mime_type, size, prompt...) and the writer that stores it."""
+    job = run.job
+    asset_id = uuid.uuid4()
+    asset = MediaAsset(
+        id=asset_id,
+        tenant_id=job.tenant_id,
+        company_id=job.company_id,
+        job_id=job.id,
+        path=media_path(job.tenant_id, asset_id, fields["mime_type"]),
+        size_bytes=len(data),
+        is_sample=run.used_offline_provider(),
+        **fields,
+    )
+    summary = asset_summary(asset, aspect_ratio)
+
+    async def write(session: AsyncSession) -> list[uuid.UUID]:
+        stored = await store_asset(session, files, asset, data)
+        summary.update(asset_summary(stored, aspect_ratio))
+        return [stored.id]
+
+    return write, summary
+
+
 def asset_summary(asset: MediaAsset, aspect_ratio: str) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "mediaId": str(asset.id),
@@ -251,31 +275,19 @@ class MediaStage:
         image = await self.deps.router.generate_image(prompt, aspect_ratio, sample_context=context)
         await run.progress(85, f"image ready: {image.width}x{image.height}, {len(image.data) // 1024} KB")
 
-        asset_id = uuid.uuid4()
-        asset = MediaAsset(
-            id=asset_id,
-            tenant_id=job.tenant_id,
-            company_id=job.company_id,
-            job_id=job.id,
+        return asset_writer(
+            run,
+            files,
+            image.data,
+            aspect_ratio,
             social_post_id=post.id,
             kind=MediaKind.IMAGE,
             mime_type=image.mime_type,
-            path=media_path(job.tenant_id, asset_id, image.mime_type),
-            size_bytes=len(image.data),
             width=image.width,
             height=image.height,
             prompt=prompt,
             alt_text=alt_text,
-            is_sample=run.used_offline_provider(),
         )
-        summary = asset_summary(asset, aspect_ratio)
-
-        async def write(session: AsyncSession) -> list[uuid.UUID]:
-            stored = await store_asset(session, files, asset, image.data)
-            summary.update(asset_summary(stored, aspect_ratio))
-            return [stored.id]
-
-        return write, summary
 
     # -- videos --
 
@@ -297,32 +309,20 @@ class MediaStage:
         duration = video.duration_seconds or float(operation.duration_seconds)
         await run.progress(90, f"video ready: {duration:g} s, {len(video.data) // 1024} KB")
 
-        asset_id = uuid.uuid4()
-        asset = MediaAsset(
-            id=asset_id,
-            tenant_id=job.tenant_id,
-            company_id=job.company_id,
-            job_id=job.id,
+        return asset_writer(
+            run,
+            files,
+            video.data,
+            aspect_ratio,
             blog_post_id=post.id,
             kind=MediaKind.VIDEO,
             mime_type=video.mime_type,
-            path=media_path(job.tenant_id, asset_id, video.mime_type),
-            size_bytes=len(video.data),
             width=video.width,
             height=video.height,
             duration_seconds=duration,
             prompt=operation.prompt,
             alt_text=f"Short video for the blog post \"{post.title}\""[:500],
-            is_sample=run.used_offline_provider(),
         )
-        summary = asset_summary(asset, aspect_ratio)
-
-        async def write(session: AsyncSession) -> list[uuid.UUID]:
-            stored = await store_asset(session, files, asset, video.data)
-            summary.update(asset_summary(stored, aspect_ratio))
-            return [stored.id]
-
-        return write, summary
 
     async def _blog_post(self, run: StageRun) -> tuple[BlogPost, BlogPostRevision]:
         job = run.job

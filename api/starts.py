@@ -7,8 +7,10 @@ from the tenant's bucket (none left: 429 and the whole transaction, key included
 
 import hashlib
 import json
+import logging
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,12 +20,27 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import MarketerDep, Principal, SessionDep, SettingsDep
 from api.errors import Problem, problem
 from models.enums import Tier
 from models.settings import Settings
 from models.tables import IdempotencyKey, RateBucket, utcnow
+from workflows.policies import PIPELINE_QUEUE, priority_for
+
+logger = logging.getLogger(__name__)
+
+# Search attributes every started workflow carries: operators find a tenant's or a company's work in the Web UI.
+TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
+COMPANY_ID = SearchAttributeKey.for_keyword("CompanyId")
 
 MAX_MONTHS_AHEAD = 24
 # A key is remembered this long; after that the same key starts something new.
@@ -91,6 +108,8 @@ class StartGuard:
     settings: Settings
     key: str | None
     fingerprint: str
+    # What an earlier request with this key started, as looked up when the request came in.
+    replay_of: uuid.UUID | None = None
 
     async def earlier(self, session: AsyncSession) -> uuid.UUID | None:
         """What an earlier request with this key started; 422 when that request was a different one."""
@@ -163,6 +182,45 @@ class StartGuard:
                 headers={"Retry-After": str(retry_after)},
             )
 
+    async def launch(
+        self,
+        session: AsyncSession,
+        temporal: Client,
+        run: Any,
+        argument: Any,
+        *,
+        workflow_id: str,
+        company_id: uuid.UUID,
+        attribute: SearchAttributePair[str],
+        refused: Callable[[], Awaitable[None]],
+        what: str,
+    ) -> None:
+        """Starts a workflow under the id its row recorded: a repeat is a no-op, never a second workflow. When the
+        engine refuses, `refused` records that on the row, the key is freed and the caller gets a 503."""
+        try:
+            await temporal.start_workflow(
+                run,
+                argument,
+                id=workflow_id,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                task_queue=PIPELINE_QUEUE + self.settings.task_queue_suffix,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(TENANT_ID, str(self.principal.tenant_id)),
+                        SearchAttributePair(COMPANY_ID, str(company_id)),
+                        attribute,
+                    ]
+                ),
+                priority=priority_for(self.principal.tier),
+            )
+        except WorkflowAlreadyStartedError:
+            return
+        except Exception as exc:
+            logger.exception("could not start %s workflow %s", what, workflow_id)
+            await refused()
+            await self.release(session)
+            raise Problem(503, f"the workflow engine is not reachable; the {what} was not started", headers={"Retry-After": "5"}) from exc
+
     async def release(self, session: AsyncSession) -> None:
         """Frees the key after a start that did not happen (the engine was down), so a retry starts afresh."""
         if self.key is None:
@@ -179,7 +237,7 @@ async def start_guard(
     """Checks the key before anything else: a key reused with another request is refused whatever that request says."""
     body = await request.body()  # Starlette caches it: the route's body parameter reads the same bytes
     guard = StartGuard(principal=principal, settings=settings, key=key, fingerprint=request_fingerprint(request.method, request.url.path, body))
-    await guard.earlier(session)
+    guard.replay_of = await guard.earlier(session)
     return guard
 
 

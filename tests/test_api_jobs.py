@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from models.db import Database
 from models.enums import JobStatus, JobType, Tier
 from models.pipeline import month_after
-from models.tables import AIJob, Company
+from models.tables import AIJob
 from tests.conftest import RunningStack, Tenant, make_tenant, running_stack, wait_for_job
 from tests.test_dna_job import new_company
 
@@ -73,17 +73,22 @@ async def test_every_stage_runs_alone_through_its_endpoint(stack: RunningStack, 
     for job in (image_job, video_job):
         assert job["workflowId"] == f"job-{job['id']}" and job["usage"]["provider"] == "offline"
 
-    # Each job is its own workflow, found by company in the Web UI.
-    found = {w.id async for w in stack.client.list_workflows(f"CompanyId='{company}'")}
+    # Each job is its own workflow, found by company in the Web UI (visibility catches up within a moment).
     jobs = (await stack.http.get(f"{JOBS}/companies/{company}/jobs/", headers=tenant.headers())).json()
-    assert jobs["count"] == 7 and {f"job-{j['id']}" for j in jobs["data"]} <= found | {f"job-{j['id']}" for j in jobs["data"]}
+    expected = {f"job-{j['id']}" for j in jobs["data"]}
+    for _ in range(50):
+        found = {w.id async for w in stack.client.list_workflows(f"CompanyId='{company}'")}
+        if found == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert jobs["count"] == 7 and found == expected
     assert [j["jobType"] for j in jobs["data"]] == [
         "generate_video", "generate_image", "generate_social", "generate_blogpost",
         "generate_topics", "generate_personas", "generate_dna",
     ]
 
 
-async def test_inputs_are_checked_against_the_company(stack: RunningStack, tenant: Tenant, other_tenant: Tenant, db: Database) -> None:
+async def test_inputs_are_checked_against_the_company(stack: RunningStack, tenant: Tenant, other_tenant: Tenant) -> None:
     company = await new_company(stack, tenant)
     theirs = await new_company(stack, other_tenant, "Their company")
     nothing = str(uuid.uuid4())
@@ -143,9 +148,6 @@ async def test_inputs_are_checked_against_the_company(stack: RunningStack, tenan
     assert (await stack.http.post(f"{JOBS}/companies/{company}/scrape-dna/")).status_code == 401
     assert their_job["status"] == "COMPLETED"
     # None of the refused requests left a job behind.
-    async with db.session() as session:
-        company_row = await session.get(Company, uuid.UUID(company))
-        assert company_row is not None
     jobs = (await stack.http.get(f"{JOBS}/companies/{company}/jobs/", headers=tenant.headers())).json()
     assert jobs["count"] == 2
 
@@ -296,7 +298,7 @@ async def test_cancel_a_running_job(
     assert (await fast.http.post(f"{JOBS}/jobs/{uuid.uuid4()}/cancel/", headers=tenant.headers())).status_code == 404
 
 
-async def test_a_pipeline_stage_is_cancelled_with_its_pipeline(stack: RunningStack, tenant: Tenant, db: Database) -> None:
+async def test_a_pipeline_stage_is_cancelled_with_its_pipeline(stack: RunningStack, tenant: Tenant) -> None:
     company = await new_company(stack, tenant)
     pipeline = await stack.http.post(
         f"{JOBS}/companies/{company}/pipelines/", json={"month": next_month(), "platforms": ["x"]}, headers=tenant.headers()
@@ -309,7 +311,7 @@ async def test_a_pipeline_stage_is_cancelled_with_its_pipeline(stack: RunningSta
             break
         await asyncio.sleep(0.05)
     refused = await stack.http.post(f"{JOBS}/jobs/{jobs[-1]['id']}/cancel/", headers=tenant.headers())
-    assert refused.status_code in (409,), refused.text
+    assert refused.status_code == 409 and refused.json()["pipelineId"] == pipeline_id, refused.text
     await stack.http.post(f"{JOBS}/pipelines/{pipeline_id}/cancel/", headers=tenant.headers())
 
 

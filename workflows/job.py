@@ -1,6 +1,7 @@
 """GenerationJobWorkflow: one AIJob started alone through its endpoint, run as a single stage activity."""
 
 import asyncio
+import uuid
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
@@ -9,7 +10,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
     from models.contracts import JobFinish, JobOutcome, JobRequest, StageInput, StageResult
-    from models.enums import JobStatus
+    from models.enums import JobStatus, JobType, Tier
     from workflows.policies import (
         AI_HEARTBEAT_TIMEOUT,
         QUICK_RETRY,
@@ -31,6 +32,24 @@ def failure_message(error: BaseException) -> str:
     return message
 
 
+async def run_stage(job_type: JobType, job_id: uuid.UUID, tier: Tier) -> StageResult:
+    """One stage activity, by name, on its queue with its limits: the same for a job alone and a pipeline's stage.
+    The stage records CANCELLED and drops its half-done work before the workflow goes on."""
+    schedule = stage_schedule(job_type)
+    result: StageResult = await workflow.execute_activity(
+        job_type.value,
+        StageInput(job_id=job_id),
+        result_type=StageResult,
+        task_queue=sibling_queue(workflow.info().task_queue, schedule.queue),
+        start_to_close_timeout=schedule.timeout,
+        heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
+        retry_policy=schedule.retry,
+        priority=priority_for(tier),
+        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    )
+    return result
+
+
 @workflow.defn
 class GenerationJobWorkflow:
     def __init__(self) -> None:
@@ -42,22 +61,9 @@ class GenerationJobWorkflow:
 
     @workflow.run
     async def run(self, request: JobRequest) -> JobOutcome:
-        # The same stage activities the pipeline runs, by name, on the same queues with the same limits.
-        schedule = stage_schedule(request.job_type)
         self._status = JobStatus.PROCESSING
         try:
-            result: StageResult = await workflow.execute_activity(
-                request.job_type.value,
-                StageInput(job_id=request.job_id),
-                result_type=StageResult,
-                task_queue=sibling_queue(workflow.info().task_queue, schedule.queue),
-                start_to_close_timeout=schedule.timeout,
-                heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
-                retry_policy=schedule.retry,
-                priority=priority_for(request.tier),
-                # Let the stage record CANCELLED and drop its half-done work before the workflow ends.
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
+            result = await run_stage(request.job_type, request.job_id, request.tier)
         except ActivityError as error:
             if isinstance(error.cause, CancelledError):
                 return await self._cancelled(request)

@@ -11,10 +11,9 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from models.contracts import JobFinish, StageInput, StageResult
+    from models.contracts import JobFinish, StageResult
     from models.enums import (
         Gate,
         JobStatus,
@@ -50,9 +49,8 @@ with workflow.unsafe.imports_passed_through():
         TopicVerdicts,
         month_bounds,
     )
-    from workflows.job import failure_message
+    from workflows.job import failure_message, run_stage
     from workflows.policies import (
-        AI_HEARTBEAT_TIMEOUT,
         DEFAULT_TIMEOUT,
         PIPELINE_QUEUE,
         PUBLISH_QUEUE,
@@ -61,7 +59,6 @@ with workflow.unsafe.imports_passed_through():
         QUICK_TIMEOUT,
         priority_for,
         sibling_queue,
-        stage_schedule,
     )
 
 T = TypeVar("T")
@@ -591,20 +588,9 @@ class ContentPipelineWorkflow:
                 params={k: v for k, v in (params or {}).items() if v is not None},
             ),
         )
-        schedule = stage_schedule(job_type)
         ref.status = JobStatus.PROCESSING
         try:
-            result: StageResult = await workflow.execute_activity(
-                job_type.value,
-                StageInput(job_id=job_id),
-                result_type=StageResult,
-                task_queue=self._queue_of(schedule.queue),
-                start_to_close_timeout=schedule.timeout,
-                heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
-                retry_policy=schedule.retry,
-                priority=priority_for(request.tier),
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
+            result = await run_stage(job_type, job_id, request.tier)
         except ActivityError as error:
             if isinstance(error.cause, CancelledError):
                 ref.status = JobStatus.CANCELLED

@@ -18,10 +18,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
@@ -55,14 +52,12 @@ from models.job_requests import (
 from models.settings import Settings
 from models.tables import AIJob, BlogPost, Company, CompanyDNA, Persona, SocialPost, Topic, utcnow
 from workflows.job import GenerationJobWorkflow
-from workflows.policies import PIPELINE_QUEUE, job_workflow_id, priority_for
+from workflows.policies import job_workflow_id
 
 logger = logging.getLogger(__name__)
 
 router = SlashRouter(prefix="/ai", tags=["jobs"])
 
-TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
-COMPANY_ID = SearchAttributeKey.for_keyword("CompanyId")
 JOB_TYPE = SearchAttributeKey.for_keyword("JobType")
 
 STARTED: dict[int | str, dict[str, Any]] = {
@@ -110,7 +105,7 @@ class JobStarter:
         """Writes the AIJob (PENDING) and starts its workflow, without waiting for any AI work; a repeated
         Idempotency-Key returns the first request's job (and starts its workflow if that request could not)."""
         session, guard = self.session, self.guard
-        earlier = await guard.earlier(session)
+        earlier = guard.replay_of
         if earlier is None:
             job = AIJob(
                 tenant_id=guard.principal.tenant_id,
@@ -137,36 +132,26 @@ class JobStarter:
         return JobAccepted(job_id=replayed.id)
 
     async def launch(self, job: AIJob) -> None:
-        """Starts the job's workflow under the id derived from the job: a repeat is a no-op, never a second workflow."""
-        tier = self.guard.principal.tier
-        try:
-            await self.temporal.start_workflow(
-                GenerationJobWorkflow.run,
-                JobRequest(job_id=job.id, job_type=job.job_type, tenant_id=job.tenant_id, company_id=job.company_id, tier=tier),
-                id=job_workflow_id(job.id),
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                task_queue=PIPELINE_QUEUE + self.settings.task_queue_suffix,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(TENANT_ID, str(job.tenant_id)),
-                        SearchAttributePair(COMPANY_ID, str(job.company_id)),
-                        SearchAttributePair(JOB_TYPE, JobType(job.job_type).value),
-                    ]
-                ),
-                priority=priority_for(tier),
-            )
-        except WorkflowAlreadyStartedError:
-            return
-        except Exception as exc:
-            logger.exception("could not start the workflow of job %s", job.id)
+        async def refused() -> None:
             await self.session.exec(  # type: ignore[call-overload]
                 sa.update(AIJob)
                 .where(col(AIJob.id) == job.id, col(AIJob.status) == JobStatus.PENDING.value)
                 .values(status=JobStatus.FAILED.value, error_message="the workflow engine did not accept the job; nothing ran", completed_at=utcnow())
             )
             await self.session.commit()
-            await self.guard.release(self.session)
-            raise Problem(503, "the workflow engine is not reachable; the job was not started", headers={"Retry-After": "5"}) from exc
+
+        request = JobRequest(job_id=job.id, job_type=job.job_type, tenant_id=job.tenant_id, company_id=job.company_id, tier=self.guard.principal.tier)
+        await self.guard.launch(
+            self.session,
+            self.temporal,
+            GenerationJobWorkflow.run,
+            request,
+            workflow_id=job_workflow_id(job.id),
+            company_id=job.company_id,
+            attribute=SearchAttributePair(JOB_TYPE, JobType(job.job_type).value),
+            refused=refused,
+            what="job",
+        )
 
 
 def job_starter(company: OwnCompanyDep, guard: StartGuardDep, session: SessionDep, settings: SettingsDep, temporal: TemporalDep) -> JobStarter:
@@ -285,23 +270,31 @@ def job_public(job: AIJob, settings: Settings, live: LiveState | None = None) ->
     )
 
 
-# A workflow that ended without its stage recording the end (an operator terminated it, it timed out):
-# the job row is brought in line with what Temporal says, so it never stays PROCESSING forever.
+# How a workflow can end without its own code recording the end (an operator terminated it, it timed out).
 ENDED_WITHOUT_RECORD = {
-    "TERMINATED": (JobStatus.FAILED, "the job's workflow was terminated (by an operator or a deployment)"),
-    "TIMED_OUT": (JobStatus.FAILED, "the job's workflow timed out"),
-    "FAILED": (JobStatus.FAILED, "the job's workflow failed"),
-    "CANCELED": (JobStatus.CANCELLED, "cancelled"),
+    "TERMINATED": "was terminated (by an operator or a deployment)",
+    "TIMED_OUT": "timed out",
+    "FAILED": "failed",
+    "CANCELED": None,
 }
 
 
+def ended_without_record(workflow_status: str, what: str) -> tuple[bool, str] | None:
+    """(cancelled?, reason) for a workflow that ended without recording it; None while it runs or ended normally.
+    Rows are brought in line with it, so nothing stays PROCESSING or RUNNING forever."""
+    if workflow_status not in ENDED_WITHOUT_RECORD:
+        return None
+    how = ENDED_WITHOUT_RECORD[workflow_status]
+    return (True, "cancelled") if how is None else (False, f"the {what}'s workflow {how}")
+
+
 async def reconcile_ended(session: SessionDep, job: AIJob, live: LiveState) -> bool:
-    ended = ENDED_WITHOUT_RECORD.get(live.workflow_status)
+    ended = ended_without_record(live.workflow_status, "job")
     if ended is None:
         return False
-    status, message = ended
-    values: dict[str, Any] = {"status": status.value, "completed_at": utcnow(), "progress_message": message}
-    if status == JobStatus.FAILED:
+    cancelled, message = ended
+    values: dict[str, Any] = {"status": (JobStatus.CANCELLED if cancelled else JobStatus.FAILED).value, "completed_at": utcnow(), "progress_message": message}
+    if not cancelled:
         values["error_message"] = message
     await session.exec(  # type: ignore[call-overload]
         sa.update(AIJob).where(col(AIJob.id) == job.id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES)).values(**values)

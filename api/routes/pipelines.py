@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from fastapi import Depends
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.common import SearchAttributePair
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
@@ -26,7 +26,7 @@ from api.deps import (
 )
 from api.errors import PROBLEMS, Problem, not_found, problems
 from api.routes.companies import OwnCompanyDep
-from api.routes.jobs import COMPANY_ID, TENANT_ID
+from api.routes.jobs import ended_without_record
 from api.routing import SlashRouter
 from api.starts import START_PROBLEMS, StartGuard, StartGuardDep, check_month
 from models.enums import PipelineStage, PipelineStatus, Platform, Role, Tier
@@ -61,7 +61,6 @@ from models.tables import (
     utcnow,
 )
 from workflows.pipeline import PIPELINE_STAGE, ContentPipelineWorkflow
-from workflows.policies import PIPELINE_QUEUE, priority_for
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +97,13 @@ async def start_pipeline(
     guard: StartGuardDep,
     session: SessionDep,
     temporal: TemporalDep,
-    settings: SettingsDep,
 ) -> PipelineAccepted:
     principal = guard.principal
     check_month(body.month)
-    # One running pipeline per company and month: the company row lock makes concurrent starts queue here,
-    # and a request repeating an Idempotency-Key then finds the first one's pipeline.
+    # One running pipeline per company and month: the company row lock makes concurrent starts queue here.
+    # The key is looked up again under the lock: a concurrent request with the same key has committed by now.
     await session.exec(select(Company).where(col(Company.id) == company.id).with_for_update())
-    earlier = await guard.earlier(session)
+    earlier = guard.replay_of or await guard.earlier(session)
     if earlier is None:
         running = (
             await session.exec(
@@ -139,49 +137,40 @@ async def start_pipeline(
         await session.commit()
         if pipeline.status in FINISHED:
             return PipelineAccepted(pipeline_id=pipeline.id, workflow_id=pipeline.workflow_id)
-    await launch_pipeline(session, temporal, settings, guard, pipeline, body)
+    await launch_pipeline(session, temporal, guard, pipeline, body)
     return PipelineAccepted(pipeline_id=pipeline.id, workflow_id=pipeline.workflow_id)
 
 
 async def launch_pipeline(
-    session: SessionDep, temporal: Client, settings: Settings, guard: StartGuard, pipeline: Pipeline, body: PipelineCreate
+    session: SessionDep, temporal: Client, guard: StartGuard, pipeline: Pipeline, body: PipelineCreate
 ) -> None:
-    """Starts the pipeline's workflow under its recorded id: a repeat is a no-op, never a second workflow."""
-    try:
-        await temporal.start_workflow(
-            ContentPipelineWorkflow.run,
-            PipelineRequest(
-                pipeline_id=pipeline.id,
-                tenant_id=pipeline.tenant_id,
-                company_id=pipeline.company_id,
-                tier=Tier(pipeline.tier),
-                month=body.month,
-                platforms=body.platforms,
-                options=body.options,
-            ),
-            id=pipeline.workflow_id,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            task_queue=PIPELINE_QUEUE + settings.task_queue_suffix,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(TENANT_ID, str(pipeline.tenant_id)),
-                    SearchAttributePair(COMPANY_ID, str(pipeline.company_id)),
-                    SearchAttributePair(PIPELINE_STAGE, PipelineStage.DNA.value),
-                ]
-            ),
-            priority=priority_for(Tier(pipeline.tier)),
-        )
-    except WorkflowAlreadyStartedError:
-        return
-    except Exception as exc:
-        logger.exception("could not start pipeline %s", pipeline.id)
+    async def refused() -> None:
         pipeline.status = PipelineStatus.FAILED
         pipeline.status_reason = "the workflow engine did not accept the pipeline; nothing ran"
         pipeline.completed_at = utcnow()
         session.add(pipeline)
         await session.commit()
-        await guard.release(session)
-        raise Problem(503, "the workflow engine is not reachable; the pipeline was not started", headers={"Retry-After": "5"}) from exc
+
+    request = PipelineRequest(
+        pipeline_id=pipeline.id,
+        tenant_id=pipeline.tenant_id,
+        company_id=pipeline.company_id,
+        tier=Tier(pipeline.tier),
+        month=body.month,
+        platforms=body.platforms,
+        options=body.options,
+    )
+    await guard.launch(
+        session,
+        temporal,
+        ContentPipelineWorkflow.run,
+        request,
+        workflow_id=pipeline.workflow_id,
+        company_id=pipeline.company_id,
+        attribute=SearchAttributePair(PIPELINE_STAGE, PipelineStage.DNA.value),
+        refused=refused,
+        what="pipeline",
+    )
 
 
 async def pipeline_of_tenant(session: SessionDep, tenant_id: uuid.UUID, pipeline_id: uuid.UUID) -> Pipeline:
@@ -203,14 +192,6 @@ async def decided_pipeline(pipeline_id: uuid.UUID, principal: KeyDep, session: S
 DecidedPipelineDep = Annotated[Pipeline, Depends(decided_pipeline)]
 
 
-ENDED_WITHOUT_RECORD = {
-    "TERMINATED": (PipelineStatus.FAILED, "the pipeline's workflow was terminated (by an operator or a deployment)"),
-    "TIMED_OUT": (PipelineStatus.FAILED, "the pipeline's workflow timed out"),
-    "FAILED": (PipelineStatus.FAILED, "the pipeline's workflow failed"),
-    "CANCELED": (PipelineStatus.CANCELLED, "cancelled"),
-}
-
-
 async def reconcile(session: SessionDep, temporal: Client | None, pipeline: Pipeline) -> None:
     """A workflow that ended without recording it (terminated in the Web UI): the row follows Temporal."""
     if pipeline.status in FINISHED or temporal is None:
@@ -219,10 +200,11 @@ async def reconcile(session: SessionDep, temporal: Client | None, pipeline: Pipe
         description = await asyncio.wait_for(temporal.get_workflow_handle(pipeline.workflow_id).describe(), timeout=3)
     except Exception:
         return
-    ended = ENDED_WITHOUT_RECORD.get(description.status.name if description.status else "")
+    ended = ended_without_record(description.status.name if description.status else "", "pipeline")
     if ended is None:
         return
-    status, reason = ended
+    cancelled, reason = ended
+    status = PipelineStatus.CANCELLED if cancelled else PipelineStatus.FAILED
     await session.exec(  # type: ignore[call-overload]
         sa.update(Pipeline)
         .where(col(Pipeline.id) == pipeline.id, col(Pipeline.status).not_in(FINISHED))
