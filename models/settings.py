@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     media_dir: Path | None = None
     # Publishing and tenant notifications over webhooks.
     webhook_timeout_seconds: float = 10.0
+    # Webhooks may not point at loopback, private, link-local or other non-public addresses (the API's own
+    # network) unless this is set: for a receiver on this machine or the LAN (the demo, tests, a self-hosted
+    # install).
+    webhook_allow_private_networks: bool = False
 
     # Worker.
     worker_ai_concurrency: int = 4

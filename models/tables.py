@@ -31,7 +31,8 @@ def _ts(nullable: bool = False) -> Any:
 
 
 def _json(nullable: bool = True) -> Any:
-    return sa.Column(JSONB, nullable=nullable)
+    # none_as_null: Python None is SQL NULL, never the JSON value `null` (which `IS NOT NULL` matches).
+    return sa.Column(JSONB(none_as_null=True), nullable=nullable)
 
 
 def _enum(enum: type, nullable: bool = False) -> Any:
@@ -177,6 +178,11 @@ class SocialPost(SQLModel, table=True):
     publish_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     publish_state: PublishState = Field(default=PublishState.DRAFT, sa_column=_enum(PublishState))
     external_id: str | None = Field(default=None, max_length=500)
+    # The delivery's id (Standard Webhooks `webhook-id`), fixed when the post is first claimed: every re-send
+    # of an unknown outcome carries the same id, so the receiver de-duplicates it.
+    delivery_id: str | None = Field(default=None, max_length=64)
+    # Sends whose outcome was unknown (timeout, 5xx, dropped connection): bounded, then UNCONFIRMED.
+    delivery_attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
     published_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     publish_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     is_sample: bool = False
@@ -247,6 +253,9 @@ class AIJob(SQLModel, table=True):
     progress_message: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     result_data: dict[str, Any] | None = Field(default=None, sa_column=_json())
     error_message: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    # Attempts that ended in a provider error: the seed's budget (4 attempts) counts these only, never a
+    # worker that crashed or was stopped mid-stage (Temporal's own attempt number counts those too).
+    provider_failures: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
 
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
@@ -260,6 +269,18 @@ class AIJob(SQLModel, table=True):
     provider: str | None = Field(default=None, max_length=100)
     # Every provider call of the job: provider, model, tokens, cost, latency, fallbacks.
     usage_records: list[dict[str, Any]] = Field(default_factory=list, sa_column=_json(nullable=False))
+
+
+class JobStep(SQLModel, table=True):
+    """A finished step of a job that makes several provider calls (an outline, one section): a retried attempt
+    reads it back instead of paying for it again."""
+
+    __tablename__ = "job_step"
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
+    job_id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid, sa.ForeignKey("ai_job.id", ondelete="CASCADE"), primary_key=True))
+    step: str = Field(sa_column=sa.Column(sa.String(200), primary_key=True))
+    data: dict[str, Any] = Field(sa_column=_json(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class JobEvent(SQLModel, table=True):

@@ -237,7 +237,7 @@ async def running_stack(database_url: str, client: Client, **overrides: object) 
         ai_provider="offline",
         public_base_url=f"http://127.0.0.1:{port}",
         _env_file=None,  # type: ignore[call-arg]
-        **overrides,  # type: ignore[arg-type]
+        **{"webhook_allow_private_networks": True, **overrides},  # type: ignore[arg-type]
     )
     worker_db = Database.from_url(database_url, pool_size=5)
     deps = StageDeps(db=worker_db, router=ProviderRouter.from_settings(settings), settings=settings)
