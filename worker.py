@@ -65,6 +65,7 @@ def build_workers(client: Client, deps: StageDeps, settings: Settings) -> list[W
         pipeline.apply_persona_selection,
         pipeline.apply_topic_verdicts,
         pipeline.apply_blog_verdict,
+        pipeline.requeue_posts,
         pipeline.gate_items,
         publish.schedule_posts,
     ]

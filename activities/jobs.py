@@ -69,6 +69,20 @@ class JobStore:
             started_at=sa.func.coalesce(AIJob.started_at, now),
         )
 
+    async def count_provider_failure(self, job_id: uuid.UUID) -> int:
+        """One more attempt ended in a provider error; answers how many have. Only these count against the
+        seed's budget: an attempt lost with its worker (a crash, a deploy) never does."""
+        statement = (
+            sa.update(AIJob)
+            .where(col(AIJob.id) == job_id)
+            .values(provider_failures=AIJob.provider_failures + 1)
+            .returning(col(AIJob.provider_failures))
+        )
+        async with self.db.session() as session:
+            failures = (await session.exec(statement)).scalar_one()  # type: ignore[call-overload]
+            await session.commit()
+        return int(failures)
+
     async def progress(self, job_id: uuid.UUID, percent: int, message: str) -> None:
         await self._update(job_id, progress=max(0, min(100, percent)), progress_message=message)
 
@@ -215,6 +229,16 @@ def retry_delay(error: AIProviderError, attempt: int) -> timedelta:
     return timedelta(seconds=RATE_LIMIT_BASE_DELAY_SECONDS * 2 ** (attempt - 1))
 
 
+def start_message(attempt: int, provider_attempt: int) -> str:
+    """What the job says as an attempt starts: a retry after a provider error, or a resumption after the
+    previous attempt was lost with its worker (which costs nothing of the budget)."""
+    if attempt == 1:
+        return "started"
+    if attempt > provider_attempt:
+        return f"resumed after an interruption (try {attempt}; provider attempt {provider_attempt} of {AI_MAX_ATTEMPTS})"
+    return f"attempt {provider_attempt} of {AI_MAX_ATTEMPTS}"
+
+
 def describe_retry(error: AIProviderError, delay: timedelta, attempt: int) -> str:
     kind = "rate limited" if isinstance(error, AIRateLimitError) else "timed out" if isinstance(error, AITimeoutError) else "provider error"
     return f"{kind}, retrying in {int(delay.total_seconds())} s, attempt {attempt + 1} of {AI_MAX_ATTEMPTS}"
@@ -238,8 +262,9 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
         raise ApplicationError(f"company {job.company_id} not found", type="CompanyNotFound", non_retryable=True)
 
     info = activity.info()
-    attempt = info.attempt
-    await store.start(job.id, "started" if attempt == 1 else f"attempt {attempt} of {AI_MAX_ATTEMPTS}")
+    attempt = info.attempt  # Temporal's count: every attempt, including those lost with a worker
+    provider_attempt = job.provider_failures + 1  # the seed's count: attempts that ended in a provider error
+    await store.start(job.id, start_message(attempt, provider_attempt))
     run = StageRun(job=job, company=company, deps=deps, store=store)
     with track_usage() as usage:
         try:
@@ -269,11 +294,12 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
             raise
         except AIProviderError as error:
             await store.record_usage(job.id, usage, attempt)
-            if error.retryable and attempt < AI_MAX_ATTEMPTS:
-                delay = retry_delay(error, attempt)
-                await store.progress(job.id, 0, describe_retry(error, delay, attempt))
+            failures = await store.count_provider_failure(job.id) if error.retryable else provider_attempt
+            if error.retryable and failures < AI_MAX_ATTEMPTS:
+                delay = retry_delay(error, failures)
+                await store.progress(job.id, 0, describe_retry(error, delay, failures))
                 raise ApplicationError(str(error), type=type(error).__name__, next_retry_delay=delay) from error
-            message = str(error) if not error.retryable else f"{error} (gave up after {attempt} attempts)"
+            message = str(error) if not error.retryable else f"{error} (gave up after {failures} attempts)"
             await store.finish(job.id, JobStatus.FAILED, message)
             raise ApplicationError(message, type=type(error).__name__, non_retryable=True) from error
         except ApplicationError:

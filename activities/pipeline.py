@@ -14,6 +14,7 @@ from models.enums import TERMINAL_JOB_STATUSES, BlogPostStatus, Gate, JobStatus,
 from models.pipeline import (
     BlogVerdict,
     GateItem,
+    IdList,
     ItemList,
     ItemRequest,
     JobSpec,
@@ -129,6 +130,23 @@ class PipelineActivities:
                 .values(status=status.value, updated_at=datetime.now(UTC))
             )
             await session.commit()
+
+    @activity.defn(name="requeue_posts")
+    async def requeue_posts(self, posts: IdList) -> int:
+        """A supervisor retries a branch whose posts were not delivered: FAILED posts (nothing reached the
+        receiver) are SCHEDULED again with a fresh delivery budget. A post in any other state is left alone."""
+        async with self.db.session() as session:
+            result = await session.exec(  # type: ignore[call-overload]
+                sa.update(SocialPost)
+                .where(
+                    col(SocialPost.id).in_(posts.ids),
+                    col(SocialPost.publish_state) == PublishState.FAILED.value,
+                    col(SocialPost.external_id).is_(None),
+                )
+                .values(publish_state=PublishState.SCHEDULED.value, publish_error=None, delivery_attempts=0)
+            )
+            await session.commit()
+        return int(result.rowcount)
 
     @activity.defn(name="gate_items")
     async def gate_items(self, request: ItemRequest) -> ItemList:

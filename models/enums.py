@@ -60,10 +60,20 @@ class Platform(StrEnum):
 class PipelineStatus(StrEnum):
     RUNNING = "RUNNING"
     AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    # Every approved topic's posts were published.
     COMPLETED = "COMPLETED"
+    # Some posts were published and some were not (a branch dropped after a failure, a post UNCONFIRMED or
+    # FAILED, a blog post not approved in time); `reason` says which.
+    PARTIAL = "PARTIAL"
+    # Nothing was published: a stage before the branches failed, or every branch was dropped.
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # Nothing was published because a gate's deadline passed.
     EXPIRED = "EXPIRED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (PipelineStatus.RUNNING, PipelineStatus.AWAITING_APPROVAL)
 
 
 class PipelineStage(StrEnum):
@@ -74,6 +84,8 @@ class PipelineStage(StrEnum):
     AWAITING_TOPIC_APPROVAL = "awaiting_topic_approval"
     BLOGPOSTS = "blogposts"
     AWAITING_BLOGPOST_APPROVAL = "awaiting_blogpost_approval"
+    # A topic's branch failed for good and waits for a supervisor: retry it from the failed stage, or drop it.
+    AWAITING_FAILURE_DECISION = "awaiting_failure_decision"
     SOCIAL = "social"
     MEDIA = "media"
     PUBLISHING = "publishing"
@@ -91,11 +103,12 @@ class PublishState(StrEnum):
 
 
 class Gate(StrEnum):
-    """The three approval gates of a pipeline."""
+    """What a pipeline waits on a person for: the three approval gates, and a failed branch's fate."""
 
     PERSONAS = "personas"
     TOPICS = "topics"
     BLOGPOST = "blogpost"
+    FAILURE = "failure"
 
 
 class TopicStatus(StrEnum):
@@ -116,3 +129,4 @@ class MediaKind(StrEnum):
 
 
 TERMINAL_JOB_STATUSES = [s.value for s in JobStatus if s.is_terminal]
+TERMINAL_PIPELINE_STATUSES = [s.value for s in PipelineStatus if s.is_terminal]

@@ -117,6 +117,21 @@ class BlogPostDecision(BlogPostVerdictIn):
     blog_post_id: uuid.UUID
 
 
+class FailureVerdictIn(InputModel):
+    """The HTTP body of a decision on a failed branch; the branch's topic id is in the path."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"decision": "retry"}]})
+
+    decision: str = Field(
+        pattern="^(retry|drop)$",
+        description="retry: run the branch again from the stage that failed; drop: give up this topic's posts",
+    )
+
+
+class FailureDecision(FailureVerdictIn):
+    topic_id: uuid.UUID
+
+
 class DecisionAccepted(Wire):
     gate: Gate
     message: str
@@ -148,7 +163,9 @@ class BranchView(Wire):
 
     topic_id: uuid.UUID
     title: str
-    state: str = "waiting"  # waiting, writing, awaiting_approval, social, media, scheduled, publishing, done, failed, cancelled
+    # waiting, writing, awaiting_approval, approved, social, media, scheduled, publishing, done; failed (waiting
+    # for a supervisor to retry or drop it), dropped, expired
+    state: str = "waiting"
     blog_post_id: uuid.UUID | None = None
     revision: int = 0
     social_post_ids: list[uuid.UUID] = Field(default_factory=list)
@@ -156,6 +173,7 @@ class BranchView(Wire):
     published: int = 0
     unconfirmed: int = 0
     error: str | None = None
+    retries: int = Field(default=0, description="times a supervisor retried this branch after a failure")
 
 
 class JobRef(Wire):
@@ -170,6 +188,7 @@ class PipelineState(Wire):
     stage: PipelineStage
     reason: str | None = None
     pending_approval: GateView | None = None
+    pending_approvals: list[GateView] = Field(default_factory=list)
     jobs: list[JobRef] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)
     branches: list[BranchView] = Field(default_factory=list)
@@ -341,7 +360,10 @@ class PipelinePublic(CamelModel):
     status: PipelineStatus
     stage: PipelineStage
     reason: str | None = None
-    pending_approval: GateView | None = None
+    pending_approval: GateView | None = Field(default=None, description="the open gate with the earliest deadline")
+    pending_approvals: list[GateView] = Field(
+        default_factory=list, description="every open gate: blog posts and failed branches can wait at once"
+    )
     jobs: list[PipelineJob]
     artifacts: PipelineArtifacts
     counts: dict[str, int] = Field(default_factory=dict)

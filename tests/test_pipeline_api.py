@@ -19,6 +19,7 @@ from tests.conftest import RunningStack, Tenant, running_stack
 from tests.webhook_receiver import receiving
 
 OPTIONS = {"topicsPerPersona": 1, "compressScheduleSeconds": 2}
+TERMINAL = ("COMPLETED", "PARTIAL", "FAILED", "CANCELLED", "EXPIRED")
 
 
 def next_month() -> str:
@@ -47,15 +48,23 @@ async def wait_for(http: httpx.AsyncClient, tenant: Tenant, pipeline: str, gate:
         assert response.status_code == 200, response.text
         state: dict[str, Any] = response.json()
         pending = state["pendingApproval"]
-        if gate is None and state["status"] in ("COMPLETED", "FAILED", "CANCELLED", "EXPIRED"):
+        if gate is None and state["status"] in TERMINAL:
             return state
         if gate is not None and pending and pending["gate"] == gate:
             return state
-        if gate is not None and state["status"] in ("COMPLETED", "FAILED", "CANCELLED", "EXPIRED"):
+        if gate is not None and state["status"] in TERMINAL:
             raise AssertionError(f"the pipeline ended while waiting for {gate}: {state['status']} {state['reason']}")
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"still waiting for {gate}: {state}")
         await asyncio.sleep(0.2)
+
+
+async def reflects_decision(http: httpx.AsyncClient, tenant: Tenant, pipeline: str, decided: list[str]) -> None:
+    """Read your writes: right after a 2xx decision, neither the pipeline nor the inbox shows the decided items."""
+    state = (await http.get(f"/api/v1/ai/pipelines/{pipeline}/", headers=tenant.headers())).json()
+    inbox = (await http.get("/api/v1/approvals/", headers=tenant.headers(Role.SUPERVISOR))).json()
+    shown = {i["id"] for g in state["pendingApprovals"] for i in g["items"]} | {i["id"] for g in inbox for i in g["items"]}
+    assert not shown & set(decided), (state["pendingApprovals"], inbox)
 
 
 async def test_a_pipeline_from_research_to_published_posts_through_the_api(
@@ -105,6 +114,7 @@ async def test_a_pipeline_from_research_to_published_posts_through_the_api(
 
         ok = await http.post(f"{base}/personas/", json=selection, headers=supervisor)
         assert ok.status_code == 200, ok.text
+        await reflects_decision(http, tenant, pipeline, personas)
         assert (await http.post(f"{base}/personas/", json=selection, headers=supervisor)).status_code == 409
 
         state = await wait_for(http, tenant, pipeline, "topics")
@@ -112,6 +122,7 @@ async def test_a_pipeline_from_research_to_published_posts_through_the_api(
         assert len(topics) == 3
         decision = {"approvedTopicIds": topics[1:], "rejected": [{"topicId": topics[0], "feedback": "Tell a customer story"}]}
         assert (await http.post(f"{base}/topics/", json=decision, headers=supervisor)).status_code == 200
+        await reflects_decision(http, tenant, pipeline, topics)
         state = await wait_for(http, tenant, pipeline, "topics")
         [replacement] = state["pendingApproval"]["items"]
         assert replacement["revision"] == 1 and replacement["id"] not in topics
@@ -125,6 +136,7 @@ async def test_a_pipeline_from_research_to_published_posts_through_the_api(
             f"{base}/blogposts/{first['id']}/", json={"decision": "request_changes", "feedback": "Cite the survey"}, headers=supervisor
         )
         assert sent_back.status_code == 200, sent_back.text
+        await reflects_decision(http, tenant, pipeline, [first["id"]])
         decided = {(first["id"], 0)}
         while True:
             body = (await http.get(f"/api/v1/ai/pipelines/{pipeline}/", headers=tenant.headers())).json()
@@ -240,6 +252,24 @@ async def test_start_refuses_bad_input_and_free_tenants_get_text_only(stack: Run
     free = await make_tenant(db, Tier.FREE, name="Free tenant")
     company = await new_company(http, free)
     pipeline = await start(http, free, company, autoApprovePersonas=True, autoApproveTopics=True, autoApproveBlogposts=True)
+    # No webhook is set: each branch's posts fail to publish and the branch waits for a supervisor's decision.
+    dropped: set[str] = set()
+    deadline = asyncio.get_running_loop().time() + 120
+    while len(dropped) < 3:
+        state = (await http.get(f"/api/v1/ai/pipelines/{pipeline}/", headers=free.headers())).json()
+        assert state["status"] not in TERMINAL, state
+        for gate in state["pendingApprovals"]:
+            for item in gate["items"] if gate["gate"] == "failure" else []:
+                assert "no publisher is configured" in item["detail"]
+                answer = await http.post(
+                    f"/api/v1/ai/pipelines/{pipeline}/approvals/failures/{item['id']}/",
+                    json={"decision": "drop"},
+                    headers=free.headers(Role.SUPERVISOR),
+                )
+                assert answer.status_code == 200, answer.text
+                dropped.add(item["id"])
+        assert asyncio.get_running_loop().time() < deadline, state
+        await asyncio.sleep(0.2)
     final = await wait_for(http, free, pipeline, None, seconds=120)
     assert final["tier"] == "free"
     types = {j["jobType"] for j in final["jobs"]}

@@ -18,11 +18,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.contracts import JobFinish, StageInput, StageResult
-from models.enums import Gate, JobType, PipelineStatus, Platform, PublishState, Tier
+from models.enums import Gate, JobType, PipelineStage, PipelineStatus, Platform, PublishState, Tier
 from models.pipeline import (
     BlogPostDecision,
     BlogVerdict,
+    FailureDecision,
     GateItem,
+    IdList,
     ItemList,
     ItemRequest,
     JobSpec,
@@ -62,6 +64,7 @@ class Fake:
     block: set[JobType] = field(default_factory=set)
     cancelled: list[JobType] = field(default_factory=list)
     handles: list[WorkflowHandle[Any, PipelineState]] = field(default_factory=list)
+    requeued: list[uuid.UUID] = field(default_factory=list)
 
     def jobs(self, job_type: JobType) -> list[JobSpec]:
         return [s for s in self.specs.values() if s.job_type == job_type]
@@ -118,6 +121,11 @@ class Fake:
             fake.published.append(post.social_post_id)
             return PublishOutcome(social_post_id=post.social_post_id, state=PublishState.PUBLISHED, external_id="ext-1")
 
+        @activity.defn(name="requeue_posts")
+        async def requeue_posts(posts: IdList) -> int:
+            fake.requeued.extend(posts.ids)
+            return len(posts.ids)
+
         @activity.defn(name="notify_tenant")
         async def notify_tenant(notice: TenantNotice) -> bool:
             fake.notices.append(notice)
@@ -155,7 +163,7 @@ class Fake:
         stages = [stage(t) for t in JobType]
         return [
             create_job, record_pipeline, gate_items, apply_persona_selection, apply_topic_verdicts,
-            apply_blog_verdict, finish_job, schedule_posts, publish_post, notify_tenant, *stages,
+            apply_blog_verdict, finish_job, schedule_posts, publish_post, notify_tenant, requeue_posts, *stages,
         ]
 
 
@@ -389,7 +397,7 @@ async def test_tiers_gate_images_and_video(env: Any, tier: Tier, images: int, vi
     assert len(fake.jobs(JobType.GENERATE_VIDEO)) == videos * 3
 
 
-async def test_a_permanent_failure_fails_its_branch_and_a_retryable_one_recovers(env: Any) -> None:
+async def test_a_failed_branch_waits_for_a_supervisor_who_retries_it_then_drops_it(env: Any) -> None:
     _, _, fake = env
     doomed: list[uuid.UUID] = []
 
@@ -405,15 +413,95 @@ async def test_a_permanent_failure_fails_its_branch_and_a_retryable_one_recovers
 
     fake.fail = fail
     handle = await start(env, request(Tier.FREE, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True))
+    state = await gate_of(handle, Gate.FAILURE)
+    [item] = state.pending_approval.items  # type: ignore[union-attr]
+    assert item.id == doomed[0] and "the model refused the topic" in item.detail and item.revision == 0
+    assert state.status == PipelineStatus.AWAITING_APPROVAL
+    assert "InvalidDecision" in await refused(handle, ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=uuid.uuid4(), decision="retry"))
+
+    await handle.execute_update(ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry"))
+    # Read your writes: the decision left the record before the update answered.
+    assert str(item.id) not in str(fake.records[-1].summary.get("openGates"))
+    assert "AlreadyDecided" in await refused(handle, ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop"))
+    for _ in range(400):
+        state = await handle.query(ContentPipelineWorkflow.state)
+        gate = state.pending_approval
+        if gate and gate.gate == Gate.FAILURE and gate.items[0].revision == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert [s.topic_id for s in fake.jobs(JobType.GENERATE_BLOGPOST)].count(doomed[0]) == 2  # retried from the blog stage
+    await handle.execute_update(ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop"))
+
     result = await finished(handle)
-    assert result.status == PipelineStatus.COMPLETED
+    assert result.status == PipelineStatus.PARTIAL, result.reason
     states = sorted(b.state for b in result.branches)
-    assert states == ["done", "done", "failed"]
-    failed = next(b for b in result.branches if b.state == "failed")
-    assert "the model refused the topic" in (failed.error or "")
+    assert states == ["done", "done", "dropped"]
+    failed = next(b for b in result.branches if b.state == "dropped")
+    assert "the model refused the topic" in (failed.error or "") and failed.retries == 1
     assert "1 of 3 topics failed" in (result.reason or "")
     assert result.counts["published"] == 4  # two branches x two platforms
     assert fake.ran.count(JobType.GENERATE_SOCIAL) == 8  # every social job retried once after its rate limit
+    assert any(n.event == "branch.failed" for n in fake.notices)
+
+
+async def test_a_retried_branch_runs_only_what_failed_and_then_completes(env: Any) -> None:
+    _, _, fake = env
+    videos: list[int] = []
+
+    def fail(spec: JobSpec, attempt: int) -> Exception | None:
+        if spec.job_type == JobType.GENERATE_VIDEO:
+            videos.append(1)
+            if len(videos) == 1:
+                return ApplicationError("the video model is down", type="AIProviderError", non_retryable=True)
+        return None
+
+    fake.fail = fail
+    handle = await start(env, request(auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True))
+    state = await gate_of(handle, Gate.FAILURE)
+    [item] = state.pending_approval.items  # type: ignore[union-attr]
+    assert "generate_video failed: the video model is down" in item.detail
+    images_before = len(fake.jobs(JobType.GENERATE_IMAGE))
+    await handle.execute_update(ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry"))
+    result = await finished(handle)
+    assert result.status == PipelineStatus.COMPLETED, result.reason
+    assert len(fake.jobs(JobType.GENERATE_IMAGE)) == images_before == 6  # the images it had were kept
+    assert len(fake.jobs(JobType.GENERATE_VIDEO)) == 4  # three videos, one of them twice
+    assert result.counts["published"] == 6 and result.counts["videos"] == 3
+
+
+async def test_a_decision_is_recorded_before_the_update_answers(env: Any) -> None:
+    _, _, fake = env
+    handle = await start(env, request())
+    state = await gate_of(handle, Gate.PERSONAS, 6)
+    personas = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
+    await handle.execute_update(ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:3]))
+    last = fake.records[-1]
+    assert last.pending_gate is None and last.stage == PipelineStage.TOPICS and last.status == PipelineStatus.RUNNING
+
+    state = await gate_of(handle, Gate.TOPICS, 3)
+    topics = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_topics,
+        TopicDecision(approved_topic_ids=topics[1:], rejected=[RejectedTopic(topic_id=topics[0], feedback="again")]),
+    )
+    last = fake.records[-1]
+    assert last.pending_gate is None and last.stage == PipelineStage.TOPICS
+    state = await gate_of(handle, Gate.TOPICS, 1, seen=topics)
+    await handle.execute_update(ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[state.pending_approval.items[0].id]))  # type: ignore[union-attr]
+    assert fake.records[-1].pending_gate is None
+
+    state = await gate_of(handle, Gate.BLOGPOST, 3)
+    posts = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
+    await handle.execute_update(ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve"))
+    waiting = [i["id"] for g in fake.records[-1].summary["openGates"] for i in g["items"]]
+    assert str(posts[0]) not in waiting and len(waiting) == 2
+    assert "AlreadyDecided" in await refused(
+        handle, ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
+    )
+    for post in posts[1:]:
+        await handle.execute_update(ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve"))
+    result = await finished(handle)  # no cancel while stages run: the time-skipping server would stop skipping
+    assert result.status == PipelineStatus.COMPLETED, result.reason
 
 
 async def test_blog_posts_left_undecided_expire_their_branches_with_a_reason(env: Any) -> None:

@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from models.contracts import JobFinish, JobOutcome, JobRequest, StageInput, StageResult
     from models.enums import JobStatus, JobType, Tier
     from workflows.policies import (
-        AI_HEARTBEAT_TIMEOUT,
+        HEARTBEAT_TIMEOUT,
         QUICK_RETRY,
         QUICK_TIMEOUT,
         priority_for,
@@ -42,7 +42,7 @@ async def run_stage(job_type: JobType, job_id: uuid.UUID, tier: Tier) -> StageRe
         result_type=StageResult,
         task_queue=sibling_queue(workflow.info().task_queue, schedule.queue),
         start_to_close_timeout=schedule.timeout,
-        heartbeat_timeout=AI_HEARTBEAT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
         retry_policy=schedule.retry,
         priority=priority_for(tier),
         cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -87,5 +87,6 @@ class GenerationJobWorkflow:
             JobFinish(job_id=request.job_id, status=status, message=message),
             task_queue=workflow.info().task_queue,
             start_to_close_timeout=QUICK_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=QUICK_RETRY,
         )

@@ -29,8 +29,10 @@ with workflow.unsafe.imports_passed_through():
         BlogVerdict,
         BranchView,
         DecisionAccepted,
+        FailureDecision,
         GateItem,
         GateView,
+        IdList,
         ItemList,
         ItemRequest,
         JobRef,
@@ -52,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.job import failure_message, run_stage
     from workflows.policies import (
         DEFAULT_TIMEOUT,
+        HEARTBEAT_TIMEOUT,
         PIPELINE_QUEUE,
         PUBLISH_QUEUE,
         PUBLISH_RETRY,
@@ -67,6 +70,10 @@ PIPELINE_STAGE = SearchAttributeKey.for_keyword("PipelineStage")
 
 # Persona and topic gates: what the supervisor may do to each item.
 MIN_PERSONAS, MAX_PERSONAS = 3, 6
+# Gates whose items come and go one by one, as branches reach them; the others hold one round of items.
+ITEM_GATES = (Gate.BLOGPOST, Gate.FAILURE)
+# A decision is written to the Pipeline row before the update answers, so every read after a 2xx reflects it.
+DECISIONS_RECORDED = "decisions-recorded-before-the-answer"
 
 
 class StageFailed(Exception):
@@ -108,11 +115,23 @@ class OpenGate:
 
 @dataclass
 class Branch:
+    """One approved topic's way to published posts, and what of it is done: a retry after a failure starts
+    from the first stage that is not."""
+
     view: BranchView
     slot: int
     verdict: BlogVerdict | None = None
     pending: GateItem | None = None
     outcomes: list[PublishOutcome] = field(default_factory=list)
+    approved: bool = False
+    feedback: str | None = None  # changes requested and not yet written
+    social: dict[Platform, list[uuid.UUID]] = field(default_factory=dict)
+    media_done: set[str] = field(default_factory=set)
+    settled: set[uuid.UUID] = field(default_factory=set)  # posts PUBLISHED or UNCONFIRMED: never sent again
+    unsent: list[uuid.UUID] = field(default_factory=list)  # posts FAILED (nothing delivered): a retry re-sends them
+    failed_in: str = ""  # the branch state the failure interrupted
+    failure: FailureDecision | None = None
+    failure_pending: GateItem | None = None
 
 
 @workflow.defn
@@ -122,7 +141,7 @@ class ContentPipelineWorkflow:
         self._status = PipelineStatus.RUNNING
         self._stage = PipelineStage.DNA
         self._reason: str | None = None
-        self._gate: OpenGate | None = None
+        self._gates: dict[Gate, OpenGate] = {}
         self._persona_decision: SelectPersonas | None = None
         self._topic_decision: TopicDecision | None = None
         self._branches: dict[uuid.UUID, Branch] = {}
@@ -255,30 +274,46 @@ class ContentPipelineWorkflow:
         await asyncio.gather(*(self._branch(self._branches[t]) for t in topic_ids))
 
     async def _branch(self, branch: Branch) -> None:
-        try:
-            post_id = await self._write_and_approve(branch)
-            social = await self._social_posts(branch, post_id)
-            await self._media(branch, post_id, social)
-            schedule = await self._schedule(branch, social)
-            await self._publish(branch, schedule)
-            await self._branch_state(branch, "done")
-        except StageFailed as failed:
-            branch.view.error = str(failed)
-            await self._branch_state(branch, "failed")
-        except GateExpired as expired:
-            branch.view.error = str(expired)
-            await self._branch_state(branch, "expired")
+        """A stage that fails for good is a decision for a person: the branch waits in the supervisor's inbox,
+        then runs again from the stage that failed, or is dropped."""
+        while True:
+            try:
+                post_id = await self._write_and_approve(branch)
+                social = await self._social_posts(branch, post_id)
+                await self._media(branch, post_id, social)
+                schedule = await self._schedule(branch, social)
+                await self._publish(branch, schedule)
+                await self._branch_state(branch, "done")
+                return
+            except StageFailed as failed:
+                branch.view.error = str(failed)
+                if not await self._failure_decision(branch):
+                    return
+            except GateExpired as expired:
+                branch.view.error = str(expired)
+                await self._branch_state(branch, "expired")
+                return
 
     async def _write_and_approve(self, branch: Branch) -> uuid.UUID:
         """Gate 3, per post: approve, or request changes with feedback (regenerated up to the revision limit)."""
         options = self.request.options
         params = {"target_words": options.target_words, "language": self._language}
-        await self._branch_state(branch, "writing")
-        written = await self._run_job(JobType.GENERATE_BLOGPOST, topic_id=branch.view.topic_id, params=params)
-        post_id = written.artifact_ids[0]
-        branch.view.blog_post_id = post_id
-        self._count("blogPosts")
-        while True:
+        if branch.view.blog_post_id is None:
+            await self._branch_state(branch, "writing")
+            written = await self._run_job(JobType.GENERATE_BLOGPOST, topic_id=branch.view.topic_id, params=params)
+            branch.view.blog_post_id = written.artifact_ids[0]
+            self._count("blogPosts")
+        post_id = branch.view.blog_post_id
+        while not branch.approved:
+            if branch.feedback is not None:
+                await self._branch_state(branch, "writing")
+                await self._run_job(
+                    JobType.GENERATE_BLOGPOST,
+                    topic_id=branch.view.topic_id,
+                    blog_post_id=post_id,
+                    params={**params, "feedback": branch.feedback},
+                )
+                branch.feedback = None
             if options.auto_approve_blogposts:
                 branch.verdict = BlogVerdict(blog_post_id=post_id, approved=True)
             else:
@@ -292,46 +327,48 @@ class ContentPipelineWorkflow:
                 raise StageFailed("no decision")
             await self._quick("apply_blog_verdict", verdict)
             if verdict.approved:
-                return post_id
-            self._count("blogRevisions")
-            await self._branch_state(branch, "writing")
-            await self._run_job(
-                JobType.GENERATE_BLOGPOST,
-                topic_id=branch.view.topic_id,
-                blog_post_id=post_id,
-                params={**params, "feedback": verdict.feedback or ""},
-            )
+                branch.approved = True
+            else:
+                self._count("blogRevisions")
+                branch.feedback = verdict.feedback or ""
+        return post_id
 
     async def _social_posts(self, branch: Branch, post_id: uuid.UUID) -> list[uuid.UUID]:
-        """One social post per platform, each its own job, in parallel."""
+        """One social post per platform, each its own job, in parallel; a retry makes only the missing ones."""
         await self._branch_state(branch, "social")
 
-        async def for_platform(platform: Platform) -> list[uuid.UUID]:
+        async def for_platform(platform: Platform) -> None:
             params = {"platforms": [platform.value], "link_url": self.request.options.blog_url_template}
             result = await self._run_job(JobType.GENERATE_SOCIAL, blog_post_id=post_id, params=params)
-            return result.artifact_ids
+            branch.social[platform] = result.artifact_ids
+            self._count("socialPosts", len(result.artifact_ids))
 
-        results = await self._all_or_fail(for_platform(p) for p in self.request.platforms)
-        ids = [i for r in results for i in r]
+        await self._all_or_fail(for_platform(p) for p in self.request.platforms if p not in branch.social)
+        ids = [i for p in self.request.platforms for i in branch.social[p]]
         branch.view.social_post_ids = ids
-        self._count("socialPosts", len(ids))
         return ids
 
     async def _media(self, branch: Branch, post_id: uuid.UUID, social_ids: list[uuid.UUID]) -> None:
-        """Images on PRO and up (one per social post), a video on ULTIMATE (one per blog post)."""
+        """Images on PRO and up (one per social post), a video on ULTIMATE (one per blog post); a retry makes
+        only the missing ones."""
         tier = self.request.tier
         if tier == Tier.FREE:
             return
         await self._branch_state(branch, "media")
-        work = [self._run_job(JobType.GENERATE_IMAGE, blog_post_id=post_id, social_post_id=s) for s in social_ids]
+        wanted: list[tuple[JobType, uuid.UUID | None]] = [(JobType.GENERATE_IMAGE, s) for s in social_ids]
         if tier == Tier.ULTIMATE:
-            work.append(self._run_job(JobType.GENERATE_VIDEO, blog_post_id=post_id))
-        results = await self._all_or_fail(work)
-        for result, job_type in zip(results, [JobType.GENERATE_IMAGE] * len(social_ids) + [JobType.GENERATE_VIDEO], strict=False):
+            wanted.append((JobType.GENERATE_VIDEO, None))
+
+        async def make(job_type: JobType, social_post_id: uuid.UUID | None) -> None:
+            result = await self._run_job(job_type, blog_post_id=post_id, social_post_id=social_post_id)
+            branch.media_done.add(f"{job_type.value}:{social_post_id}")
             branch.view.media_ids.extend(result.artifact_ids)
             self._count("images" if job_type == JobType.GENERATE_IMAGE else "videos", len(result.artifact_ids))
 
+        await self._all_or_fail(make(t, s) for t, s in wanted if f"{t.value}:{s}" not in branch.media_done)
+
     async def _schedule(self, branch: Branch, social_ids: list[uuid.UUID]) -> Schedule:
+        """Publish times for the branch's posts; idempotent, so a retry gets the same times back."""
         schedule: Schedule = await workflow.execute_activity(
             "schedule_posts",
             ScheduleRequest(
@@ -345,13 +382,15 @@ class ContentPipelineWorkflow:
             result_type=Schedule,
             task_queue=self._queue_of(PIPELINE_QUEUE),
             start_to_close_timeout=QUICK_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=QUICK_RETRY,
         )
         await self._branch_state(branch, "scheduled")
         return schedule
 
     async def _publish(self, branch: Branch, schedule: Schedule) -> None:
-        """Each post on its own durable timer, published at its time through the publisher."""
+        """Each post on its own durable timer, published at its time through the publisher. A post that was
+        not delivered fails the branch (a person decides); an UNCONFIRMED one is counted, never re-sent."""
 
         async def at_its_time(social_post_id: uuid.UUID, publish_at: datetime) -> PublishOutcome:
             await workflow.sleep(self._wait_until(publish_at))
@@ -363,54 +402,109 @@ class ContentPipelineWorkflow:
                 result_type=PublishOutcome,
                 task_queue=self._queue_of(PUBLISH_QUEUE),
                 start_to_close_timeout=DEFAULT_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=PUBLISH_RETRY,
                 priority=priority_for(self.request.tier),
             )
             branch.outcomes.append(outcome)
             if outcome.state == PublishState.PUBLISHED:
+                branch.settled.add(social_post_id)
                 branch.view.published += 1
                 self._count("published")
             elif outcome.state == PublishState.UNCONFIRMED:
+                branch.settled.add(social_post_id)
                 branch.view.unconfirmed += 1
                 self._count("unconfirmed")
             else:
                 self._count("publishFailed")
             return outcome
 
-        outcomes, errors = await settle(at_its_time(p.social_post_id, p.publish_at) for p in schedule.posts)
-        problems = [failure_message(error) for error in errors] + [
-            o.message or o.state.value for o in outcomes if o.state not in (PublishState.PUBLISHED, PublishState.UNCONFIRMED)
-        ]
-        if problems and len(problems) == len(schedule.posts):
-            raise StageFailed("publishing failed: " + "; ".join(problems))
+        waiting = [p for p in schedule.posts if p.social_post_id not in branch.settled]
+        outcomes, errors = await settle(at_its_time(p.social_post_id, p.publish_at) for p in waiting)
+        unsent = [o for o in outcomes if o.state not in (PublishState.PUBLISHED, PublishState.UNCONFIRMED)]
+        branch.unsent = [o.social_post_id for o in unsent]
+        problems = [failure_message(error) for error in errors] + [o.message or o.state.value for o in unsent]
         if problems:
-            branch.view.error = "some posts were not published: " + "; ".join(problems)
+            raise StageFailed(f"{len(problems)} of {len(waiting)} posts were not published: " + "; ".join(problems))
+
+    async def _failure_decision(self, branch: Branch) -> bool:
+        """The failed branch waits, with the gate deadline, for a supervisor: True to run it again from the
+        stage that failed, False when it is dropped (by the supervisor, or because the deadline passed)."""
+        options = self.request.options
+        branch.failed_in = branch.view.state
+        item = GateItem(
+            id=branch.view.topic_id,
+            title=branch.view.title,
+            detail=(branch.view.error or "")[:600],
+            revision=branch.view.retries,
+            deadline=workflow.now() + timedelta(seconds=options.approval_deadline_seconds),
+        )
+        branch.failure = None
+        branch.failure_pending = item
+        self._open_item(Gate.FAILURE, item)
+        self._count("branchFailures")
+        await self._branch_state(branch, "failed")
+        await self._notify(
+            "branch.failed",
+            {"topicId": str(item.id), "title": item.title, "error": item.detail, "deadline": (item.deadline or workflow.now()).isoformat()},
+        )
+        try:
+            await self._wait_with_reminder(lambda: branch.failure is not None, item.deadline or workflow.now(), f"the failed topic {item.title!r}", [item])
+        except GateExpired as expired:
+            branch.view.error = f"{branch.view.error} | {expired}"
+        finally:
+            branch.failure_pending = None
+            self._close_item(Gate.FAILURE, item.id)
+        if branch.failure is not None and branch.failure.decision == "retry":
+            branch.view.retries += 1
+            branch.view.error = None
+            if branch.unsent:
+                await self._quick("requeue_posts", IdList(ids=branch.unsent))
+                self._count("publishFailed", -len(branch.unsent))
+                branch.unsent = []
+            await self._branch_state(branch, branch.failed_in)
+            return True
+        await self._branch_state(branch, "dropped")
+        return False
 
     async def _finish_after_branches(self) -> None:
+        """COMPLETED only when every approved topic's posts were all published; PARTIAL when some were;
+        FAILED (or EXPIRED, when deadlines alone stopped it) when none were. `reason` names what was not."""
         views = [b.view for b in self._branches.values()]
         done = [v for v in views if v.state == "done"]
-        failed = [v for v in views if v.state == "failed"]
+        dropped = [v for v in views if v.state == "dropped"]
         expired = [v for v in views if v.state == "expired"]
+        published = self._counts.get("published", 0)
+        unconfirmed = self._counts.get("unconfirmed", 0)
         notes = []
-        if failed:
-            notes.append(f"{len(failed)} of {len(views)} topics failed: " + "; ".join(f"{v.title}: {v.error}" for v in failed))
+        if dropped:
+            notes.append(
+                f"{len(dropped)} of {len(views)} topics failed and were dropped: " + "; ".join(f"{v.title}: {v.error}" for v in dropped)
+            )
         if expired:
             notes.append(f"{len(expired)} blog posts were not approved in time: " + "; ".join(v.title for v in expired))
+        if unconfirmed:
+            notes.append(f"{unconfirmed} posts are UNCONFIRMED: the receiver may hold them; check it before sending them again")
         if self._reason:
             notes.append(self._reason)
         reason = " | ".join(notes) or None
-        if expired and not done:
+        if views and len(done) == len(views) and not unconfirmed:
+            await self._end(PipelineStatus.COMPLETED, reason)
+        elif published == 0 and expired and not dropped:
             await self._end(PipelineStatus.EXPIRED, reason)
-        elif not done:
+        elif published == 0:
             await self._end(PipelineStatus.FAILED, reason or "no topic made it to publishing")
         else:
-            await self._end(PipelineStatus.COMPLETED, reason)
+            await self._end(PipelineStatus.PARTIAL, reason)
 
     # ---- gates: Updates with validators -----------------------------------------------------------------
+    # Each handler writes the decision's visible effect (the gate closed or the item gone, the next stage) to
+    # the Pipeline row before it answers: after a 2xx, every read of the pipeline or the inbox reflects it.
 
     @workflow.update
     async def select_personas(self, decision: SelectPersonas) -> DecisionAccepted:
         self._persona_decision = decision
+        await self._decided_round(Gate.PERSONAS, PipelineStage.TOPICS)
         return DecisionAccepted(gate=Gate.PERSONAS, message=f"{len(decision.selected_persona_ids)} personas selected")
 
     @select_personas.validator
@@ -430,6 +524,7 @@ class ContentPipelineWorkflow:
     @workflow.update
     async def decide_topics(self, decision: TopicDecision) -> DecisionAccepted:
         self._topic_decision = decision
+        await self._decided_round(Gate.TOPICS, PipelineStage.TOPICS if decision.rejected else PipelineStage.BLOGPOSTS)
         return DecisionAccepted(
             gate=Gate.TOPICS,
             message=f"{len(decision.approved_topic_ids)} approved, {len(decision.rejected)} sent back for regeneration",
@@ -464,14 +559,14 @@ class ContentPipelineWorkflow:
         branch = self._branch_of_pending(decision.blog_post_id)
         approved = decision.decision == "approve"
         branch.verdict = BlogVerdict(blog_post_id=decision.blog_post_id, approved=approved, feedback=decision.feedback)
+        await self._decided_item(Gate.BLOGPOST, decision.blog_post_id, branch, "approved" if approved else "writing")
         return DecisionAccepted(gate=Gate.BLOGPOST, message="approved" if approved else "changes requested; a new revision is being written")
 
     @decide_blogpost.validator
     def _check_blogpost(self, decision: BlogPostDecision) -> None:
-        gate = self._open(Gate.BLOGPOST)
-        item = gate.items.get(decision.blog_post_id)
-        if item is None:
-            raise refuse(f"blog post {decision.blog_post_id} is not awaiting approval in this pipeline", "InvalidDecision")
+        item = self._open_item_of(Gate.BLOGPOST, decision.blog_post_id, any(
+            b.view.blog_post_id == decision.blog_post_id for b in self._branches.values()
+        ))
         if self._branch_of_pending(decision.blog_post_id).verdict is not None:
             raise refuse("this blog post revision was already decided", "AlreadyDecided")
         if decision.decision == "request_changes":
@@ -483,19 +578,62 @@ class ContentPipelineWorkflow:
                     "RevisionLimit",
                 )
 
+    @workflow.update
+    async def decide_failure(self, decision: FailureDecision) -> DecisionAccepted:
+        branch = self._branches[decision.topic_id]
+        branch.failure = decision
+        retry = decision.decision == "retry"
+        await self._decided_item(Gate.FAILURE, decision.topic_id, branch, branch.failed_in if retry else "dropped")
+        message = f"retrying from where it failed ({branch.failed_in})" if retry else "dropped; its posts will not be published"
+        return DecisionAccepted(gate=Gate.FAILURE, message=message)
+
+    @decide_failure.validator
+    def _check_failure(self, decision: FailureDecision) -> None:
+        self._open_item_of(Gate.FAILURE, decision.topic_id, decision.topic_id in self._branches)
+        if self._branches[decision.topic_id].failure is not None:
+            raise refuse("this failure was already decided", "AlreadyDecided")
+
     def _open(self, gate: Gate) -> OpenGate:
-        if self._gate is None or self._gate.gate != gate:
-            if gate in self._decided and gate != Gate.BLOGPOST:
+        open_gate = self._gates.get(gate)
+        if open_gate is None:
+            if gate in self._decided and gate not in ITEM_GATES:
                 raise refuse(f"the {gate.value} approval was already decided", "AlreadyDecided")
-            current = f"the {self._gate.gate.value} gate is open" if self._gate else "no gate is open"
+            current = ", ".join(f"the {g.value} gate is open" for g in self._gates) or "no gate is open"
             raise refuse(f"no {gate.value} approval is pending ({current})", "GateNotPending")
-        return self._gate
+        return open_gate
+
+    def _open_item_of(self, gate: Gate, item_id: uuid.UUID, known: bool) -> GateItem:
+        """The item waiting at a per-item gate; one of this pipeline's that no longer waits was decided."""
+        open_gate = self._gates.get(gate)
+        item = open_gate.items.get(item_id) if open_gate is not None else None
+        if item is not None:
+            return item
+        if known:
+            raise refuse(f"{item_id} is not waiting for a decision: it was already decided", "AlreadyDecided")
+        if open_gate is None:
+            self._open(gate)
+        raise refuse(f"{item_id} is not awaiting a {gate.value} decision in this pipeline", "InvalidDecision")
 
     def _branch_of_pending(self, post_id: uuid.UUID) -> Branch:
         for branch in self._branches.values():
             if branch.pending is not None and branch.pending.id == post_id:
                 return branch
         raise refuse(f"blog post {post_id} is not awaiting approval", "InvalidDecision")
+
+    async def _decided_round(self, gate: Gate, next_stage: PipelineStage) -> None:
+        """A persona or topic decision: the gate closes and the next stage shows before the update answers."""
+        if not workflow.patched(DECISIONS_RECORDED):
+            return
+        self._gates.pop(gate, None)
+        self._decided.add(gate)
+        await self._enter(next_stage)
+
+    async def _decided_item(self, gate: Gate, item_id: uuid.UUID, branch: Branch, state: str) -> None:
+        """A blog post or failure decision: the item leaves the gate before the update answers."""
+        if not workflow.patched(DECISIONS_RECORDED):
+            return
+        self._close_item(gate, item_id)
+        await self._branch_state(branch, state)
 
     # ---- waiting on a gate: deadline and reminder -------------------------------------------------------
 
@@ -506,7 +644,7 @@ class ContentPipelineWorkflow:
         for item in items:
             item.can_reject = gate != Gate.TOPICS or item.revision < options.max_revisions
             item.deadline = deadline
-        self._gate = OpenGate(gate=gate, items={i.id: i for i in items}, opened_at=opened, deadline=deadline)
+        self._gates[gate] = OpenGate(gate=gate, items={i.id: i for i in items}, opened_at=opened, deadline=deadline)
         await self._enter(
             {Gate.PERSONAS: PipelineStage.AWAITING_PERSONA_SELECTION, Gate.TOPICS: PipelineStage.AWAITING_TOPIC_APPROVAL}[gate]
         )
@@ -514,31 +652,39 @@ class ContentPipelineWorkflow:
             await self._wait_with_reminder(decided, deadline, f"the {gate.value} approval", items)
             self._decided.add(gate)
         finally:
-            self._gate = None
-            self._status = PipelineStatus.RUNNING
+            self._gates.pop(gate, None)
+            self._status = PipelineStatus.AWAITING_APPROVAL if self._gates else PipelineStatus.RUNNING
             await self._record()
 
     async def _await_blog_decision(self, branch: Branch, item: GateItem) -> None:
         """Blog posts are decided one by one as their branches reach the gate; each has its own deadline."""
-        now = workflow.now()
-        item.deadline = now + timedelta(seconds=self.request.options.approval_deadline_seconds)
+        item.deadline = workflow.now() + timedelta(seconds=self.request.options.approval_deadline_seconds)
         branch.pending = item
-        if self._gate is None or self._gate.gate != Gate.BLOGPOST:
-            self._gate = OpenGate(gate=Gate.BLOGPOST, items={}, opened_at=now, deadline=item.deadline)
-        self._gate.items[item.id] = item
-        self._gate.deadline = min(i.deadline or item.deadline for i in self._gate.items.values())
+        self._open_item(Gate.BLOGPOST, item)
         await self._branch_state(branch, "awaiting_approval")
         try:
             await self._wait_with_reminder(lambda: branch.verdict is not None, item.deadline, f"the approval of {item.title!r}", [item])
         finally:
             branch.pending = None
-            if self._gate is not None and self._gate.gate == Gate.BLOGPOST:
-                self._gate.items.pop(item.id, None)
-                if not self._gate.items:
-                    self._gate = None
-                else:
-                    self._gate.deadline = min(i.deadline or item.deadline for i in self._gate.items.values())
+            self._close_item(Gate.BLOGPOST, item.id)
             await self._branch_state(branch, "approved" if branch.verdict and branch.verdict.approved else "writing")
+
+    def _open_item(self, gate: Gate, item: GateItem) -> None:
+        now = workflow.now()
+        deadline = item.deadline or now
+        open_gate = self._gates.setdefault(gate, OpenGate(gate=gate, items={}, opened_at=now, deadline=deadline))
+        open_gate.items[item.id] = item
+        open_gate.deadline = min(i.deadline or deadline for i in open_gate.items.values())
+
+    def _close_item(self, gate: Gate, item_id: uuid.UUID) -> None:
+        open_gate = self._gates.get(gate)
+        if open_gate is None:
+            return
+        open_gate.items.pop(item_id, None)
+        if not open_gate.items:
+            del self._gates[gate]
+        else:
+            open_gate.deadline = min(i.deadline or open_gate.deadline for i in open_gate.items.values())
 
     async def _wait_with_reminder(self, decided: Callable[[], bool], deadline: datetime, what: str, items: list[GateItem]) -> None:
         half = (deadline - workflow.now()) / 2
@@ -547,8 +693,9 @@ class ContentPipelineWorkflow:
             return
         except TimeoutError:
             pass
-        if self._gate is not None:
-            self._gate.reminded = True
+        for open_gate in self._gates.values():
+            if any(i.id in open_gate.items for i in items):
+                open_gate.reminded = True
         await self._notify("approval.reminder", {"what": what, "deadline": deadline.isoformat(), "items": [str(i.id) for i in items]})
         try:
             await workflow.wait_condition(decided, timeout=max(timedelta(seconds=1), deadline - workflow.now()))
@@ -610,6 +757,7 @@ class ContentPipelineWorkflow:
             result_type=result_type,
             task_queue=self._queue_of(PIPELINE_QUEUE),
             start_to_close_timeout=QUICK_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=QUICK_RETRY,
         )
 
@@ -627,6 +775,7 @@ class ContentPipelineWorkflow:
                 result_type=bool,
                 task_queue=self._queue_of(PUBLISH_QUEUE),
                 start_to_close_timeout=QUICK_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=QUICK_RETRY,
             )
         except ActivityError as error:  # a notification that cannot be delivered never stops the pipeline
@@ -644,26 +793,30 @@ class ContentPipelineWorkflow:
     @workflow.query
     def state(self) -> PipelineState:
         request = self._request
+        views = self._gate_views()
         return PipelineState(
             pipeline_id=request.pipeline_id if request else uuid.UUID(int=0),
             status=self._status,
             stage=self._stage,
             reason=self._reason,
-            pending_approval=self._gate_view(),
+            pending_approval=views[0] if views else None,
+            pending_approvals=views,
             jobs=list(self._jobs),
             counts=dict(self._counts),
             branches=[b.view for b in self._branches.values()],
         )
 
-    def _gate_view(self) -> GateView | None:
-        gate = self._gate
-        if gate is None:
-            return None
-        return GateView(gate=gate.gate, items=list(gate.items.values()), deadline=gate.deadline, opened_at=gate.opened_at, reminded=gate.reminded)
+    def _gate_views(self) -> list[GateView]:
+        """Every open gate, the earliest deadline first."""
+        views = [
+            GateView(gate=g.gate, items=list(g.items.values()), deadline=g.deadline, opened_at=g.opened_at, reminded=g.reminded)
+            for g in self._gates.values()
+        ]
+        return sorted(views, key=lambda view: view.deadline)
 
     async def _enter(self, stage: PipelineStage) -> None:
         self._stage = stage
-        self._status = PipelineStatus.AWAITING_APPROVAL if self._gate is not None else PipelineStatus.RUNNING
+        self._status = PipelineStatus.AWAITING_APPROVAL if self._gates else PipelineStatus.RUNNING
         workflow.upsert_search_attributes([PIPELINE_STAGE.value_set(stage.value)])
         await self._record()
 
@@ -675,6 +828,7 @@ class ContentPipelineWorkflow:
         states = {b.view.state for b in self._branches.values()}
         for state, stage in (
             ("awaiting_approval", PipelineStage.AWAITING_BLOGPOST_APPROVAL),
+            ("failed", PipelineStage.AWAITING_FAILURE_DECISION),
             ("writing", PipelineStage.BLOGPOSTS),
             ("waiting", PipelineStage.BLOGPOSTS),
             ("approved", PipelineStage.SOCIAL),
@@ -689,11 +843,13 @@ class ContentPipelineWorkflow:
 
     async def _record(self, finished: bool = False) -> None:
         self._seq += 1
-        view = self._gate_view()
+        views = self._gate_views()
+        view = views[0] if views else None
         summary = {
             "seq": self._seq,
             "counts": dict(self._counts),
             "branches": [b.view.model_dump(mode="json", by_alias=True) for b in self._branches.values()],
+            "openGates": [v.model_dump(mode="json", by_alias=True) for v in views],
         }
         await self._quick(
             "record_pipeline",
@@ -711,7 +867,7 @@ class ContentPipelineWorkflow:
     async def _end(self, status: PipelineStatus, reason: str | None, cancelled: bool = False) -> None:
         self._status = status
         self._reason = reason
-        self._gate = None
+        self._gates.clear()
         if status == PipelineStatus.COMPLETED:
             self._stage = PipelineStage.DONE
         await self._record(finished=True)

@@ -19,17 +19,24 @@ TASK_QUEUES = (PIPELINE_QUEUE, AI_QUEUE, MEDIA_QUEUE, PUBLISH_QUEUE)
 QUICK_TIMEOUT = timedelta(seconds=30)
 DEFAULT_TIMEOUT = timedelta(seconds=120)
 AI_TIMEOUT = timedelta(seconds=300)
-AI_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 IMAGE_TIMEOUT = AI_TIMEOUT
 VIDEO_TIMEOUT = timedelta(minutes=15)  # video models render for minutes; the stage heartbeats while it polls
+# How soon a lost worker (a crash, a kill, a machine gone) is noticed: every activity heartbeats in the
+# background (stages and publishing) or ends well within this (quick DB work), so an attempt whose worker is
+# gone times out after this and runs again at once on a live worker. Stages heartbeat every second.
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
-# Provider errors set their own delay (Retry-After, 60 s x 2^retry, 30 s for timeouts) through
-# ApplicationError.next_retry_delay; this policy covers the rest (a crashed worker, a DB blip).
+# A lost worker, a deploy or a database blip is not a provider failure: it is retried within seconds and never
+# uses the seed's budget of 4 attempts for provider errors, which the stage counts itself (ai_job.provider_failures)
+# and enforces by failing for good. Provider errors set their own delay (Retry-After, 60 s x 2^retry, 30 s for
+# timeouts) through ApplicationError.next_retry_delay. The attempt cap only stops a stage that kills its worker
+# every time (a poison pill) from looping for ever.
+WORKER_LOSSES_ALLOWED = 20
 AI_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
+    initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=AI_MAX_ATTEMPTS,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=AI_MAX_ATTEMPTS + WORKER_LOSSES_ALLOWED,
     non_retryable_error_types=[
         "AIAuthError",
         "AIInvalidRequestError",
@@ -38,14 +45,16 @@ AI_RETRY = RetryPolicy(
     ],
 )
 MEDIA_RETRY = AI_RETRY
-# Only "nothing was sent" is retried (the publisher raises it); an unknown outcome is never retried blindly.
+# Delivery budgets (re-sends of an unknown outcome, "nothing was sent" retries) are counted by publish_post in
+# the database (social_post.delivery_attempts) with its own backoff; this policy only brings an attempt back
+# after a lost worker, quickly.
 PUBLISH_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=10),
+    initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=8,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=0,
 )
-QUICK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10)
+QUICK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=30)
 
 
 @dataclass(frozen=True)

@@ -362,16 +362,17 @@ async def cancel_job(
     job = await session.get(AIJob, job_id)
     if job is None or job.tenant_id != principal.tenant_id:
         raise not_found("the job")
-    if job.status == JobStatus.CANCELLED:
-        return job_public(job, settings)
-    if JobStatus(job.status).is_terminal:
-        raise Problem(409, f"the job has already finished: {job.status}")
+    # A pipeline's stage is refused whatever its status, so the answer does not depend on how far it got.
     if job.pipeline_id is not None:
         raise Problem(
             409,
             f"the job is a stage of pipeline {job.pipeline_id}; cancel the pipeline: POST /api/v1/ai/pipelines/{job.pipeline_id}/cancel/",
             pipelineId=str(job.pipeline_id),
         )
+    if job.status == JobStatus.CANCELLED:
+        return job_public(job, settings)
+    if JobStatus(job.status).is_terminal:
+        raise Problem(409, f"the job has already finished: {job.status}")
     try:
         # The workflow cancels its stage through the heartbeat; the stage records CANCELLED and keeps nothing.
         await temporal.get_workflow_handle(job_workflow_id(job.id)).cancel()

@@ -29,13 +29,15 @@ from api.routes.companies import OwnCompanyDep
 from api.routes.jobs import ended_without_record
 from api.routing import SlashRouter
 from api.starts import START_PROBLEMS, StartGuard, StartGuardDep, check_month
-from models.enums import PipelineStage, PipelineStatus, Platform, Role, Tier
+from models.enums import TERMINAL_PIPELINE_STATUSES, PipelineStage, PipelineStatus, Platform, Role, Tier
 from models.pipeline import (
     ApprovalInboxItem,
     BlogPostDecision,
     BlogPostVerdictIn,
     BranchView,
     DecisionAccepted,
+    FailureDecision,
+    FailureVerdictIn,
     GateView,
     PipelineAccepted,
     PipelineArtifacts,
@@ -67,7 +69,7 @@ logger = logging.getLogger(__name__)
 router = SlashRouter(prefix="/ai", tags=["pipelines"])
 inbox_router = SlashRouter(tags=["pipelines"])
 
-FINISHED = [PipelineStatus.COMPLETED.value, PipelineStatus.FAILED.value, PipelineStatus.CANCELLED.value, PipelineStatus.EXPIRED.value]
+FINISHED = TERMINAL_PIPELINE_STATUSES
 DECISION_PROBLEMS: dict[int | str, dict[str, Any]] = {
     **PROBLEMS,
     **problems(
@@ -227,6 +229,17 @@ async def blog_posts_of(session: SessionDep, job_ids: list[uuid.UUID]) -> list[u
     return [row[0] for row in rows.all()]
 
 
+def open_gates(pipeline: Pipeline) -> list[GateView]:
+    """Every gate waiting for a person, the earliest deadline first (blog posts and failed branches can wait
+    at once); rows written before there could be several hold only `pending_gate`."""
+    if pipeline.status in FINISHED or pipeline.pending_gate is None:
+        return []
+    listed = (pipeline.summary or {}).get("openGates")
+    if not listed:
+        return [GateView.model_validate(pipeline.pending_gate)]
+    return [GateView.model_validate(view) for view in listed]
+
+
 async def pipeline_public(session: SessionDep, settings: Settings, pipeline: Pipeline) -> PipelinePublic:
     jobs = (
         await session.exec(select(AIJob).where(col(AIJob.pipeline_id) == pipeline.id).order_by(col(AIJob.created_at), col(AIJob.id)))
@@ -240,6 +253,7 @@ async def pipeline_public(session: SessionDep, settings: Settings, pipeline: Pip
         return list(rows.all())
 
     summary = pipeline.summary or {}
+    gates = open_gates(pipeline)
     return PipelinePublic(
         id=pipeline.id,
         company_id=pipeline.company_id,
@@ -249,7 +263,8 @@ async def pipeline_public(session: SessionDep, settings: Settings, pipeline: Pip
         status=pipeline.status,
         stage=pipeline.stage,
         reason=pipeline.status_reason,
-        pending_approval=GateView.model_validate(pipeline.pending_gate) if pipeline.pending_gate else None,
+        pending_approval=gates[0] if gates else None,
+        pending_approvals=gates,
         jobs=[PipelineJob.model_validate(job) for job in jobs],
         artifacts=PipelineArtifacts(
             dna=await ids_of(CompanyDNA),
@@ -335,6 +350,19 @@ async def decide_blogpost(
 
 
 @router.post(
+    "/pipelines/{pipeline_id}/approvals/failures/{topic_id}/",
+    response_model=DecisionAccepted,
+    responses=DECISION_PROBLEMS,
+    summary="A failed branch: retry it from the stage that failed, or drop it",
+)
+async def decide_failure(
+    pipeline: DecidedPipelineDep, topic_id: uuid.UUID, body: FailureVerdictIn, temporal: TemporalDep
+) -> DecisionAccepted:
+    decision = FailureDecision(topic_id=topic_id, decision=body.decision)
+    return await decide(temporal, pipeline, ContentPipelineWorkflow.decide_failure, decision)
+
+
+@router.post(
     "/pipelines/{pipeline_id}/cancel/",
     status_code=202,
     response_model=PipelineAccepted,
@@ -370,20 +398,19 @@ async def approvals_inbox(principal: SupervisorDep, session: SessionDep, setting
             )
         )
     ).all()
-    inbox = []
-    for pipeline, company in rows:
-        gate = GateView.model_validate(pipeline.pending_gate)
-        inbox.append(
-            ApprovalInboxItem(
-                pipeline_id=pipeline.id,
-                company_id=company.id,
-                company_name=company.name,
-                month=pipeline.month,
-                gate=gate.gate,
-                items=gate.items,
-                deadline=gate.deadline,
-                workflow_id=pipeline.workflow_id,
-                temporal_ui_url=settings.temporal_ui_link(pipeline.workflow_id),
-            )
+    inbox = [
+        ApprovalInboxItem(
+            pipeline_id=pipeline.id,
+            company_id=company.id,
+            company_name=company.name,
+            month=pipeline.month,
+            gate=gate.gate,
+            items=gate.items,
+            deadline=gate.deadline,
+            workflow_id=pipeline.workflow_id,
+            temporal_ui_url=settings.temporal_ui_link(pipeline.workflow_id),
         )
+        for pipeline, company in rows
+        for gate in open_gates(pipeline)
+    ]
     return sorted(inbox, key=lambda item: item.deadline)
