@@ -66,7 +66,7 @@ async def bench(pipelines: int, latency_ms: int, tier: Tier, server_url: str) ->
                     if pipeline_id in done:
                         continue
                     state = (await http.get(f"/api/v1/ai/pipelines/{pipeline_id}/", headers=tenant.headers())).json()
-                    if state["status"] in ("COMPLETED", "FAILED", "CANCELLED", "EXPIRED"):
+                    if state["status"] in ("COMPLETED", "PARTIAL", "FAILED", "CANCELLED", "EXPIRED"):
                         done[pipeline_id] = time.perf_counter()
                         finals[pipeline_id] = state
                 await asyncio.sleep(0.2)
