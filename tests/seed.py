@@ -222,6 +222,7 @@ def minimal_bodies(owner: SeededTenant) -> dict[str, dict[str, Any]]:
         "SelectPersonas": {"selectedPersonaIds": [str(p) for p in owner.persona_ids[:3]]},
         "TopicDecision": {"approvedTopicIds": [str(owner.topic_id)], "rejected": []},
         "BlogPostVerdictIn": {"decision": "approve"},
+        "FailureVerdictIn": {"decision": "drop"},
         "ApiKeyCreate": {"role": "marketer"},
         "WebhookConfig": {"url": "https://hooks.example.com/matrix"},
     }

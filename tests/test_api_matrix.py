@@ -53,6 +53,7 @@ REQUIRED_ROLE: dict[tuple[str, str], Role] = {
     ("POST", "/api/v1/ai/pipelines/{pipeline_id}/approvals/personas/"): Role.SUPERVISOR,
     ("POST", "/api/v1/ai/pipelines/{pipeline_id}/approvals/topics/"): Role.SUPERVISOR,
     ("POST", "/api/v1/ai/pipelines/{pipeline_id}/approvals/blogposts/{blog_post_id}/"): Role.SUPERVISOR,
+    ("POST", "/api/v1/ai/pipelines/{pipeline_id}/approvals/failures/{topic_id}/"): Role.SUPERVISOR,
     ("GET", "/api/v1/apikeys"): Role.ADMIN,
     ("POST", "/api/v1/apikeys"): Role.ADMIN,
     ("DELETE", "/api/v1/apikeys/{key_id}"): Role.ADMIN,
