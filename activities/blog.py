@@ -1,6 +1,7 @@
 """A long, cited blog post for one topic: research, outline, sections written in parallel, and its revisions."""
 
 import asyncio
+import functools
 import math
 import re
 import uuid
@@ -10,17 +11,19 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import BaseModel
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.deps import StageDeps
-from activities.jobs import INVALID_INPUT, ArtifactWriter, StageRun, execute_stage, fail_job
+from activities.jobs import INVALID_INPUT, OFFLINE_PROVIDER, ArtifactWriter, StageRun, execute_stage, fail_job
 from activities.personas import company_context, latest_dna, persona_profile
 from activities.prompts import render
+from activities.steps import JobSteps, gather_draining
 from models.contracts import StageInput, StageResult
 from models.enums import BlogPostStatus, JobType
-from models.generation import BlogOutline, BlogSection, OutlineSection, Source
+from models.generation import BlogOutline, BlogSection, OutlineSection, ResearchResult, Source
 from models.pipeline import PAGE_WORDS
 from models.tables import BlogPost, BlogPostRevision, CompanyDNA, Persona, Topic
 
@@ -241,6 +244,14 @@ class BlogRequest:
     feedback: str
 
 
+class BlogResearch(BaseModel):
+    """The research step as saved: the provider's findings and the post's numbered sources, which the saved
+    sections cite by number (kept, so that a new DNA version between attempts cannot renumber them)."""
+
+    research: ResearchResult
+    sources: list[Source]
+
+
 @dataclass
 class WrittenSection:
     plan: OutlineSection
@@ -298,6 +309,9 @@ class BlogStage:
         router = self.deps.router
         await run.progress(5, "reading the topic")
         request = await self._read_request(run)
+        # Each paid call is a step saved as soon as it succeeded: a retry resumes at the first unfinished one.
+        steps = JobSteps(self.deps.db, run.job)
+        await steps.load()
         topic = request.topic
         target = request.target_words
         dna = await latest_dna(run)
@@ -311,10 +325,18 @@ class BlogStage:
         }
         sample = {**context, "topic_title": topic.title}
 
-        await run.progress(10, f"researching {topic.title!r}")
-        research = await router.research(render("blog_research", **topic_values), sample_context=sample)
-        # Research first: its sources are about this topic; the DNA's back up what the post says about the company.
-        sources = merge_sources(research.sources, dna.sources if dna is not None else [])
+        async def research_topic() -> BlogResearch:
+            found = await router.research(render("blog_research", **topic_values), sample_context=sample)
+            # Research first: its sources are about this topic; the DNA's back up what it says of the company.
+            sources = merge_sources(found.sources, dna.sources if dna is not None else [])
+            return BlogResearch(research=found, sources=sources)
+
+        if steps.has("research"):
+            await run.progress(10, "resuming: the research was done by an earlier attempt")
+        else:
+            await run.progress(10, f"researching {topic.title!r}")
+        researched = await steps.once("research", BlogResearch, research_topic)
+        research, sources = researched.research, researched.sources
         source_count = len(sources)
         shared: dict[str, Any] = {
             **topic_values,
@@ -326,89 +348,121 @@ class BlogStage:
             "feedback_block": render("blog_feedback", feedback=request.feedback) if request.feedback else "",
         }
 
-        await run.progress(25, f"outlining about {target} words from {source_count} sources")
-        outline = await router.generate_json(
-            render(
-                "blog_outline",
-                **shared,
-                target_words=target,
-                pages=round(target / PAGE_WORDS, 1),
-                previous_block=self._previous_block(request),
-            ),
+        if steps.has("outline"):
+            await run.progress(25, "resuming: the outline was written by an earlier attempt")
+        else:
+            await run.progress(25, f"outlining about {target} words from {source_count} sources")
+        outline_prompt = render(
+            "blog_outline",
+            **shared,
+            target_words=target,
+            pages=round(target / PAGE_WORDS, 1),
+            previous_block=self._previous_block(request),
+        )
+        outline = await steps.once(
+            "outline",
             BlogOutline,
-            sample_context={**sample, "target_words": target},
-            validate=check_outline,
+            lambda: router.generate_json(
+                outline_prompt,
+                BlogOutline,
+                sample_context={**sample, "target_words": target},
+                validate=check_outline,
+            ),
         )
         outline = fit_outline(outline, target)
         section_list = "\n".join(f"{n}. {s.heading}" for n, s in enumerate(outline.sections, start=1))
         total = len(outline.sections)
-        done = 0
 
-        async def write_section(index: int, plan: OutlineSection, semaphore: asyncio.Semaphore) -> WrittenSection:
+        def section_context(plan: OutlineSection) -> dict[str, Any]:
+            words = plan.target_words
+            return {**sample, "section_heading": plan.heading, "words": words, "source_count": source_count}
+
+        slots: list[WrittenSection | None] = []
+        for index, plan in enumerate(outline.sections):
+            saved = steps.result(f"section:{index}", BlogSection)
+            slots.append(None if saved is None else WrittenSection(plan, section_body(saved, plan.heading)))
+        missing = [index for index, section in enumerate(slots) if section is None]
+        done = total - len(missing)
+
+        async def write_section(index: int) -> WrittenSection:
             nonlocal done
-            async with semaphore:
-                section = await router.generate_json(
-                    render(
-                        "blog_section",
-                        **shared,
-                        title=outline.title,
-                        outline=section_list,
-                        number=index + 1,
-                        total=total,
-                        heading=plan.heading,
-                        key_points="\n".join(f"- {p}" for p in plan.key_points),
-                        words=plan.target_words,
-                    ),
+            plan = outline.sections[index]
+            prompt = render(
+                "blog_section",
+                **shared,
+                title=outline.title,
+                outline=section_list,
+                number=index + 1,
+                total=total,
+                heading=plan.heading,
+                key_points="\n".join(f"- {p}" for p in plan.key_points),
+                words=plan.target_words,
+            )
+            section = await steps.once(
+                f"section:{index}",
+                BlogSection,
+                lambda: router.generate_json(
+                    prompt,
                     BlogSection,
-                    sample_context={**sample, "section_heading": plan.heading, "words": plan.target_words, "source_count": source_count},
+                    sample_context=section_context(plan),
                     validate=lambda s: check_section(s, source_count),
-                )
+                ),
+            )
             done += 1
             await run.progress(30 + 50 * done // total, f"wrote section {done} of {total}: {plan.heading}")
             return WrittenSection(plan, section_body(section, plan.heading))
 
-        await run.progress(30, f"writing {total} sections")
-        semaphore = asyncio.Semaphore(SECTION_CONCURRENCY)
-        written = await gather_or_cancel(write_section(i, plan, semaphore) for i, plan in enumerate(outline.sections))
+        if done:
+            await run.progress(30, f"resuming: {done} of {total} sections were written by an earlier attempt")
+        else:
+            await run.progress(30, f"writing {total} sections")
+        calls = [functools.partial(write_section, index) for index in missing]
+        for index, section in zip(missing, await gather_draining(calls, SECTION_CONCURRENCY), strict=True):
+            slots[index] = section
+        written = [section for section in slots if section is not None]
 
         expand = sections_to_expand([w.words for w in written], [w.plan.target_words for w in written], target)
         if expand:
             # One round only: a model that stays short after being asked twice will not be talked into length.
-            await run.progress(82, f"{sum(w.words for w in written)} of {target} words; expanding {len(expand)} short sections")
+            expanded = steps.count([f"expand:{index}" for index in expand])
+            resuming = f"; {expanded} were expanded by an earlier attempt" if expanded else ""
+            short = f"{sum(w.words for w in written)} of {target} words; expanding {len(expand)} short sections"
+            await run.progress(82, short + resuming)
 
-            async def expand_section(index: int, semaphore: asyncio.Semaphore) -> WrittenSection:
+            async def expand_section(index: int) -> WrittenSection:
                 current = written[index]
-                async with semaphore:
-                    section = await router.generate_json(
-                        render(
-                            "blog_section_expand",
-                            **shared,
-                            title=outline.title,
-                            outline=section_list,
-                            heading=current.plan.heading,
-                            key_points="\n".join(f"- {p}" for p in current.plan.key_points),
-                            words=current.words,
-                            target_words=current.plan.target_words,
-                            body=current.body,
-                        ),
+                prompt = render(
+                    "blog_section_expand",
+                    **shared,
+                    title=outline.title,
+                    outline=section_list,
+                    heading=current.plan.heading,
+                    key_points="\n".join(f"- {p}" for p in current.plan.key_points),
+                    words=current.words,
+                    target_words=current.plan.target_words,
+                    body=current.body,
+                )
+                section = await steps.once(
+                    f"expand:{index}",
+                    BlogSection,
+                    lambda: router.generate_json(
+                        prompt,
                         BlogSection,
-                        sample_context={
-                            **sample,
-                            "section_heading": current.plan.heading,
-                            "words": current.plan.target_words,
-                            "source_count": source_count,
-                        },
+                        sample_context=section_context(current.plan),
                         validate=lambda s: check_section(s, source_count),
-                    )
+                    ),
+                )
                 longer = WrittenSection(current.plan, section_body(section, current.plan.heading))
                 return longer if longer.words > current.words else current
 
-            semaphore = asyncio.Semaphore(SECTION_CONCURRENCY)
-            for index, section in zip(expand, await gather_or_cancel(expand_section(i, semaphore) for i in expand), strict=True):
+            calls = [functools.partial(expand_section, index) for index in expand]
+            for index, section in zip(expand, await gather_draining(calls, SECTION_CONCURRENCY), strict=True):
                 written[index] = section
 
         bodies, cited = renumber_citations([w.body for w in written], sources)
-        markdown = assemble_markdown(outline.title, [(w.plan.heading, body) for w, body in zip(written, bodies, strict=True)], cited)
+        markdown = assemble_markdown(
+            outline.title, [(w.plan.heading, body) for w, body in zip(written, bodies, strict=True)], cited
+        )
         # The prose the outline planned; the title, headings and source list are not pages of reading.
         words = sum(count_words(body) for body in bodies)
         if words < target * LENGTH_TOLERANCE:
@@ -416,13 +470,16 @@ class BlogStage:
         await run.progress(90, f"{words} words ({words / PAGE_WORDS:.1f} pages), {len(cited)} sources cited")
         citations = [{"number": n, "url": s.url, "title": s.title} for n, s in enumerate(cited, start=1)]
         keywords = clean_keywords(outline.keywords)
-        is_sample = run.used_offline_provider()
+        # Sample content says so even when the offline provider served only an earlier attempt's steps.
+        is_sample = run.used_offline_provider() or OFFLINE_PROVIDER in steps.providers
         job = run.job
         post_id = request.post.id if request.post is not None else None
         # Filled by the writer: the revision number is only known inside its transaction.
         summary: dict[str, Any] = {}
 
         async def write(session: AsyncSession) -> list[uuid.UUID]:
+            # The steps are done with once the post is stored: they go in the transaction that stores it.
+            run.recovered_usage.extend(await steps.clear(session))
             # A retried attempt finds the revision of the attempt that stored it instead of adding another.
             stored = (await session.exec(select(BlogPostRevision).where(col(BlogPostRevision.job_id) == job.id))).first()
             if stored is not None:

@@ -9,8 +9,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.deps import StageDeps
-from activities.jobs import ArtifactWriter, StageRun, execute_stage
+from activities.jobs import OFFLINE_PROVIDER, ArtifactWriter, StageRun, execute_stage
 from activities.prompts import render
+from activities.steps import JobSteps
 from models.contracts import StageInput, StageResult
 from models.enums import JobType
 from models.generation import CompanyDNAExtraction, ResearchResult
@@ -40,36 +41,50 @@ class DnaStage:
             "country": company.country,
             "language": company.language,
         }
-        await run.progress(10, f"researching {company.name} on the web")
-        research = await self.deps.router.research(
-            render("dna_research", **context),
-            sample_context=context,
+        # Research and extraction are paid separately: a retry after a failed extraction keeps the research.
+        steps = JobSteps(self.deps.db, run.job)
+        await steps.load()
+        router = self.deps.router
+        if steps.has("research"):
+            await run.progress(10, "resuming: the research was done by an earlier attempt")
+        else:
+            await run.progress(10, f"researching {company.name} on the web")
+        prompt = render("dna_research", **context)
+        research = await steps.once(
+            "research", ResearchResult, lambda: router.research(prompt, sample_context=context)
         )
         if not research.sources:
             await run.progress(35, "research returned no sources; asking again for cited findings")
-            research = await self.deps.router.research(
-                render("dna_research", **context) + "\nEvery statement must cite a URL.",
-                sample_context=context,
+            cited = prompt + "\nEvery statement must cite a URL."
+            research = await steps.once(
+                "research_cited", ResearchResult, lambda: router.research(cited, sample_context=context)
             )
         await run.progress(40, f"research found {len(research.sources)} sources; extracting data points")
 
         source_count = len(research.sources)
-        dna = await self.deps.router.generate_json(
-            render(
-                "dna_extract",
-                **context,
-                research=research.text,
-                sources=numbered_sources(research),
-                min_points=MIN_DATA_POINTS,
-            ),
+        extract_prompt = render(
+            "dna_extract",
+            **context,
+            research=research.text,
+            sources=numbered_sources(research),
+            min_points=MIN_DATA_POINTS,
+        )
+        dna = await steps.once(
+            "extraction",
             CompanyDNAExtraction,
-            sample_context={**context, "source_count": source_count},
-            validate=lambda extraction: extraction.check_against(source_count),
+            lambda: router.generate_json(
+                extract_prompt,
+                CompanyDNAExtraction,
+                sample_context={**context, "source_count": source_count},
+                validate=lambda extraction: extraction.check_against(source_count),
+            ),
         )
         await run.progress(85, f"{len(dna.data_points)} data points from {source_count} sources")
-        is_sample = run.used_offline_provider()
+        is_sample = run.used_offline_provider() or OFFLINE_PROVIDER in steps.providers
 
         async def write(session: AsyncSession) -> list[uuid.UUID]:
+            # The steps are done with once the DNA is stored: they go in the transaction that stores it.
+            run.recovered_usage.extend(await steps.clear(session))
             # One DNA row per job (unique job_id): a retried activity finds it instead of adding a version.
             existing = (await session.exec(select(CompanyDNA).where(col(CompanyDNA.job_id) == run.job.id))).first()
             if existing is not None:

@@ -3,8 +3,8 @@
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -28,7 +28,7 @@ from models.contracts import (
 )
 from models.db import Database
 from models.enums import TERMINAL_JOB_STATUSES, JobStatus, JobType
-from models.tables import AIJob, Company
+from models.tables import AIJob, Company, JobStep
 from providers.base import AIProviderError, AIRateLimitError, AITimeoutError
 from providers.usage import UsageLog, current_usage_log, track_usage
 
@@ -87,14 +87,25 @@ class JobStore:
         await self._update(job_id, progress=max(0, min(100, percent)), progress_message=message)
 
     async def finish(self, job_id: uuid.UUID, status: JobStatus, message: str) -> bool:
-        """FAILED or CANCELLED with the reason; a no-op when the job already ended."""
+        """FAILED or CANCELLED with the reason, and the job's saved steps dropped (a retry from the inbox is a new
+        job); a no-op when the job already ended."""
         values: dict[str, Any] = {"status": status.value, "completed_at": datetime.now(UTC)}
         if status == JobStatus.FAILED:
             values["error_message"] = message
             values["progress_message"] = "failed"
         else:
             values["progress_message"] = message or "cancelled"
-        return await self._update(job_id, **values)
+        statement = (
+            sa.update(AIJob)
+            .where(col(AIJob.id) == job_id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES))
+            .values(**values)
+        )
+        async with self.db.session() as session:
+            result = await session.exec(statement)  # type: ignore[call-overload]
+            if result.rowcount:
+                await session.exec(sa.delete(JobStep).where(col(JobStep.job_id) == job_id))  # type: ignore[call-overload]
+            await session.commit()
+        return bool(result.rowcount)
 
     async def complete(
         self,
@@ -103,6 +114,7 @@ class JobStore:
         result: StageResult,
         usage: UsageLog,
         attempt: int,
+        recovered: Sequence[dict[str, Any]] = (),
     ) -> None:
         """COMPLETED with result and usage, in the caller's transaction (the one that stored the artifacts)."""
         row = await session.get(AIJob, job.id, with_for_update=True)
@@ -118,6 +130,7 @@ class JobStore:
         row.result_data = result.to_result_data()
         row.completed_at = datetime.now(UTC)
         add_usage(row, usage, attempt)
+        add_recovered_usage(row, recovered)
         session.add(row)
 
     async def record_usage(self, job_id: uuid.UUID, usage: UsageLog, attempt: int) -> None:
@@ -147,6 +160,19 @@ def add_usage(row: AIJob, usage: UsageLog, attempt: int) -> None:
         row.model = ",".join(sorted({str(r["model"]) for r in served}))
 
 
+def add_recovered_usage(row: AIJob, records: Sequence[dict[str, Any]]) -> None:
+    """Calls of attempts that never recorded their usage (killed with their worker), known from the steps they
+    saved: added once, and only for an attempt the job has no usage of."""
+    seen = {record.get("attempt") for record in row.usage_records or []}
+    fresh = [dict(record) for record in records if record.get("attempt") not in seen]
+    if not fresh:
+        return
+    row.usage_records = [*(row.usage_records or []), *fresh]
+    row.input_tokens = (row.input_tokens or 0) + sum(int(r.get("input_tokens") or 0) for r in fresh)
+    row.output_tokens = (row.output_tokens or 0) + sum(int(r.get("output_tokens") or 0) for r in fresh)
+    row.cost_usd = Decimal(row.cost_usd or 0) + sum((Decimal(str(r.get("cost_usd") or 0)) for r in fresh), Decimal(0))
+
+
 @dataclass
 class StageRun:
     """Handed to a stage's body: the job, its company, and a way to report progress."""
@@ -158,6 +184,8 @@ class StageRun:
     # Where a retried attempt can pick up (e.g. a started video operation). Temporal hands the next attempt
     # only the last heartbeat's details, and an empty heartbeat clears them: so every heartbeat carries it.
     checkpoint: dict[str, Any] | None = None
+    # Usage of earlier attempts that died before recording it, recovered from their saved steps.
+    recovered_usage: list[dict[str, Any]] = field(default_factory=list)
 
     def heartbeat(self, **details: Any) -> None:
         if self.checkpoint is not None:
@@ -281,7 +309,7 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
             async with deps.db.session() as session:
                 artifact_ids = await writer(session)
                 result = StageResult(job_id=job.id, artifact_ids=artifact_ids, summary=summary)
-                await store.complete(session, job, result, usage, attempt)
+                await store.complete(session, job, result, usage, attempt, run.recovered_usage)
                 await session.commit()
             activity.logger.info("job %s %s completed: %s", job.id, job_type.value, summary)
             return result

@@ -224,10 +224,11 @@ class OfflineProvider(BaseProvider):
     async def _before_call(self, kind: WorkKind) -> bool:
         """Sleep the configured latency; raise the injected fault on every n-th call. True: return bad JSON."""
         self.calls += 1
+        number = self.calls  # this call's own number: calls that overlap during the latency keep theirs
         delay = self.latency_ms + (self._jitter.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0)
         if delay > 0:
             await asyncio.sleep(delay / 1000)
-        if self.fault == "none" or self.fault_every <= 0 or self.calls % self.fault_every:
+        if self.fault == "none" or self.fault_every <= 0 or number % self.fault_every:
             return False
         if self.fault == "rate_limit":
             raise AIRateLimitError("injected rate limit", provider=self.name, model=self.model, retry_after=1.0, status_code=429)

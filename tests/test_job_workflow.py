@@ -178,17 +178,27 @@ async def test_cancelling_a_running_job_marks_it_cancelled_and_stores_nothing(
     assert await dna_rows(db, job.id) == []
 
 
+class LimitedExtraction(OfflineProvider):
+    """Research is served; every extraction is rate limited."""
+
+    async def _before_call(self, kind: WorkKind) -> bool:
+        await super()._before_call(kind)
+        if kind is WorkKind.JSON:
+            raise AIRateLimitError("injected rate limit", provider=self.name, model=self.model, retry_after=1.0)
+        return False
+
+
 async def test_failed_attempts_keep_their_usage(run_job: Any, db: Database, tenant: Tenant) -> None:
-    # Every second call is rate limited: research succeeds, the extraction fails, on each of 4 attempts.
+    # Research succeeds once and is kept (a job step); the extraction fails on each of 4 attempts.
     job = await new_job(db, tenant)
-    handle = await run_job(job, OfflineProvider(fault="rate_limit", fault_every=2))
+    handle = await run_job(job, LimitedExtraction())
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     row = await job_row(db, job.id)
     assert row.status == JobStatus.FAILED
     attempts = [r["attempt"] for r in row.usage_records]
-    assert attempts == [1, 1, 2, 2, 3, 3, 4, 4]
-    assert [r["error"] for r in row.usage_records] == [None, "AIRateLimitError"] * 4
+    assert attempts == [1, 1, 2, 3, 4]
+    assert [r["error"] for r in row.usage_records] == [None] + ["AIRateLimitError"] * 4
     assert row.input_tokens == sum(r["input_tokens"] for r in row.usage_records) > 0
     assert row.provider == "offline"
 
