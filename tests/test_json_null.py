@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.pipeline import PipelineActivities
 from cli.migrate import alembic_config
 from models.db import Database
-from models.enums import PipelineStage, PipelineStatus, Role
+from models.enums import JobType, PipelineStage, PipelineStatus, Role
 from models.pipeline import PipelineRecord
 from models.tables import AIJob, Company, Pipeline
 from tests.conftest import RunningStack, Tenant, scratch_database
@@ -33,7 +33,8 @@ async def test_the_inbox_answers_once_a_pipeline_has_passed_a_gate(stack: Runnin
     assert await ActivityEnvironment().run(PipelineActivities(db).record_pipeline, record)
 
     async with db.session() as session:
-        stored = (await session.exec(sa.select(col(Pipeline.pending_gate).is_(None)).where(col(Pipeline.id) == pipeline.id))).one()
+        query = sa.select(col(Pipeline.pending_gate).is_(None)).where(col(Pipeline.id) == pipeline.id)
+        stored = (await session.exec(query)).one()  # type: ignore[call-overload]
     assert stored[0], "pending_gate is SQL NULL"
     inbox = await stack.http.get("/api/v1/approvals/", headers=tenant.headers(Role.SUPERVISOR))
     assert inbox.status_code == 200, inbox.text
@@ -45,10 +46,11 @@ async def test_nullable_json_columns_store_sql_null(db: Database, tenant: Tenant
         company = Company(tenant_id=tenant.id, name="Null JSON")
         session.add(company)
         await session.flush()
-        job = AIJob(tenant_id=tenant.id, company_id=company.id, job_type="generate_dna", result_data=None)
+        job = AIJob(tenant_id=tenant.id, company_id=company.id, job_type=JobType.GENERATE_DNA, result_data=None)
         session.add(job)
         await session.commit()
-        found = (await session.exec(sa.select(sa.func.count()).where(col(AIJob.id) == job.id, col(AIJob.result_data).is_not(None)))).one()
+        query = sa.select(sa.func.count()).where(col(AIJob.id) == job.id, col(AIJob.result_data).is_not(None))
+        found = (await session.exec(query)).one()  # type: ignore[call-overload]
     assert found[0] == 0
 
 
