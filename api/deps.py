@@ -1,6 +1,7 @@
 """FastAPI dependencies as Annotated aliases: the session, the caller, the Temporal client, the settings."""
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from api.errors import Problem
+from api.errors import Problem, database_unreachable, outage_summary
 from api.keys import principal_for_key
 from models.db import Database
 from models.enums import Role, Tier
 from models.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 bearer = HTTPBearer(auto_error=False, description="An API key made with `content-pipeline apikey create`.")
 
@@ -26,8 +29,18 @@ def get_db(request: Request) -> Database:
 
 
 async def get_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
-    async with db.session() as session:
-        yield session
+    """The request's session, closed after the answer is sent. If the database went away in between, closing
+    fails (its ROLLBACK has no connection): that is no error, the transaction ended with the connection and the
+    client has its answer."""
+    answered = False
+    try:
+        async with db.session() as session:
+            yield session
+            answered = True
+    except Exception as exc:
+        if not (answered and database_unreachable(exc)):
+            raise  # the route's own error, or a bug: the error handlers answer it
+        logger.warning("a session lost its connection after its request was answered (%s)", outage_summary(exc))
 
 
 async def get_temporal(request: Request) -> Client:

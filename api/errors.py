@@ -2,8 +2,11 @@
 
 import logging
 from http import HTTPStatus
+from types import TracebackType
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,6 +17,13 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 UNREADABLE_BODY = "There was an error parsing the body"  # FastAPI's detail for a body it cannot decode
+# How long a client should wait before retrying a request refused because a store (PostgreSQL) is away.
+OUTAGE_RETRY_AFTER_SECONDS = 5
+# Server errors that mean "not now" rather than "never": the connection is gone or refused (class 08), the server
+# lacks resources such as connection slots (class 53), or it is shutting down, starting up or ended the session.
+UNREACHABLE_SQLSTATE_CLASSES = ("08", "53")
+UNREACHABLE_SQLSTATES = {"57P01", "57P02", "57P03", "57P05"}
+DATABASE_DRIVERS = ("sqlalchemy", "psycopg", "psycopg_pool")
 
 
 class Problem(Exception):
@@ -80,6 +90,63 @@ def problem_response(status: int, detail: str, *, title: str | None = None, head
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc`, or what it wraps, says PostgreSQL cannot be reached right now (down, restarting, refusing
+    connections, or dropped the connection mid-query), as opposed to a bug in a query or in the code."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _says_unreachable(current):
+            return True
+        current = current.__cause__
+    return False
+
+
+def _says_unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # the pool: no connection came free in time
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        # SQLAlchemy asks the driver whether the connection broke (then it invalidates it and the pool reconnects).
+        return exc.connection_invalidated or (exc.orig is not None and _says_unreachable(exc.orig))
+    if isinstance(exc, psycopg.OperationalError):
+        # Without a SQLSTATE the driver itself lost the server: refused, timed out, closed unexpectedly.
+        state = exc.sqlstate
+        return state is None or state.startswith(UNREACHABLE_SQLSTATE_CLASSES) or state in UNREACHABLE_SQLSTATES
+    if isinstance(exc, OSError):  # ConnectionRefusedError, ConnectionResetError, TimeoutError, ...
+        return _raised_in(exc.__traceback__, DATABASE_DRIVERS)
+    return False
+
+
+def _raised_in(traceback: TracebackType | None, packages: tuple[str, ...]) -> bool:
+    """Whether the traceback passes through one of `packages`: a socket error from the driver, not from a file."""
+    while traceback is not None:
+        module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+        if module.split(".", 1)[0] in packages:
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def outage_summary(exc: BaseException) -> str:
+    """One line saying what the driver reported, for a log line without a traceback."""
+    cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None else exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+
+
+def database_outage_response(request: Request, exc: BaseException) -> JSONResponse:
+    """503 with Retry-After for a request the database could not serve, logged as one warning line."""
+    logger.warning(
+        "%s %s answered 503: the database is not reachable (%s)", request.method, request.url.path, outage_summary(exc)
+    )
+    return problem_response(
+        503,
+        "the database is not reachable; try again shortly",
+        headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def _field_error(err: Any) -> dict[str, str]:
     location = [str(part) for part in err.get("loc", ())]
     if err.get("type") == "json_invalid":
@@ -111,12 +178,27 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         from api.deps import refusal_before_body
 
-        refusal = await refusal_before_body(request)
+        try:
+            refusal = await refusal_before_body(request)
+        except Exception as error:  # raised inside a handler, it would skip the outage mapping below: map it here
+            if database_unreachable(error):
+                return database_outage_response(request, error)
+            raise
         if refusal is not None:
             return await _problem(request, refusal)
         errors = [_field_error(err) for err in exc.errors()]
         fields = ", ".join(e["field"] or "body" for e in errors)
         return problem_response(422, f"the request is not valid: {fields}", title="Unprocessable Content", errors=errors)
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if database_unreachable(exc):
+            return database_outage_response(request, exc)
+        raise exc  # a bug after all: on to the 500 below
+
+    # Whatever the database layer raises, wherever in the request (the key lookup, a route, the rate-limit
+    # bucket, the Idempotency-Key lookup): an outage is a 503; anything else goes on to the 500.
+    for database_error in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, psycopg.Error, OSError):
+        app.add_exception_handler(database_error, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import psycopg
 
+from api.errors import outage_summary
+from models.db import CONNECT_ARGS
+
 logger = logging.getLogger(__name__)
 
 # The channel the trigger on ai_job NOTIFYs (migration 0003) and the name the listener shows in pg_stat_activity.
@@ -59,7 +62,7 @@ class JobEventHub:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._database_url, autocommit=True, application_name=APPLICATION_NAME
+                    self._database_url, autocommit=True, application_name=APPLICATION_NAME, **CONNECT_ARGS
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     delay = FIRST_RETRY_SECONDS
@@ -68,7 +71,9 @@ class JobEventHub:
                     async for notify in conn.notifies():
                         self._wake(notify.payload)
             except Exception as exc:
-                logger.warning("the job event listener lost the database (%s); reconnecting in %.1f s", exc, delay)
+                logger.warning(
+                    "the job event listener lost the database (%s); reconnecting in %.1f s", outage_summary(exc), delay
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, LAST_RETRY_SECONDS)
 

@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import hmac
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -18,7 +19,7 @@ from sqlmodel import col, select
 from temporalio.client import Client
 
 from api.deps import DatabaseDep, MarketerDep, SessionDep, SettingsDep, authenticate, bearer, require
-from api.errors import PROBLEMS, Problem, not_found, problems
+from api.errors import PROBLEMS, Problem, database_unreachable, not_found, outage_summary, problems
 from api.events import JobEventHub
 from api.routes.jobs import live_state, reconcile_ended
 from api.routing import SlashRouter
@@ -26,6 +27,8 @@ from models.api import CamelModel
 from models.db import Database
 from models.enums import JobStatus, Role
 from models.tables import AIJob, ApiKey, JobEvent
+
+logger = logging.getLogger(__name__)
 
 router = SlashRouter(prefix="/ai", tags=["jobs"])
 
@@ -182,13 +185,23 @@ async def stream_job(
 
 
 async def job_events(app: FastAPI, job_id: uuid.UUID, after: int) -> AsyncIterator[bytes]:
-    """The job's events after `after`, then each new one as the database announces it, until the job ends."""
+    """The job's events after `after`, then each new one as the database announces it, until the job ends.
+    While the database is away the stream stays open on keep-alives and reads again once it is back (the
+    listener wakes every stream when it reconnects), so a client sees a pause, not a broken stream."""
     hub: JobEventHub = app.state.events
     # Subscribed before the first read: a change committed in between wakes this stream instead of being lost.
     with hub.subscribe(job_id) as wake:
         while True:
             wake.clear()
-            job, events = await read_since(app.state.db, job_id, after)
+            try:
+                job, events = await read_since(app.state.db, job_id, after)
+            except Exception as exc:
+                if not database_unreachable(exc):
+                    raise
+                logger.warning("job stream %s waits for the database (%s)", job_id, outage_summary(exc))
+                async for frame in keep_alive_until(app, wake):
+                    yield frame
+                continue
             for event in events:
                 assert event.id is not None
                 yield progress_frame(event)
@@ -198,14 +211,28 @@ async def job_events(app: FastAPI, job_id: uuid.UUID, after: int) -> AsyncIterat
             if JobStatus(job.status).is_terminal:
                 yield format_sse_event(event="end", data_str=end_data(job).model_dump_json(by_alias=True))
                 return
-            while True:
-                try:
-                    async with asyncio.timeout(app.state.settings.sse_keepalive_seconds):
-                        await wake.wait()
-                    break
-                except TimeoutError:
-                    yield KEEP_ALIVE
-                    await end_if_workflow_ended(app, job)
+            async for frame in keep_alive_until(app, wake, job):
+                yield frame
+
+
+async def keep_alive_until(app: FastAPI, wake: asyncio.Event, job: AIJob | None = None) -> AsyncIterator[bytes]:
+    """Keep-alive comments until `wake` is set; at each, with `job`, Temporal is asked whether its workflow ended.
+    Without `job` (the database is away), the first keep-alive ends the wait, so the stream reads again."""
+    while True:
+        try:
+            async with asyncio.timeout(app.state.settings.sse_keepalive_seconds):
+                await wake.wait()
+            return
+        except TimeoutError:
+            yield KEEP_ALIVE
+        if job is None:
+            return
+        try:
+            await end_if_workflow_ended(app, job)
+        except Exception as exc:
+            if not database_unreachable(exc):
+                raise
+            logger.warning("job stream %s could not record its workflow's end (%s)", job.id, outage_summary(exc))
 
 
 async def read_since(db: Database, job_id: uuid.UUID, after: int) -> tuple[AIJob | None, Sequence[JobEvent]]:
