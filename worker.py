@@ -11,12 +11,13 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.blog import BlogStage
 from activities.deps import StageDeps
 from activities.dna import DnaStage
 from activities.jobs import JobActivities
+from activities.ledger import LEDGER_FOLDER, AttemptLedger, AttemptLedgerInterceptor, fail_lost_attempts
 from activities.media import MediaStage
 from activities.personas import PersonaStage
 from activities.pipeline import PipelineActivities
@@ -44,7 +45,9 @@ async def connect(settings: Settings) -> Client:
     )
 
 
-def build_workers(client: Client, deps: StageDeps, settings: Settings) -> list[Worker]:
+def build_workers(
+    client: Client, deps: StageDeps, settings: Settings, interceptors: Sequence[Interceptor] = ()
+) -> list[Worker]:
     """One worker per task queue, each queue name with the deployment's suffix."""
     grace = timedelta(seconds=settings.worker_graceful_shutdown_seconds)
     jobs = JobActivities(deps.db)
@@ -82,6 +85,7 @@ def build_workers(client: Client, deps: StageDeps, settings: Settings) -> list[W
             # enough that a cancel from the API or the Web UI stops a running stage within seconds.
             max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
             default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+            interceptors=interceptors,
         )
 
     return [
@@ -97,7 +101,13 @@ async def run(settings: Settings) -> None:
     db = Database.from_url(settings.resolved_database_url(), pool_size=max(5, settings.worker_ai_concurrency + 2))
     router = ProviderRouter.from_settings(settings)
     deps = StageDeps(db=db, router=router, settings=settings)
-    workers = build_workers(client, deps, settings)
+    # Attempts a worker that died on this machine was running run again now, not after their heartbeat timeout.
+    ledger_folder = settings.data_dir / LEDGER_FOLDER
+    lost = await fail_lost_attempts(client, ledger_folder)
+    if lost:
+        logger.info("failed %d attempts of a lost worker; they run again now", lost)
+    ledger = AttemptLedger(ledger_folder)
+    workers = build_workers(client, deps, settings, [AttemptLedgerInterceptor(ledger)])
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -114,6 +124,7 @@ async def run(settings: Settings) -> None:
     logger.info("worker stopping: in-flight activities get %s s to finish", settings.worker_graceful_shutdown_seconds)
     await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
     await asyncio.gather(*runs, return_exceptions=True)
+    ledger.close()
     await db.close()
     logger.info("worker stopped")
 

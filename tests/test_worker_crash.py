@@ -1,5 +1,5 @@
-"""A worker killed with SIGKILL mid-stage, again and again: the stage resumes on the next worker within
-seconds, the kills never use up the seed's budget for provider errors, and nothing is made twice."""
+"""A worker killed with SIGKILL mid-stage, again and again: the next worker fails the lost attempt at once so the
+stage runs again, the kills never use up the seed's budget for provider errors, and nothing is made twice."""
 
 import asyncio
 import time
@@ -72,8 +72,11 @@ async def test_four_kills_during_one_video_stage_cost_no_provider_attempt(
     assert job.provider_failures == 0  # four lost workers cost nothing of the provider budget
     videos = await rows(db, MediaAsset, MediaAsset.blog_post_id == post.id, MediaAsset.kind == MediaKind.VIDEO.value)
     assert len(videos) == 1  # one video, not one per attempt
-    # Each attempt was noticed by its heartbeat timeout (10 s) and ran again at once on the new worker.
-    assert all(seconds < 30 for seconds in resumed_after), resumed_after
+    # Each new worker found the attempt its killed predecessor left in the ledger and failed it at once, instead
+    # of waiting for the heartbeat timeout (how soon is measured by bench/bench_crashes.py, not asserted here).
+    log = worker.log_tail(chars=10**7)
+    assert log.count("left by a lost worker: it runs again now") == KILLS, log[-3000:]
+    print(f"the video stage ran again {', '.join(f'{s:.1f}' for s in resumed_after)} s after each kill")
 
 
 async def running(db: Database, job_id: uuid.UUID, after_kill: int) -> bool:
