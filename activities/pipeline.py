@@ -96,6 +96,15 @@ class PipelineActivities:
             .where(col(SocialPost.job_id).in_(job_ids), col(SocialPost.publish_state) == PublishState.SCHEDULED.value)
             .values(publish_state=PublishState.DRAFT.value, publish_at=None)
         )
+        # A post between re-sends may have reached the receiver: a person checks before anything is sent again.
+        await session.exec(
+            sa.update(SocialPost)
+            .where(col(SocialPost.job_id).in_(job_ids), col(SocialPost.publish_state) == PublishState.PUBLISHING.value)
+            .values(
+                publish_state=PublishState.UNCONFIRMED.value,
+                publish_error="the pipeline was cancelled while this post was being delivered; check the receiver",
+            )
+        )
 
     @activity.defn(name="apply_persona_selection")
     async def apply_persona_selection(self, selection: PersonaSelection) -> None:
@@ -143,7 +152,8 @@ class PipelineActivities:
                     col(SocialPost.publish_state) == PublishState.FAILED.value,
                     col(SocialPost.external_id).is_(None),
                 )
-                .values(publish_state=PublishState.SCHEDULED.value, publish_error=None, delivery_attempts=0)
+                # A fresh delivery: nothing of the earlier sends was accepted, so a new webhook-id is safe.
+                .values(publish_state=PublishState.SCHEDULED.value, publish_error=None, delivery_attempts=0, delivery_id=None)
             )
             await session.commit()
         return int(result.rowcount)

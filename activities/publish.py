@@ -1,33 +1,54 @@
-"""Scheduling and publishing social posts, and the tenant's notices; a post is delivered at most once.
+"""Scheduling and publishing social posts, and the tenant's notices; a post is delivered, never posted twice.
 
-How publish_post keeps "never twice" (the states are social_post.publish_state):
+How publish_post delivers a post (the states are social_post.publish_state; every write is a conditional update
+committed on its own, and only one attempt at a time works on a post: it holds a lock for the post in
+PostgreSQL, released when it ends or its worker dies, and a second attempt finds it held and comes back later):
 
-    DRAFT/SCHEDULED --claim (committed before sending)--> PUBLISHING --send--> receipt: external_id stored
-    (own commit), then PUBLISHED; nothing sent (refused, DNS, 408, 429): back to where it was and a
-    retryable error (FAILED "not sent after N attempts" on the retry policy's last attempt); rejected
-    (4xx): FAILED; outcome unknown (timeout after sending, broken connection, 5xx, 409, 2xx without an
-    id): UNCONFIRMED.
+    DRAFT/SCHEDULED --claim--> PUBLISHING --send--> 2xx: PUBLISHED, with the receiver's id when it gave a
+    usable one (external_id, else NULL), in one update
 
-An attempt that finds PUBLISHING left behind (a crash or timeout while sending) cannot know whether the
-receiver got the post, so it marks it UNCONFIRMED instead of sending again; one that finds an external id
-(a crash between storing it and marking PUBLISHED) only finishes the bookkeeping. UNCONFIRMED and FAILED
-are final for the workflow: a person looks at the receiver and decides.
+The claim is committed before anything is sent. The first claim fixes the delivery id (social_post.delivery_id,
+the Standard Webhooks `webhook-id`) and every claim counts a send (social_post.delivery_attempts). A send that
+was not acknowledged:
+
+- outcome unknown (timeout after sending, dropped connection, 5xx, 409): a repeatable publisher's post stays
+  PUBLISHING and is sent again with the same id after a backoff; after MAX_SENDS sends it is UNCONFIRMED.
+  Any other publisher's post is UNCONFIRMED at once and never re-sent.
+- nothing sent (refused connection, DNS, TLS, 408, 429): back to SCHEDULED (or still PUBLISHING when an earlier
+  send may have arrived), sent again after a backoff; after MAX_SENDS sends FAILED "not sent after N attempts"
+  (UNCONFIRMED when an earlier send may have arrived).
+- rejected (4xx but 408/409/429, a redirect, an unusable URL or secret, a non-public address): FAILED.
+
+A post found PUBLISHING at the start of an attempt was being sent when its worker died: a repeatable
+publisher sends it again with its stored delivery id (the receiver de-duplicates); any other publisher's post,
+and one claimed before posts had delivery ids, becomes UNCONFIRMED. UNCONFIRMED and FAILED are final for the
+workflow: a person looks at the receiver.
+
+Budgets are counted here, in the database, never with Temporal's attempt number: the workflow retries
+publish_post as often as it takes, so that lost workers never use up a budget. publish_post answers a
+`PublishOutcome` for a final state and raises a retryable ApplicationError whose next_retry_delay is the
+backoff (5 s x 2^(sends - 1), at most 5 min, longer when the receiver's Retry-After says so) otherwise.
 
 A tenant without a webhook gets FAILED with a message telling an admin to set one: nothing was sent, so
 the post is safe to publish later, and FAILED keeps the pipeline from waiting on a configuration change.
 """
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import psycopg
 import sqlalchemy as sa
 from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import StageDeps
+from activities.jobs import heartbeating
 from activities.schedule import plan_publish_times
 from models.db import Database
 from models.enums import MediaKind, PublishState
@@ -50,8 +71,9 @@ from publishers.base import (
     PublishNotSent,
     PublishOutcomeUnknown,
     PublishRejected,
+    usable_external_id,
 )
-from publishers.webhook import WebhookPublisher, send_notification
+from publishers.webhook import WebhookPublisher, derived_webhook_id, new_webhook_id, send_notification
 
 EARLIER_ATTEMPT_MESSAGE = "an earlier attempt may have delivered it; check the receiver before re-sending"
 CHECK_RECEIVER = "check the receiver before re-sending"
@@ -59,13 +81,20 @@ NO_PUBLISHER_MESSAGE = (
     "no publisher is configured for this tenant; an admin sets a webhook with PUT /api/v1/tenant/webhook. "
     "The post was not sent."
 )
-# A receiver's Retry-After is honoured up to this; longer waits are the retry policy's business.
+# Sends of one post in all (the first and the re-sends), then it is UNCONFIRMED (or FAILED if none can have
+# arrived). With the backoff below the last one goes about ten minutes after the first.
+MAX_SENDS = 8
+BACKOFF_BASE = timedelta(seconds=5)
+BACKOFF_CAP = timedelta(minutes=5)
+# A receiver's Retry-After is honoured up to this.
 MAX_RETRY_AFTER = timedelta(hours=1)
+# When another attempt holds the post (it is sending it now), look again after this.
+HELD_ELSEWHERE_DELAY = timedelta(seconds=5)
 # A notice is a courtesy: one short attempt, never long enough to hold up the pipeline.
 NOTICE_TIMEOUT_SECONDS = 5.0
 
-# What the attempt that sent a post may overwrite with what it learnt: its own claim, or the UNCONFIRMED a
-# parallel attempt wrote on seeing that claim (only one claim can send, so the sender knows best).
+# What the attempt that sent a post may overwrite with what it learnt: its own claim, or an UNCONFIRMED written
+# meanwhile (a receipt beats a guess).
 HELD_BY_SENDER = (PublishState.PUBLISHING, PublishState.UNCONFIRMED)
 
 
@@ -76,11 +105,13 @@ def media_file_url(settings: Settings, asset_id: uuid.UUID, secret: str | None =
     return f"{settings.public_base_url.rstrip('/')}/api/v1/media/{asset_id}/file"
 
 
-def is_last_attempt() -> bool:
-    """True when the retry policy allows no attempt after this one."""
-    info = activity.info()
-    limit = info.retry_policy.maximum_attempts if info.retry_policy else 0
-    return limit > 0 and info.attempt >= limit
+def backoff(sends: int, retry_after: float | None = None) -> timedelta:
+    """How long to wait after the `sends`-th send before the next: 5 s x 2^(sends - 1), at most 5 min, or the
+    receiver's Retry-After when that is longer (up to an hour)."""
+    delay = min(BACKOFF_BASE * 2 ** max(sends - 1, 0), BACKOFF_CAP)
+    if retry_after is not None:
+        delay = max(delay, min(timedelta(seconds=retry_after), MAX_RETRY_AFTER))
+    return delay
 
 
 def outcome_of(post: SocialPost) -> PublishOutcome:
@@ -100,6 +131,14 @@ def company_zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a claim fixed: the delivery id every send of the post carries, and which send this is."""
+
+    delivery_id: str
+    sends: int
+
+
 class PostStore:
     """Conditional updates of a post's publish state, each committed on its own: a write names the states
     it may leave, so a stale attempt can never undo what a newer one recorded."""
@@ -110,6 +149,39 @@ class PostStore:
     async def load(self, post_id: uuid.UUID) -> SocialPost | None:
         async with self.db.session() as session:
             return await session.get(SocialPost, post_id)
+
+    @contextlib.asynccontextmanager
+    async def held(self, post_id: uuid.UUID) -> AsyncIterator[bool]:
+        """True while this attempt alone works on the post; False when another attempt is at it now.
+
+        A session-level advisory lock on a connection of its own (outside the pool, which it must not starve
+        during a send): PostgreSQL releases it when the connection closes, also when the worker dies, so a
+        post found PUBLISHING by the holder was left by an attempt that is gone, not one still sending."""
+        key = (f"publish_post:{post_id}",)
+        async with await psycopg.AsyncConnection.connect(self._conninfo(), autocommit=True, connect_timeout=10) as conn:
+            row = await (await conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", key)).fetchone()
+            held = bool(row and row[0])
+            try:
+                yield held
+            finally:
+                if held:
+                    # At once: the server frees a closed connection's locks a moment later, and a retry may be
+                    # quicker than that. If this fails the closing connection frees it all the same.
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", key)
+
+    def _conninfo(self) -> str:
+        """The engine's database as a libpq connection string (a socket directory with spaces included)."""
+        url = self.db.engine.url
+        parts: dict[str, Any] = {
+            "host": url.host,
+            "port": url.port,
+            "user": url.username,
+            "password": url.password,
+            "dbname": url.database,
+            **{name: value if isinstance(value, str) else value[-1] for name, value in url.query.items()},
+        }
+        return psycopg.conninfo.make_conninfo(**{name: value for name, value in parts.items() if value is not None})
 
     async def _update(self, post_id: uuid.UUID, conditions: list[Any], **values: Any) -> bool:
         statement = sa.update(SocialPost).where(col(SocialPost.id) == post_id, *conditions).values(**values)
@@ -122,17 +194,31 @@ class PostStore:
     def _in(states: tuple[PublishState, ...]) -> Any:
         return col(SocialPost.publish_state).in_([s.value for s in states])
 
-    async def claim(self, post_id: uuid.UUID, seen: PublishState) -> bool:
-        """PUBLISHING, committed before anything is sent; false when another attempt moved the post first."""
-        return await self._update(
-            post_id,
-            [col(SocialPost.publish_state) == seen.value, col(SocialPost.external_id).is_(None)],
-            publish_state=PublishState.PUBLISHING.value,
-            publish_error=None,
+    async def claim(self, post: SocialPost, delivery_id: str) -> Claim | None:
+        """PUBLISHING and one more send, committed before anything is sent; the post's delivery id is
+        `delivery_id` unless an earlier claim fixed one. None when the post changed since it was read."""
+        statement = (
+            sa.update(SocialPost)
+            .where(
+                col(SocialPost.id) == post.id,
+                col(SocialPost.publish_state) == PublishState(post.publish_state).value,
+                col(SocialPost.delivery_attempts) == post.delivery_attempts,
+                col(SocialPost.external_id).is_(None),
+            )
+            .values(
+                publish_state=PublishState.PUBLISHING.value,
+                delivery_id=sa.func.coalesce(SocialPost.delivery_id, delivery_id),
+                delivery_attempts=SocialPost.delivery_attempts + 1,
+            )
+            .returning(col(SocialPost.delivery_id), col(SocialPost.delivery_attempts))
         )
+        async with self.db.session() as session:
+            row = (await session.exec(statement)).first()  # type: ignore[call-overload]
+            await session.commit()
+        return None if row is None else Claim(delivery_id=str(row[0]), sends=int(row[1]))
 
     async def release(self, post_id: uuid.UUID, back_to: PublishState, reason: str) -> bool:
-        """Undoes a claim when nothing reached the receiver."""
+        """Undoes a claim when nothing can have reached the receiver (the delivery id and the count stay)."""
         return await self._update(
             post_id,
             [self._in((PublishState.PUBLISHING,)), col(SocialPost.external_id).is_(None)],
@@ -140,25 +226,28 @@ class PostStore:
             publish_error=reason,
         )
 
-    async def record_receipt(self, post_id: uuid.UUID, external_id: str) -> bool:
-        """The receiver's id, stored before anything else: from here on the post is never sent again.
-        UNCONFIRMED may take it too (a parallel attempt gave up on this one): a receipt beats a guess."""
+    async def pending(self, post_id: uuid.UUID, reason: str) -> bool:
+        """Still PUBLISHING (the receiver may hold it) and to be sent again; the reason says why and when."""
         return await self._update(
             post_id,
-            [self._in((PublishState.PUBLISHING, PublishState.UNCONFIRMED)), col(SocialPost.external_id).is_(None)],
-            external_id=external_id,
+            [self._in((PublishState.PUBLISHING,)), col(SocialPost.external_id).is_(None)],
+            publish_error=reason,
         )
 
-    async def mark_published(self, post_id: uuid.UUID) -> bool:
+    async def mark_published(self, post_id: uuid.UUID, external_id: str | None) -> bool:
+        """PUBLISHED, the receiver's id (an id stored earlier is kept) and published_at, in one update."""
         return await self._update(
             post_id,
-            [col(SocialPost.external_id).is_not(None), col(SocialPost.publish_state) != PublishState.PUBLISHED.value],
+            [self._in(HELD_BY_SENDER)],
             publish_state=PublishState.PUBLISHED.value,
+            external_id=sa.func.coalesce(SocialPost.external_id, external_id),
             published_at=sa.func.coalesce(SocialPost.published_at, datetime.now(UTC)),
             publish_error=None,
         )
 
-    async def mark(self, post_id: uuid.UUID, state: PublishState, reason: str, leaving: tuple[PublishState, ...]) -> bool:
+    async def mark(
+        self, post_id: uuid.UUID, state: PublishState, reason: str, leaving: tuple[PublishState, ...]
+    ) -> bool:
         """FAILED or UNCONFIRMED with the reason, for a post without a receipt."""
         return await self._update(
             post_id,
@@ -229,76 +318,139 @@ class PublishActivities:
 
     @activity.defn(name="publish_post")
     async def publish_post(self, request: PublishPost) -> PublishOutcome:
-        """Delivers the post at most once; retryable only when nothing can have reached the receiver."""
-        post = await self._load(request.social_post_id)
+        """Delivers the post: a final outcome, or a retryable error to be called again after the backoff."""
+        async with heartbeating(), self.posts.held(request.social_post_id) as held:
+            if not held:
+                raise ApplicationError(
+                    f"post {request.social_post_id} is being sent by another attempt; looking again shortly",
+                    type="PublishInProgress",
+                    next_retry_delay=HELD_ELSEWHERE_DELAY,
+                )
+            return await self._publish(request.social_post_id)
+
+    async def _publish(self, post_id: uuid.UUID) -> PublishOutcome:
+        post = await self._load(post_id)
         settled = await self._settled(post)
         if settled is not None:
             return settled
         seen = PublishState(post.publish_state)
+        # PUBLISHING now means an attempt died while sending: the receiver may hold the post.
+        maybe_received = seen == PublishState.PUBLISHING
 
         async with self.deps.db.session() as session:
             tenant = await session.get(Tenant, post.tenant_id)
         publisher = self.publisher_for(tenant, post)
         if publisher is None:
             activity.logger.warning("post %s not published: tenant %s has no webhook", post.id, post.tenant_id)
-            await self.posts.mark(post.id, PublishState.FAILED, NO_PUBLISHER_MESSAGE, (seen,))
-            return outcome_of(await self._load(post.id))
+            if maybe_received:
+                reason = f"the tenant's webhook was removed while the post was being sent; {EARLIER_ATTEMPT_MESSAGE}"
+                return await self._final(post.id, PublishState.UNCONFIRMED, reason, (seen,))
+            return await self._final(post.id, PublishState.FAILED, NO_PUBLISHER_MESSAGE, (seen,))
+        # Without a delivery id it was claimed by the version before Standard Webhooks, whose send a receiver
+        # cannot recognise again: that one is not repeated either.
+        if maybe_received and (not publisher.repeatable or not post.delivery_id):
+            activity.logger.warning("post %s was left PUBLISHING by an earlier attempt; not sending it again", post.id)
+            return await self._final(post.id, PublishState.UNCONFIRMED, EARLIER_ATTEMPT_MESSAGE, (seen,))
+        if post.delivery_attempts >= MAX_SENDS:
+            # The last send's outcome was never recorded (its worker died): the budget is spent all the same.
+            if maybe_received:
+                reason = f"no acknowledgement after {post.delivery_attempts} sends; {CHECK_RECEIVER}"
+                return await self._final(post.id, PublishState.UNCONFIRMED, reason, (seen,))
+            reason = f"not sent after {post.delivery_attempts} attempts"
+            return await self._final(post.id, PublishState.FAILED, reason, (seen,))
         delivery = await self._delivery(post)
 
-        if not await self.posts.claim(post.id, seen):
-            # Another attempt moved the post between our read and our claim: report what it did.
+        claim = await self.posts.claim(post, new_webhook_id())
+        if claim is None:
+            # Something else moved the post between our read and our claim: report what it did.
             post = await self._load(post.id)
             settled = await self._settled(post)
             if settled is not None:
                 return settled
             raise ApplicationError(f"post {post.id} changed while being claimed; trying again", type="PublishClaimLost")
-        activity.logger.info("publishing post %s (%s) through %s", post.id, post.platform, publisher.name)
+        activity.logger.info(
+            "publishing post %s (%s) through %s: send %d of at most %d, delivery id %s",
+            post.id, post.platform, publisher.name, claim.sends, MAX_SENDS, claim.delivery_id,
+        )
 
         try:
-            receipt = await publisher.publish(delivery)
+            receipt = await publisher.publish(delivery, claim.delivery_id)
         except PublishNotSent as error:
-            attempt = activity.info().attempt
-            if is_last_attempt():
-                # Nothing was ever sent: FAILED says so, and the post stays safe to publish later.
-                reason = f"not sent after {attempt} attempts: {error.reason}"
-                activity.logger.warning("post %s %s", post.id, reason)
-                await self.posts.mark(post.id, PublishState.FAILED, reason, HELD_BY_SENDER)
-                return outcome_of(await self._load(post.id))
-            await self.posts.release(post.id, seen, f"not sent yet, will retry: {error.reason}")
-            activity.logger.warning("post %s not sent (attempt %d), will retry: %s", post.id, attempt, error.reason)
-            delay = None if error.retry_after is None else min(timedelta(seconds=error.retry_after), MAX_RETRY_AFTER)
-            raise ApplicationError(error.reason, type=error.type_name, next_retry_delay=delay) from error
+            return await self._not_acknowledged(post.id, seen, claim, error, maybe_received=maybe_received)
         except PublishRejected as error:
             activity.logger.warning("post %s rejected: %s", post.id, error.reason)
-            await self.posts.mark(post.id, PublishState.FAILED, error.reason, HELD_BY_SENDER)
-            return outcome_of(await self._load(post.id))
+            return await self._final(post.id, PublishState.FAILED, error.reason, HELD_BY_SENDER)
         except PublishOutcomeUnknown as error:
-            activity.logger.warning("post %s may or may not have been published: %s", post.id, error.reason)
-            await self.posts.mark(post.id, PublishState.UNCONFIRMED, f"{error.reason}; {CHECK_RECEIVER}", HELD_BY_SENDER)
-            return outcome_of(await self._load(post.id))
+            if not publisher.repeatable:
+                activity.logger.warning("post %s may or may not have been published: %s", post.id, error.reason)
+                reason = f"{error.reason}; {CHECK_RECEIVER}"
+                return await self._final(post.id, PublishState.UNCONFIRMED, reason, HELD_BY_SENDER)
+            return await self._not_acknowledged(post.id, seen, claim, error, maybe_received=True)
         except Exception as error:
-            # A fault inside a publisher: whether it sent anything cannot be known, so it is not sent again.
+            # A fault inside a publisher, not an answer: whether it sent anything cannot be known, and sending
+            # again through the same fault would not tell either.
             activity.logger.exception("post %s: the %s publisher failed unexpectedly", post.id, publisher.name)
             reason = f"the {publisher.name} publisher failed unexpectedly ({type(error).__name__}); {CHECK_RECEIVER}"
-            await self.posts.mark(post.id, PublishState.UNCONFIRMED, reason, HELD_BY_SENDER)
-            return outcome_of(await self._load(post.id))
+            return await self._final(post.id, PublishState.UNCONFIRMED, reason, HELD_BY_SENDER)
 
+        external_id = usable_external_id(receipt.external_id)
         # Logged first: if the database is unreachable now, the log still tells where the post went.
-        activity.logger.info("post %s delivered: the receiver's id is %s", post.id, receipt.external_id)
-        await self.posts.record_receipt(post.id, receipt.external_id)
-        await self.posts.mark_published(post.id)
+        activity.logger.info(
+            "post %s delivered (send %d, %s): the receiver's id is %s%s",
+            post.id, claim.sends, receipt.status_code, external_id, f"; {receipt.note}" if receipt.note else "",
+        )
+        await self.posts.mark_published(post.id, external_id)
         return outcome_of(await self._load(post.id))
+
+    async def _not_acknowledged(
+        self, post_id: uuid.UUID, seen: PublishState, claim: Claim, error: PublishError, *, maybe_received: bool
+    ) -> PublishOutcome:
+        """After a send without an answer that settles it: a final state once the budget is spent, else the
+        post waits (PUBLISHING when the receiver may hold it, else where it was) and the activity is retried
+        after the backoff."""
+        sends = claim.sends
+        if sends >= MAX_SENDS:
+            if maybe_received:
+                reason = f"no acknowledgement after {sends} sends (the last: {error.reason}); {CHECK_RECEIVER}"
+                activity.logger.warning("post %s %s", post_id, reason)
+                return await self._final(post_id, PublishState.UNCONFIRMED, reason, HELD_BY_SENDER)
+            # Nothing was ever sent: FAILED says so, and the post stays safe to publish later.
+            reason = f"not sent after {sends} attempts: {error.reason}"
+            activity.logger.warning("post %s %s", post_id, reason)
+            return await self._final(post_id, PublishState.FAILED, reason, HELD_BY_SENDER)
+        delay = backoff(sends, getattr(error, "retry_after", None))
+        when = f"again in {delay.total_seconds():g} s (send {sends} of at most {MAX_SENDS})"
+        if maybe_received:
+            await self.posts.pending(post_id, f"not acknowledged yet, sending {when} with the same id: {error.reason}")
+        else:
+            await self.posts.release(post_id, seen, f"not sent yet, will retry: {error.reason}; trying {when}")
+        activity.logger.warning("post %s not acknowledged, trying %s: %s", post_id, when, error.reason)
+        raise ApplicationError(error.reason, type=error.type_name, next_retry_delay=delay)
+
+    async def _final(
+        self, post_id: uuid.UUID, state: PublishState, reason: str, leaving: tuple[PublishState, ...]
+    ) -> PublishOutcome:
+        await self.posts.mark(post_id, state, reason, leaving)
+        return outcome_of(await self._load(post_id))
 
     def publisher_for(self, tenant: Tenant | None, post: SocialPost) -> Publisher | None:
         """The tenant's webhook for every platform, for now; platform APIs will be chosen here by `post.platform`."""
         if tenant is None or not tenant.webhook_url or not tenant.webhook_secret:
             return None
-        return WebhookPublisher(tenant.webhook_url, tenant.webhook_secret, timeout_seconds=self.deps.settings.webhook_timeout_seconds)
+        settings = self.deps.settings
+        return WebhookPublisher(
+            tenant.webhook_url,
+            tenant.webhook_secret,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            allow_private_networks=settings.webhook_allow_private_networks,
+        )
 
     async def _load(self, post_id: uuid.UUID) -> SocialPost:
         post = await self.posts.load(post_id)
         if post is None:
-            raise ApplicationError(f"social post {post_id} does not exist", type="SocialPostNotFound", non_retryable=True)
+            raise ApplicationError(
+                f"social post {post_id} does not exist", type="SocialPostNotFound", non_retryable=True
+            )
         return post
 
     async def _settled(self, post: SocialPost) -> PublishOutcome | None:
@@ -307,13 +459,11 @@ class PublishActivities:
         if state == PublishState.PUBLISHED:
             return outcome_of(post)
         if post.external_id:
-            # An earlier attempt stored the receipt and stopped before marking it: finish its bookkeeping.
-            activity.logger.info("post %s already has the receiver's id %s; marking it published", post.id, post.external_id)
-            await self.posts.mark_published(post.id)
-            return outcome_of(await self._load(post.id))
-        if state == PublishState.PUBLISHING:
-            activity.logger.warning("post %s was left PUBLISHING by an earlier attempt; not sending it again", post.id)
-            await self.posts.mark(post.id, PublishState.UNCONFIRMED, EARLIER_ATTEMPT_MESSAGE, (PublishState.PUBLISHING,))
+            # A receipt stored by an earlier version, which recorded it before marking PUBLISHED: finish that.
+            activity.logger.info(
+                "post %s already has the receiver's id %s; marking it published", post.id, post.external_id
+            )
+            await self.posts.mark_published(post.id, None)
             return outcome_of(await self._load(post.id))
         if state in (PublishState.UNCONFIRMED, PublishState.FAILED):
             activity.logger.info("post %s is %s; not sending it: %s", post.id, state.value, post.publish_error)
@@ -380,16 +530,20 @@ class PublishActivities:
             return False
         info = activity.info()
         data = {**notice.data, "tenantId": str(notice.tenant_id), "pipelineId": str(notice.pipeline_id)}
+        settings = self.deps.settings
         try:
-            await send_notification(
-                tenant.webhook_url,
-                tenant.webhook_secret,
-                notice.event,
-                data,
-                timeout_seconds=min(self.deps.settings.webhook_timeout_seconds, NOTICE_TIMEOUT_SECONDS),
-                # The same for every attempt of this activity: a receiver can drop a repeated notice.
-                idempotency_key=f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}",
-            )
+            # Heartbeats while it waits (name resolution, connecting, the answer): a lost worker is noticed soon.
+            async with heartbeating():
+                await send_notification(
+                    tenant.webhook_url,
+                    tenant.webhook_secret,
+                    notice.event,
+                    data,
+                    timeout_seconds=min(settings.webhook_timeout_seconds, NOTICE_TIMEOUT_SECONDS),
+                    # The same for every attempt of this activity: a receiver drops a repeated notice by its id.
+                    webhook_id=derived_webhook_id(f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"),
+                    allow_private_networks=settings.webhook_allow_private_networks,
+                )
         except PublishError as error:
             activity.logger.warning("tenant %s: %s not delivered to the webhook: %s", notice.tenant_id, notice.event, error)
             return False

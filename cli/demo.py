@@ -40,7 +40,7 @@ DEMO_OPTIONS = {
 }
 TOPIC_FEEDBACK = "Too generic. Tell one customer's story with numbers, and name the brewing method."
 BLOG_FEEDBACK = "Open with the customer's problem, and cite a source in the first paragraph."
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "EXPIRED"}
+TERMINAL = {"COMPLETED", "PARTIAL", "FAILED", "CANCELLED", "EXPIRED"}
 
 # The bars: a stage's jobs done out of those started.
 STAGES = [
@@ -183,13 +183,27 @@ class StageBars:
             self.progress.update(self.bars["publishing"], total=posts, completed=delivered, message=f"{counts.get('published', 0)} published")
 
 
+class LocalWebhookRefused(RuntimeError):
+    """The API refuses the demo's receiver on 127.0.0.1: it runs without WEBHOOK_ALLOW_PRIVATE_NETWORKS."""
+
+    def __init__(self, api_url: str, detail: str) -> None:
+        super().__init__(
+            f"the stack at {api_url} refuses the demo's webhook receiver on this machine ({detail}). "
+            "Stop that stack and start it with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true "
+            "(`WEBHOOK_ALLOW_PRIVATE_NETWORKS=true make dev`), or stop it and run `make run` alone: "
+            "the demo then starts a stack of its own that allows it."
+        )
+
+
 async def run_pipeline(api_url: str, keys: DemoKeys, wait_seconds: float = 600) -> dict[str, Any]:
     receiver = DemoReceiver()
     async with receiving(receiver) as webhook_url, httpx.AsyncClient(base_url=api_url, timeout=30) as http:
         admin, marketer = keys.headers(Role.ADMIN), keys.headers(Role.MARKETER)
-        hook = (await http.put("/api/v1/tenant/webhook", json={"url": webhook_url}, headers=admin)).raise_for_status().json()
-        receiver.secret = hook["secret"]
-        console.print(f"webhook receiver listening at {webhook_url} (deliveries are HMAC-SHA256 signed)")
+        answer = await http.put("/api/v1/tenant/webhook", json={"url": webhook_url}, headers=admin)
+        if answer.status_code == 422 and "WEBHOOK_ALLOW_PRIVATE_NETWORKS" in answer.text:
+            raise LocalWebhookRefused(api_url, answer.json().get("detail", answer.text))
+        receiver.secret = answer.raise_for_status().json()["secret"]
+        console.print(f"webhook receiver listening at {webhook_url} (deliveries follow Standard Webhooks)")
 
         company = (await http.post("/api/v1/companies", json=SAMPLE_COMPANY, headers=marketer)).raise_for_status().json()
         console.print(f"company [bold]{company['name']}[/] created: {company['id']}")
@@ -244,8 +258,10 @@ def show(outcome: dict[str, Any]) -> None:
     counts = pipeline["counts"]
     table.add_row("decisions", f"{counts.get('personasSelected', 0)} personas selected, {counts.get('topicsRejected', 0)} topic(s) "
                   f"sent back, {counts.get('blogRevisions', 0)} blog revision(s) requested")
+    media_bytes = sum(d.media_bytes for d in receiver.posts)
     table.add_row("published", f"{counts.get('published', 0)} posts delivered to the webhook "
-                  f"({len(receiver.posts)} signed deliveries received, {sum(d.media_bytes for d in receiver.posts):,} bytes of media fetched)")
+                  f"({len(receiver.posts)} signed deliveries received, {receiver.duplicates} repeat(s) recognised, "
+                  f"{media_bytes:,} bytes of media fetched)")
     tokens_in = sum(j["usage"]["inputTokens"] for j in jobs)
     tokens_out = sum(j["usage"]["outputTokens"] for j in jobs)
     cost = sum(float(j["usage"]["costUsd"]) for j in jobs)
@@ -285,14 +301,20 @@ def run_demo(settings: Settings) -> int:
 
     console.rule("content-pipeline demo")
     api_url = running_api(settings)
-    if api_url is not None:
-        console.print(f"using the stack already running at {api_url}")
-        outcome = asyncio.run(demo(api_url, resolve_database_url(settings)))
-        show(outcome)
-    else:
-        with DevStack(settings) as stack:
-            outcome = asyncio.run(demo(stack.api_url, stack.database_url))
+    try:
+        if api_url is not None:
+            console.print(f"using the stack already running at {api_url}")
+            outcome = asyncio.run(demo(api_url, resolve_database_url(settings)))
             show(outcome)
+        else:
+            # The demo's receiver listens on 127.0.0.1, which webhooks may not reach unless the stack allows it.
+            own = settings.model_copy(update={"webhook_allow_private_networks": True})
+            with DevStack(own) as stack:
+                outcome = asyncio.run(demo(stack.api_url, stack.database_url))
+                show(outcome)
+    except LocalWebhookRefused as refused:
+        console.print(f"[red bold]✗ {escape(str(refused))}[/]")
+        return 1
     pipeline = outcome["pipeline"]
     published = pipeline["counts"].get("published", 0)
     console.rule(f"demo finished: pipeline {pipeline['status']}, {published} posts published")

@@ -1,9 +1,10 @@
-"""The demo's local webhook receiver: checks each delivery's signature, keeps it, answers with its own post id,
-and downloads the media through the signed links the delivery carries, as a real receiver would."""
+"""The demo's local webhook receiver, written as a Standard Webhooks receiver should be: it verifies each delivery
+with `standardwebhooks.Webhook(secret).verify`, keeps it once by its `webhook-id` (a repeat is counted and
+answered as the first one was), answers with its own post id, and downloads the media through the signed links
+the delivery carries."""
 
 import asyncio
 import contextlib
-import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,26 +12,31 @@ from typing import Any
 
 import httpx
 import uvicorn
+from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from publishers.webhook import EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 
 @dataclass
 class Delivery:
     event: str
     data: dict[str, Any]
+    webhook_id: str = ""
+    answer: dict[str, Any] = field(default_factory=dict)
     media_bytes: int = 0
 
 
 @dataclass
 class DemoReceiver:
     secret: str = ""
+    # Each delivery once, in the order they first arrived.
     deliveries: list[Delivery] = field(default_factory=list)
     refused: int = 0
+    # Deliveries that arrived again with a webhook-id already held (a re-send after an unknown outcome).
+    duplicates: int = 0
+    _by_id: dict[str, Delivery] = field(default_factory=dict)
 
     @property
     def posts(self) -> list[Delivery]:
@@ -38,21 +44,33 @@ class DemoReceiver:
 
     async def handle(self, request: Request) -> Response:
         body = await request.body()
-        headers = request.headers
-        if not verify(self.secret, headers.get(TIMESTAMP_HEADER), body, headers.get(SIGNATURE_HEADER)):
+        try:
+            payload = Webhook(self.secret).verify(body, dict(request.headers))
+        except Exception:  # a wrong or missing signature, an old timestamp, a secret that is not one
             self.refused += 1
             return JSONResponse({"error": "bad signature"}, status_code=401)
-        payload = json.loads(body)
-        delivery = Delivery(event=headers.get(EVENT_HEADER, ""), data=payload.get("data", {}))
+        webhook_id = request.headers["webhook-id"]  # verify() refuses a request without it
+        held = self._by_id.get(webhook_id)
+        if held is not None:
+            self.duplicates += 1
+            return self._answer(held)
+        delivery = Delivery(event=str(payload.get("type", "")), data=payload.get("data") or {}, webhook_id=webhook_id)
+        self._by_id[webhook_id] = delivery
         self.deliveries.append(delivery)
-        if delivery.event != "post.publish":
-            return Response(status_code=204)
-        async with httpx.AsyncClient(timeout=10) as http:
-            for media in delivery.data.get("media", []):
-                response = await http.get(media["url"])
-                if response.status_code == 200:
-                    delivery.media_bytes += len(response.content)
-        return JSONResponse({"id": f"demo-post-{len(self.posts)}"}, status_code=201)
+        if delivery.event == "post.publish":
+            delivery.answer = {"id": f"demo-post-{len(self.posts)}"}
+            async with httpx.AsyncClient(timeout=10) as http:
+                for media in delivery.data.get("media", []):
+                    response = await http.get(media["url"])
+                    if response.status_code == 200:
+                        delivery.media_bytes += len(response.content)
+        return self._answer(delivery)
+
+    @staticmethod
+    def _answer(delivery: Delivery) -> Response:
+        if delivery.answer:
+            return JSONResponse(delivery.answer, status_code=201)
+        return Response(status_code=204)
 
 
 def free_port() -> int:

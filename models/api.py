@@ -222,7 +222,10 @@ class WebhookConfig(InputModel):
     url: str = Field(
         min_length=1,
         max_length=WEBHOOK_URL_MAX_LENGTH,
-        description="an http(s) URL that receives the signed POSTs",
+        description=(
+            "an http(s) URL that receives the signed POSTs (Standard Webhooks); its host must resolve to public "
+            "internet addresses only, unless the server allows private networks (WEBHOOK_ALLOW_PRIVATE_NETWORKS)"
+        ),
         examples=["https://hooks.example.com/content-pipeline"],
     )
 
@@ -249,4 +252,9 @@ class WebhookConfig(InputModel):
 
 class WebhookCreated(CamelModel):
     url: str
-    secret: str = Field(description="the signing secret, shown once: verify X-ContentPipeline-Signature with it")
+    secret: str = Field(
+        description=(
+            "the signing secret (whsec_ and base64), shown once: verify each delivery's webhook-signature with it, "
+            "e.g. standardwebhooks.Webhook(secret).verify(body, headers)"
+        )
+    )

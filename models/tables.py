@@ -181,7 +181,7 @@ class SocialPost(SQLModel, table=True):
     # The delivery's id (Standard Webhooks `webhook-id`), fixed when the post is first claimed: every re-send
     # of an unknown outcome carries the same id, so the receiver de-duplicates it.
     delivery_id: str | None = Field(default=None, max_length=64)
-    # Sends whose outcome was unknown (timeout, 5xx, dropped connection): bounded, then UNCONFIRMED.
+    # Sends of this delivery (every claim counts): bounded, then UNCONFIRMED (or FAILED when nothing can have arrived).
     delivery_attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
     published_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     publish_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))

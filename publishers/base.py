@@ -1,22 +1,26 @@
 """The one interface every publisher implements, what it delivers and receives, and its error taxonomy.
 
-The error classes answer the only question that matters for "never post twice": could the receiver
-have taken the post?
+The error classes answer the question that matters for "never post twice": could the receiver have taken
+the post? What the publish activity then does depends on whether the publisher is `repeatable` (its
+receiver de-duplicates on the delivery id, so the same delivery may be sent again):
 
-| error | the receiver... | the post becomes | retry? |
-| --- | --- | --- | --- |
-| `PublishNotSent` | never got it, or said it did not process it (refused connection, DNS, TLS, connect timeout; 408, 429) | back to SCHEDULED | yes, safe |
-| `PublishRejected` | said no for good (4xx but 408, 409, 429; a redirect; an unusable URL) | FAILED | no: it would say no again |
-| `PublishOutcomeUnknown` | may have it (read timeout after sending, connection lost mid-request, 5xx, 409, a 2xx without an id) | UNCONFIRMED | no: a person checks the receiver first |
+- `PublishNotSent`: the receiver never got it, or said it did not process it (refused connection, DNS, TLS,
+  connect timeout; 408, 429). Sent again after a backoff, by any publisher.
+- `PublishRejected`: the receiver said no for good (4xx but 408, 409, 429; a redirect), or the destination
+  cannot be used (an unusable URL or secret, a non-public address). FAILED.
+- `PublishOutcomeUnknown`: the receiver may have it (read timeout after sending, connection lost mid-request,
+  5xx, 409). A repeatable publisher's delivery is sent again with the same id after a backoff; any other
+  publisher's post is UNCONFIRMED and never re-sent.
 
 5xx is "unknown" rather than "not sent" on purpose: a gateway's 502/504 or an app that crashed after
 posting both answer 5xx after the work may have been done; only 408 and 429 say "not processed".
-409 is "unknown" because a receiver that dedupes on our `Idempotency-Key` answers it for a post it
-already holds.
+409 is "unknown" because a receiver may answer it for a delivery id it is processing already.
+A 2xx is the receipt, with or without an id for the post.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from abc import ABC, abstractmethod
 from datetime import datetime
@@ -28,6 +32,10 @@ from pydantic.alias_generators import to_camel
 from models.enums import MediaKind, Platform
 
 PUBLISH_EVENT = "post.publish"
+# A receiver's id for a post is stored (and shown to the tenant) only when it looks like an id: a short string
+# of safe characters. Anything else, say an internal service's answer, is not kept.
+EXTERNAL_ID_MAX_LENGTH = 128
+EXTERNAL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=~-]*")
 
 
 class Wire(BaseModel):
@@ -52,7 +60,7 @@ class MediaRef(Wire):
 class Delivery(Wire):
     """One social post as a publisher sends it."""
 
-    social_post_id: uuid.UUID = Field(description="also the idempotency key: one post, one delivery")
+    social_post_id: uuid.UUID
     tenant_id: uuid.UUID
     company_id: uuid.UUID
     company_name: str
@@ -66,11 +74,22 @@ class Delivery(Wire):
 
 
 class Receipt(BaseModel):
-    """The receiver took the post and told us its id for it."""
+    """The receiver took the post (a 2xx), and its id for it when it gave a usable one."""
 
-    external_id: str
+    external_id: str | None = None
     url: str | None = Field(default=None, description="the post's address at the receiver, when it gave one")
     status_code: int | None = None
+    note: str = Field(default="", description="for the log: why the receiver's id was not kept")
+
+
+def usable_external_id(value: object) -> str | None:
+    """`value` as a post id when it is a short string (or integer) of safe characters; else None."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    if len(text) > EXTERNAL_ID_MAX_LENGTH or not EXTERNAL_ID_PATTERN.fullmatch(text):
+        return None
+    return text
 
 
 # ---- Errors ----------------------------------------------------------------------------------------------
@@ -105,7 +124,7 @@ class PublishRejected(PublishError):
 
 
 class PublishOutcomeUnknown(PublishError):
-    """The request may have been processed: a person must check the receiver before anything is re-sent."""
+    """The request may have been processed: only a receiver that de-duplicates may be sent it again."""
 
 
 # ---- The interface ---------------------------------------------------------------------------------------
@@ -116,7 +135,12 @@ class Publisher(ABC):
     owns retries, because only the caller knows whether an earlier attempt may already have delivered it."""
 
     name: ClassVar[str] = "base"
+    # True when the receiver de-duplicates on the delivery id, so that a delivery whose outcome is unknown may
+    # be sent again with the same id (the webhook: Standard Webhooks receivers de-duplicate on `webhook-id`).
+    # False for a platform API that would post twice: an unknown outcome is then UNCONFIRMED, never re-sent.
+    repeatable: ClassVar[bool] = False
 
     @abstractmethod
-    async def publish(self, delivery: Delivery) -> Receipt:
-        """The receiver's receipt, or a `PublishNotSent`, `PublishRejected` or `PublishOutcomeUnknown`."""
+    async def publish(self, delivery: Delivery, delivery_id: str) -> Receipt:
+        """The receiver's receipt, or a `PublishNotSent`, `PublishRejected` or `PublishOutcomeUnknown`.
+        `delivery_id` is the same for every send of one post: the receiver's key for de-duplicating."""

@@ -1,37 +1,51 @@
-"""The webhook publisher: an HMAC-SHA256-signed JSON POST to the tenant's URL, for posts and for notices.
+"""The webhook publisher: Standard Webhooks (https://www.standardwebhooks.com) POSTs to the tenant's URL, for
+posts and for notices.
 
 Wire format (every request):
 
     POST <tenant webhook URL>
     Content-Type: application/json
-    X-ContentPipeline-Event: post.publish | approval.reminder | ...
-    X-ContentPipeline-Timestamp: <unix seconds>
-    X-ContentPipeline-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>
-    X-ContentPipeline-Delivery: <uuid, new for every request>
-    Idempotency-Key: <social post id> (posts) or the caller's key (notices)
+    webhook-id: msg_...            the same for every send of one post (or one notice): receivers de-duplicate on it
+    webhook-timestamp: <unix seconds of this send>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, f"{webhook-id}.{webhook-timestamp}.{body}")>
 
-    {"event": "...", "deliveryId": "...", "createdAt": "<ISO 8601 UTC>", "data": {...}}
+    {"type": "post.publish" | "approval.reminder" | ..., "timestamp": "<ISO 8601 UTC>", "data": {...}}
+
+The secret is `whsec_<base64 of random bytes>` and the HMAC key is those bytes, so a receiver verifies with
+any Standard Webhooks library: `standardwebhooks.Webhook(secret).verify(body, headers)`, which also refuses
+timestamps more than five minutes away (replays). A secret that is not valid base64 (the format before
+Standard Webhooks: `whsec_` and a URL-safe token, when it holds `-` or `_`) cannot sign: the delivery is
+refused before anything is sent, and an admin sets the webhook again to get a new secret.
 
 For `post.publish`, `data` is the `Delivery` in camelCase (post id, platform, text, hashtags, publishAt,
-company, media URLs). The receiver answers 2xx with a JSON object carrying its id for the post in `id`,
-`postId` or `externalId` (and optionally `url`). Receivers check the signature with `verify` over the
-raw body bytes and reject timestamps older than a few minutes (replays).
+company, media with signed URLs). The receiver acknowledges with any 2xx; its id for the post, in `id`,
+`postId` or `externalId` of a JSON answer, is kept when it is a short string of safe characters.
+
+Every send is checked against models.destinations first and then goes to the address that was checked, with
+the URL's Host header (and, for https, the host name as TLS server name, so the certificate is verified
+against the name): a DNS answer that changes after the check cannot redirect it. Redirects are not followed,
+and no proxy from the environment is used.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-import hmac
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, WebhookVerificationError
 
+from models.destinations import DestinationError, NonPublicAddress, UnresolvedHost, check_url
 from publishers.base import (
     PUBLISH_EVENT,
     Delivery,
@@ -40,94 +54,96 @@ from publishers.base import (
     PublishOutcomeUnknown,
     PublishRejected,
     Receipt,
+    usable_external_id,
 )
 
-SIGNATURE_HEADER = "X-ContentPipeline-Signature"
-TIMESTAMP_HEADER = "X-ContentPipeline-Timestamp"
-EVENT_HEADER = "X-ContentPipeline-Event"
-DELIVERY_HEADER = "X-ContentPipeline-Delivery"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-SIGNATURE_SCHEME = "sha256"
-USER_AGENT = "content-pipeline-webhook/1"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"
+USER_AGENT = "content-pipeline-webhook/2"
+# Standard Webhooks asks for keys of 24 to 64 bytes; the API mints 32.
+SECRET_BYTES = (24, 64)
+OLD_SECRET_MESSAGE = (
+    "the webhook's signing secret is not a Standard Webhooks secret (whsec_ and base64; secrets made before "
+    "deliveries followed Standard Webhooks mostly are not) and cannot sign; an admin sets the webhook again with "
+    "PUT /api/v1/tenant/webhook to get a new secret. Nothing was sent."
+)
 
-# How old a signed request may be when it arrives: long enough for clock skew, short enough against replays.
-SIGNATURE_TOLERANCE_SECONDS = 300
-# Where the receiver's id for the post may be, in order; the first non-empty one wins.
+# Where the receiver's id for the post may be, in order; the first one present is taken (when usable).
 EXTERNAL_ID_FIELDS = ("id", "postId", "externalId")
-MAX_EXTERNAL_ID_LENGTH = 500  # social_post.external_id
+MAX_RECEIPT_URL_LENGTH = 2000
 # A receiver's answer is read up to this size: an id and a short message fit easily.
 MAX_RESPONSE_BYTES = 64 * 1024
 EXCERPT_CHARS = 300
+# A host with several addresses: the next one is tried when a connection cannot be made (nothing was sent).
+MAX_ADDRESSES_TRIED = 3
 
 
 # ---- Signing ---------------------------------------------------------------------------------------------
 
 
-def _as_bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("utf-8")
-
-
-def sign(secret: str, timestamp: int | str, body: bytes | str) -> str:
-    """`sha256=<hex>`: HMAC-SHA256 with the tenant's secret over `f"{timestamp}.{body}"`."""
-    message = f"{timestamp}.".encode() + _as_bytes(body)
-    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
-    return f"{SIGNATURE_SCHEME}={digest}"
-
-
-def verify(
-    secret: str,
-    timestamp: str | int | None,
-    body: bytes | str,
-    signature: str | None,
-    *,
-    tolerance_seconds: float = SIGNATURE_TOLERANCE_SECONDS,
-    now: float | None = None,
-) -> bool:
-    """True when `signature` (one `sha256=<hex>`, or several separated by commas) signs `timestamp.body`
-    with `secret` and the timestamp is within `tolerance_seconds` of now."""
-    if not secret or timestamp is None or not signature:
-        return False
+def signing_key(secret: str) -> bytes:
+    """The HMAC key a Standard Webhooks secret stands for; `PublishRejected` when it is not one."""
+    encoded = secret.removeprefix(SECRET_PREFIX)
     try:
-        sent_at = int(str(timestamp).strip())
-    except ValueError:
-        return False
-    current = time.time() if now is None else now
-    if abs(current - sent_at) > tolerance_seconds:
-        return False
-    expected = sign(secret, str(timestamp).strip(), body)
-    candidates = [part.strip() for part in signature.split(",")]
-    return any(hmac.compare_digest(expected.encode(), candidate.encode()) for candidate in candidates)
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise PublishRejected(OLD_SECRET_MESSAGE) from None
+    if not SECRET_BYTES[0] <= len(key) <= SECRET_BYTES[1]:
+        raise PublishRejected(OLD_SECRET_MESSAGE)
+    return key
 
 
-def signed_headers(
-    secret: str,
-    event: str,
-    body: bytes,
-    *,
-    delivery_id: str,
-    idempotency_key: str | None = None,
-    timestamp: int | None = None,
-) -> dict[str, str]:
+def new_webhook_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def derived_webhook_id(key: str) -> str:
+    """The same id for the same key: a retried notice is recognisable as a repeat."""
+    return f"msg_{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}"
+
+
+def sign(secret: str, webhook_id: str, timestamp: int, body: bytes | str) -> str:
+    """`v1,<base64>`: HMAC-SHA256 with the secret's key over `f"{webhook_id}.{timestamp}.{body}"`."""
+    return _sign(signing_key(secret), webhook_id, timestamp, body)
+
+
+def _sign(key: bytes, webhook_id: str, timestamp: int, body: bytes | str) -> str:
+    text = body if isinstance(body, str) else body.decode("utf-8")
+    return Webhook(key).sign(webhook_id, datetime.fromtimestamp(timestamp, UTC), text)
+
+
+def verify(secret: str, body: bytes | str, headers: Mapping[str, str]) -> bool:
+    """True when the Standard Webhooks headers sign `body` with `secret` and the timestamp is within five
+    minutes of now (the reference implementation's check, as a receiver runs it)."""
+    try:
+        Webhook(secret).verify(body, dict(headers), json_parse=False)
+    except (WebhookVerificationError, EmptyWebhookSecretError, ValueError):
+        return False
+    return True
+
+
+def signed_headers(secret: str, webhook_id: str, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+    return _signed_headers(signing_key(secret), webhook_id, body, timestamp=timestamp)
+
+
+def _signed_headers(key: bytes, webhook_id: str, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
     sent_at = int(time.time()) if timestamp is None else timestamp
-    headers = {
+    return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        EVENT_HEADER: event,
+        ID_HEADER: webhook_id,
         TIMESTAMP_HEADER: str(sent_at),
-        SIGNATURE_HEADER: sign(secret, sent_at, body),
-        DELIVERY_HEADER: delivery_id,
+        SIGNATURE_HEADER: _sign(key, webhook_id, sent_at, body),
     }
-    if idempotency_key:
-        headers[IDEMPOTENCY_HEADER] = idempotency_key
-    return headers
 
 
-def encode_event(event: str, data: dict[str, Any], delivery_id: str) -> bytes:
-    """The body: compact UTF-8 JSON; the exact bytes are what the signature covers."""
+def encode_event(event_type: str, data: dict[str, Any], *, at: datetime | None = None) -> bytes:
+    """The body: the Standard Webhooks envelope as compact UTF-8 JSON; the exact bytes are what is signed."""
     envelope = {
-        "event": event,
-        "deliveryId": delivery_id,
-        "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "type": event_type,
+        "timestamp": (at or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
         "data": data,
     }
     return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
@@ -154,36 +170,66 @@ class WebhookAnswer:
 async def post_signed(
     url: str,
     secret: str,
-    event: str,
+    event_type: str,
     data: dict[str, Any],
     *,
+    webhook_id: str,
     timeout_seconds: float,
-    idempotency_key: str | None = None,
+    allow_private_networks: bool = False,
 ) -> WebhookAnswer:
     """One signed POST, never retried here. Transport failures become `PublishNotSent` when nothing
     can have reached the receiver and `PublishOutcomeUnknown` when the request may have been processed."""
-    delivery_id = str(uuid.uuid4())
-    body = encode_event(event, data, delivery_id)
-    headers = signed_headers(secret, event, body, delivery_id=delivery_id, idempotency_key=idempotency_key)
     where = _where(url)
+    key = signing_key(secret)
     try:
-        async with (
-            httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds), follow_redirects=False) as client,
-            client.stream("POST", url, content=body, headers=headers) as response,
-        ):
-            raw = await _read_limited(response)
-            return WebhookAnswer(response.status_code, response.headers, raw.decode("utf-8", "replace"), _json_or_none(raw))
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
         raise PublishRejected(f"the webhook URL cannot be used: {exc}") from exc
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
-        # Nothing left this machine towards the receiver's application: refused, DNS, TLS handshake.
-        raise PublishNotSent(f"could not connect to {where}: {_describe(exc)}") from exc
-    except httpx.TimeoutException as exc:
-        raise PublishOutcomeUnknown(
-            f"{where} did not answer within {timeout_seconds:g} s after the request was sent ({type(exc).__name__})"
-        ) from exc
-    except httpx.TransportError as exc:
-        raise PublishOutcomeUnknown(f"the connection to {where} broke after the request was sent: {_describe(exc)}") from exc
+    try:
+        destination = await check_url(url, allow_private_networks=allow_private_networks)
+    except NonPublicAddress as exc:
+        raise PublishRejected(f"the webhook points at a non-public address: {exc}") from exc
+    except UnresolvedHost as exc:
+        raise PublishNotSent(f"could not connect to {where}: {exc}") from exc
+    except DestinationError as exc:
+        raise PublishRejected(f"the webhook URL cannot be used: {exc}") from exc
+
+    sent_at = datetime.now(UTC).replace(microsecond=0)
+    body = encode_event(event_type, data, at=sent_at)
+    headers = _signed_headers(key, webhook_id, body, timestamp=int(sent_at.timestamp()))
+    headers["Host"] = destination.host_header
+    # TLS is verified against the name in the URL although the connection goes to an address.
+    named = destination.scheme == "https" and not destination.host_is_address
+    tls_name = {"sni_hostname": destination.host} if named else {}
+    addresses = destination.addresses[:MAX_ADDRESSES_TRIED]
+    # No proxy from the environment (it would choose the destination) and no redirects (they would too).
+    client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds), follow_redirects=False, trust_env=False)
+    async with client:
+        for number, address in enumerate(addresses, start=1):
+            try:
+                target = parsed.copy_with(scheme=destination.scheme, host=address, port=destination.port)
+                request = client.stream("POST", target, content=body, headers=headers, extensions=tls_name)
+                async with request as response:
+                    raw = await _read_limited(response)
+                    text = raw.decode("utf-8", "replace")
+                    return WebhookAnswer(response.status_code, response.headers, text, _json_or_none(raw))
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                raise PublishRejected(f"the webhook URL cannot be used: {exc}") from exc
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
+                # Nothing reached the receiver's application: refused, unreachable, TLS handshake.
+                if number < len(addresses):
+                    continue
+                raise PublishNotSent(f"could not connect to {where}: {_describe(exc)}") from exc
+            except httpx.TimeoutException as exc:
+                raise PublishOutcomeUnknown(
+                    f"{where} did not answer within {timeout_seconds:g} s after the request was sent "
+                    f"({type(exc).__name__})"
+                ) from exc
+            except httpx.TransportError as exc:
+                raise PublishOutcomeUnknown(
+                    f"the connection to {where} broke after the request was sent: {_describe(exc)}"
+                ) from exc
+    raise PublishNotSent(f"could not connect to {where}: no address to connect to")
 
 
 async def _read_limited(response: httpx.Response) -> bytes:
@@ -243,12 +289,16 @@ def raise_for_answer(answer: WebhookAnswer, where: str) -> None:
     said = f"{where} answered {status}" + (f": {answer.excerpt}" if answer.excerpt else "")
     if status in (408, 429):
         # The receiver says it did not process the request: as safe to repeat as a refused connection.
-        raise PublishNotSent(said, status_code=status, retry_after=retry_after_seconds(answer.headers.get("retry-after")))
+        retry_after = retry_after_seconds(answer.headers.get("retry-after"))
+        raise PublishNotSent(said, status_code=status, retry_after=retry_after)
     if status == 409:
         raise PublishOutcomeUnknown(f"{said} (a conflict: the receiver may already hold this post)", status_code=status)
     if 300 <= status < 400:
         location = answer.headers.get("location", "")
-        raise PublishRejected(f"{where} answered a redirect ({status}) to {location or 'elsewhere'}; configure the final URL", status_code=status)
+        raise PublishRejected(
+            f"{where} answered a redirect ({status}) to {location or 'elsewhere'}; configure the final URL",
+            status_code=status,
+        )
     if 400 <= status < 500:
         raise PublishRejected(said, status_code=status)
     # 5xx (and anything unexpected): the receiver or a gateway in front of it may have done the work.
@@ -256,51 +306,45 @@ def raise_for_answer(answer: WebhookAnswer, where: str) -> None:
 
 
 def receipt_from(answer: WebhookAnswer, where: str) -> Receipt:
+    """The receipt of a 2xx: the receiver's id for the post when it gave a usable one."""
     raise_for_answer(answer, where)
     payload = answer.payload if isinstance(answer.payload, dict) else {}
-    external_id: str | None = None
-    for name in EXTERNAL_ID_FIELDS:
-        value = payload.get(name)
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-            external_id = str(value).strip()
-            break
-    if external_id is None:
-        # It said yes, so it most likely posted; without an id we cannot prove it or find it again.
-        raise PublishOutcomeUnknown(
-            f"{where} answered {answer.status_code} without the post's id (expected a JSON object with "
-            f"{', '.join(repr(f) for f in EXTERNAL_ID_FIELDS)}); it has probably published the post",
-            status_code=answer.status_code,
-        )
-    if len(external_id) > MAX_EXTERNAL_ID_LENGTH:
-        raise PublishOutcomeUnknown(
-            f"{where} accepted the post but its id is {len(external_id)} characters long (at most "
-            f"{MAX_EXTERNAL_ID_LENGTH}); it starts {external_id[:60]!r}",
-            status_code=answer.status_code,
-        )
+    given = next((payload[name] for name in EXTERNAL_ID_FIELDS if payload.get(name) not in (None, "")), None)
+    external_id = usable_external_id(given)
+    note = ""
+    if given is None:
+        note = f"{where} gave no id for the post"
+    elif external_id is None:
+        shown = str(given)
+        note = f"{where} gave an id that is not kept ({len(shown)} characters; ids are at most 128 safe characters)"
     url = payload.get("url")
-    return Receipt(external_id=external_id, url=url if isinstance(url, str) else None, status_code=answer.status_code)
+    usable_url = url if isinstance(url, str) and len(url) <= MAX_RECEIPT_URL_LENGTH else None
+    return Receipt(external_id=external_id, url=usable_url, status_code=answer.status_code, note=note)
 
 
 class WebhookPublisher(Publisher):
-    """Delivers a post as a signed `post.publish` event; the post id is the Idempotency-Key."""
+    """Delivers a post as a signed `post.publish` event; the delivery id is its `webhook-id`."""
 
     name: ClassVar[str] = "webhook"
+    repeatable: ClassVar[bool] = True  # Standard Webhooks receivers de-duplicate on webhook-id
 
-    def __init__(self, url: str, secret: str, *, timeout_seconds: float) -> None:
+    def __init__(self, url: str, secret: str, *, timeout_seconds: float, allow_private_networks: bool = False) -> None:
         if not secret:
             raise ValueError("a webhook needs its signing secret")
         self.url = url
         self.secret = secret
         self.timeout_seconds = timeout_seconds
+        self.allow_private_networks = allow_private_networks
 
-    async def publish(self, delivery: Delivery) -> Receipt:
+    async def publish(self, delivery: Delivery, delivery_id: str) -> Receipt:
         answer = await post_signed(
             self.url,
             self.secret,
             PUBLISH_EVENT,
             delivery.model_dump(mode="json", by_alias=True),
+            webhook_id=delivery_id,
             timeout_seconds=self.timeout_seconds,
-            idempotency_key=str(delivery.social_post_id),
+            allow_private_networks=self.allow_private_networks,
         )
         return receipt_from(answer, _where(self.url))
 
@@ -308,30 +352,41 @@ class WebhookPublisher(Publisher):
 async def send_notification(
     url: str,
     secret: str,
-    event: str,
+    event_type: str,
     data: dict[str, Any],
     *,
     timeout_seconds: float,
-    idempotency_key: str | None = None,
+    webhook_id: str | None = None,
+    allow_private_networks: bool = False,
 ) -> int:
     """A signed notice (approval reminders, pipeline ends) to the tenant's webhook; its 2xx status, else a
-    `PublishError`. Any 2xx will do: a notice needs no id back."""
-    answer = await post_signed(url, secret, event, data, timeout_seconds=timeout_seconds, idempotency_key=idempotency_key)
+    `PublishError`. Any 2xx will do: a notice needs no id back. Pass the same `webhook_id` for a repeat."""
+    answer = await post_signed(
+        url,
+        secret,
+        event_type,
+        data,
+        webhook_id=webhook_id or new_webhook_id(),
+        timeout_seconds=timeout_seconds,
+        allow_private_networks=allow_private_networks,
+    )
     raise_for_answer(answer, _where(url))
     return answer.status_code
 
 
 __all__ = [
-    "DELIVERY_HEADER",
-    "EVENT_HEADER",
-    "IDEMPOTENCY_HEADER",
+    "ID_HEADER",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "WebhookAnswer",
     "WebhookPublisher",
+    "derived_webhook_id",
+    "new_webhook_id",
     "post_signed",
     "receipt_from",
     "send_notification",
     "sign",
+    "signed_headers",
+    "signing_key",
     "verify",
 ]

@@ -19,11 +19,20 @@ PUBLIC_BASE_URL = "http://cp.test"
 WEBHOOK_TIMEOUT_SECONDS = 0.5
 
 
-def publish_activities(database_url: str, db: Database) -> PublishActivities:
+def publish_activities(
+    database_url: str,
+    db: Database,
+    *,
+    allow_private_networks: bool = True,
+    timeout_seconds: float = WEBHOOK_TIMEOUT_SECONDS,
+) -> PublishActivities:
+    """The publish activities; the test receivers listen on 127.0.0.1, so private networks are allowed unless
+    a test says otherwise."""
     settings = Settings(
         database_url=database_url,
         ai_provider="offline",
-        webhook_timeout_seconds=WEBHOOK_TIMEOUT_SECONDS,
+        webhook_timeout_seconds=timeout_seconds,
+        webhook_allow_private_networks=allow_private_networks,
         public_base_url=PUBLIC_BASE_URL,
         _env_file=None,  # type: ignore[call-arg]
     )
@@ -91,6 +100,15 @@ async def set_webhook(db: Database, tenant_id: uuid.UUID, url: str | None, secre
     async with db.session() as session:
         await session.exec(  # type: ignore[call-overload]
             sa.update(Tenant).where(col(Tenant.id) == tenant_id).values(webhook_url=url, webhook_secret=secret)
+        )
+        await session.commit()
+
+
+async def set_post(db: Database, post_id: uuid.UUID, **values: object) -> None:
+    """Writes columns of a post straight, to stage what a crash or an earlier version left behind."""
+    async with db.session() as session:
+        await session.exec(  # type: ignore[call-overload]
+            sa.update(SocialPost).where(col(SocialPost.id) == post_id).values(**values)
         )
         await session.commit()
 

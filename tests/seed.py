@@ -224,7 +224,8 @@ def minimal_bodies(owner: SeededTenant) -> dict[str, dict[str, Any]]:
         "BlogPostVerdictIn": {"decision": "approve"},
         "FailureVerdictIn": {"decision": "drop"},
         "ApiKeyCreate": {"role": "marketer"},
-        "WebhookConfig": {"url": "https://hooks.example.com/matrix"},
+        # A public address as a literal: it resolves offline, and nothing is sent to it when it is set.
+        "WebhookConfig": {"url": "https://93.184.215.14/matrix"},
     }
 
 

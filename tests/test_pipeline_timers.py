@@ -43,7 +43,11 @@ async def test_posts_wait_for_their_real_publish_times_and_are_delivered_once(
             await session.commit()
 
         settings = Settings(
-            database_url=database_url, task_queue_suffix=f"-{uuid.uuid4().hex[:8]}", ai_provider="offline", _env_file=None  # type: ignore[call-arg]
+            database_url=database_url,
+            task_queue_suffix=f"-{uuid.uuid4().hex[:8]}",
+            ai_provider="offline",
+            webhook_allow_private_networks=True,  # the receiver runs on 127.0.0.1
+            _env_file=None,  # type: ignore[call-arg]
         )
         deps = StageDeps(db=Database.from_url(database_url, pool_size=5), router=ProviderRouter.from_settings(settings), settings=settings)
         workers: list[Worker] = build_workers(skipping_temporal.client, deps, settings)

@@ -1,22 +1,30 @@
 """The caller's own tenant, its API keys and its webhook (admins manage both; keys and secrets are shown once)."""
 
+import base64
 import secrets
 import uuid
 from datetime import UTC, datetime
 
 from sqlmodel import col, select
 
-from api.deps import AdminDep, KeyDep, MarketerDep, SessionDep, check_role
-from api.errors import PROBLEMS, not_found
+from api.deps import AdminDep, KeyDep, MarketerDep, SessionDep, SettingsDep, check_role
+from api.errors import PROBLEMS, Problem, not_found
 from api.keys import add_key
 from api.routing import SlashRouter
 from models.api import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, TenantPublic, WebhookConfig, WebhookCreated
+from models.destinations import DestinationError, check_url
 from models.enums import Role
 from models.tables import ApiKey, Tenant
 
 router = SlashRouter(tags=["tenant"])
 
+# Standard Webhooks secrets: `whsec_` and the base64 of random bytes, which are the HMAC key.
 WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = 32
+
+
+def new_webhook_secret() -> str:
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(WEBHOOK_SECRET_BYTES)).decode("ascii")
 
 
 @router.get("/tenant", response_model=TenantPublic, responses=PROBLEMS, summary="The caller's tenant")
@@ -60,13 +68,22 @@ async def revoke_key(key_id: uuid.UUID, principal: KeyDep, session: SessionDep) 
     responses=PROBLEMS,
     summary="Set the webhook that receives posts and notices (admin); answers a new signing secret, once",
 )
-async def set_webhook(body: WebhookConfig, principal: AdminDep, session: SessionDep) -> WebhookCreated:
+async def set_webhook(
+    body: WebhookConfig, principal: AdminDep, session: SessionDep, settings: SettingsDep
+) -> WebhookCreated:
     tenant = await session.get(Tenant, principal.tenant_id)
     if tenant is None:
         raise not_found("the tenant")
+    # The publisher checks the address again at every send (DNS may change); this catches the mistake now.
+    try:
+        await check_url(body.url, allow_private_networks=settings.webhook_allow_private_networks)
+    except DestinationError as exc:
+        detail = f"the webhook URL cannot be used: {exc}"
+        error = {"field": "url", "message": str(exc), "type": exc.code}
+        raise Problem(422, detail, title="Unprocessable Content", errors=[error]) from None
     # Every PUT rotates the secret. It is stored in clear, unlike API keys (kept as hashes): signing
     # with HMAC needs the secret itself, so a hash would be useless here.
-    secret = WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
+    secret = new_webhook_secret()
     tenant.webhook_url = body.url
     tenant.webhook_secret = secret
     session.add(tenant)

@@ -75,7 +75,7 @@ async def record_pipeline(stack: RunningStack, tenant: Tenant, name: str) -> Wor
         supervisor = Supervisor(http, tenant, print)  # type: ignore[arg-type]
         while True:
             state = (await http.get(f"/api/v1/ai/pipelines/{pipeline_id}/", headers=tenant.headers())).json()
-            if state["status"] in ("COMPLETED", "FAILED", "CANCELLED", "EXPIRED"):
+            if state["status"] in ("COMPLETED", "PARTIAL", "FAILED", "CANCELLED", "EXPIRED"):
                 break
             if state["pendingApproval"] and name == "pipeline_cancelled":
                 await http.post(f"/api/v1/ai/pipelines/{pipeline_id}/cancel/", headers=tenant.headers())
