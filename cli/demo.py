@@ -109,11 +109,24 @@ class Supervisor:
         self.decided: set[tuple[str, str, int]] = set()
 
     async def decide(self, pipeline: dict[str, Any]) -> None:
-        gate = pipeline.get("pendingApproval")
-        if not gate:
-            return
+        """Every gate open now: blog posts and failed branches can wait at the same time."""
+        for gate in pipeline.get("pendingApprovals") or []:
+            await self._decide_gate(pipeline, gate)
+
+    async def _decide_gate(self, pipeline: dict[str, Any], gate: dict[str, Any]) -> None:
         base = f"/api/v1/ai/pipelines/{pipeline['id']}/approvals"
         items = gate["items"]
+        if gate["gate"] == "failure":
+            # A failed topic is retried once from the stage that failed; if it fails again, it is dropped.
+            for item in items:
+                key = ("failure", item["id"], item["revision"])
+                if key in self.decided:
+                    continue
+                self.decided.add(key)
+                decision = "retry" if item["revision"] == 0 else "drop"
+                await self._post(f"{base}/failures/{item['id']}/", {"decision": decision})
+                self.say(f"supervisor chose to {decision} the failed topic {item['title']!r}: {item['detail']}")
+            return
         if gate["gate"] == "personas":
             if ("personas", "", 0) in self.decided:
                 return

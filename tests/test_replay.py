@@ -18,6 +18,8 @@ HISTORIES = {p.stem: p.read_text() for p in sorted((Path(__file__).parent / "his
 def test_there_are_histories_for_each_ending() -> None:
     assert set(HISTORIES) >= {"job_dna_completed", "job_dna_failed", "job_dna_cancelled"}
     assert set(HISTORIES) >= {"pipeline_completed", "pipeline_cancelled", "pipeline_expired"}
+    # Recorded by the workflow that records each decision before answering, and retries failed branches.
+    assert set(HISTORIES) >= {"pipeline_decisions_recorded", "pipeline_failure_retried"}
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))

@@ -425,7 +425,8 @@ class ContentPipelineWorkflow:
         branch.unsent = [o.social_post_id for o in unsent]
         problems = [failure_message(error) for error in errors] + [o.message or o.state.value for o in unsent]
         if problems:
-            raise StageFailed(f"{len(problems)} of {len(waiting)} posts were not published: " + "; ".join(problems))
+            distinct = "; ".join(dict.fromkeys(problems))  # one reason for all posts of a tenant without a webhook
+            raise StageFailed(f"{len(problems)} of {len(waiting)} posts were not published: {distinct}")
 
     async def _failure_decision(self, branch: Branch) -> bool:
         """The failed branch waits, with the gate deadline, for a supervisor: True to run it again from the

@@ -1,6 +1,6 @@
 """Records the histories the replay tests check: run it after an intended, compatible workflow change.
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record [case ...]   # every case, or only those named
 
 Runs real job workflows (completed, permanently failed, cancelled) and real pipelines (completed with every
 kind of decision, cancelled at a gate, expired at a gate) on a local dev server against a scratch database,
@@ -9,6 +9,7 @@ then writes each history as JSON next to this file.
 
 import asyncio
 import contextlib
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +22,18 @@ HERE = Path(__file__).parent
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-async def record() -> None:
+# Each pipeline case, recorded by the workflow code of its time. The older recordings are kept as they are
+# (re-record only the cases you name): they prove that runs started before a change still replay.
+PIPELINE_CASES = (
+    "pipeline_completed",  # before decisions were recorded ahead of the update's answer
+    "pipeline_cancelled",
+    "pipeline_expired",
+    "pipeline_decisions_recorded",  # every gate decided by the demo's supervisor, each decision recorded first
+    "pipeline_failure_retried",  # posts not delivered (no webhook yet): the branches wait, are retried, publish
+)
+
+
+async def record(only: set[str]) -> None:
     async with dev_server() as env, migrated_database_with_tenant(SERVER) as (url, tenant):
         cases: dict[str, dict[str, object]] = {
             "job_dna_completed": {},
@@ -29,6 +41,8 @@ async def record() -> None:
             "job_dna_cancelled": {"offline_latency_ms": 60_000},
         }
         for name, overrides in cases.items():
+            if only and name not in only:
+                continue
             async with running_stack(url, env.client, **overrides) as stack:
                 headers = tenant.headers()
                 company = (await stack.http.post("/api/v1/companies", json={"name": name}, headers=headers)).json()
@@ -43,7 +57,9 @@ async def record() -> None:
                 (HERE / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
         async with running_stack(url, env.client) as stack:
-            for name in ("pipeline_completed", "pipeline_cancelled", "pipeline_expired"):
+            for name in PIPELINE_CASES:
+                if only and name not in only:
+                    continue
                 handle = await record_pipeline(stack, tenant, name)
                 history = await handle.fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json())
@@ -58,13 +74,19 @@ async def record_pipeline(stack: RunningStack, tenant: Tenant, name: str) -> Wor
 
     http = stack.http
     receiver = DemoReceiver()
+    admin = tenant.headers(Role.ADMIN)
     async with receiving(receiver) as webhook_url:
-        hook = await http.put("/api/v1/tenant/webhook", json={"url": webhook_url}, headers=tenant.headers(Role.ADMIN))
-        receiver.secret = hook.json()["secret"]
+        if name == "pipeline_failure_retried":
+            await http.delete("/api/v1/tenant/webhook", headers=admin)  # set only once the branches wait
+        else:
+            hook = await http.put("/api/v1/tenant/webhook", json={"url": webhook_url}, headers=admin)
+            receiver.secret = hook.json()["secret"]
         company = (await http.post("/api/v1/companies", json={"name": name}, headers=tenant.headers())).json()
         options = {**DEMO_OPTIONS, "compressScheduleSeconds": 3}
         if name == "pipeline_expired":
             options["approvalDeadlineSeconds"] = 60
+        if name == "pipeline_failure_retried":
+            options.update(autoApprovePersonas=True, autoApproveTopics=True, autoApproveBlogposts=True)
         started = await http.post(
             f"/api/v1/ai/companies/{company['id']}/pipelines/",
             json={"month": month_after(datetime.now(UTC)), "platforms": PLATFORMS[:2], "options": options},
@@ -79,7 +101,12 @@ async def record_pipeline(stack: RunningStack, tenant: Tenant, name: str) -> Wor
                 break
             if state["pendingApproval"] and name == "pipeline_cancelled":
                 await http.post(f"/api/v1/ai/pipelines/{pipeline_id}/cancel/", headers=tenant.headers())
-            elif name == "pipeline_completed":
+            elif name == "pipeline_failure_retried" and state["pendingApproval"]:
+                if not receiver.secret:
+                    hook = await http.put("/api/v1/tenant/webhook", json={"url": webhook_url}, headers=admin)
+                    receiver.secret = hook.json()["secret"]
+                await supervisor.decide(state)
+            elif name in ("pipeline_completed", "pipeline_decisions_recorded"):
                 await supervisor.decide(state)
             await asyncio.sleep(0.3)
         with contextlib.suppress(Exception):
@@ -89,4 +116,4 @@ async def record_pipeline(stack: RunningStack, tenant: Tenant, name: str) -> Wor
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(set(sys.argv[1:])))
