@@ -49,7 +49,10 @@ class JobStore:
             raise ApplicationError(f"AIJob {job_id} does not exist", type="JobNotFound", non_retryable=True)
         return job
 
-    async def _update(self, job_id: uuid.UUID, **values: Any) -> bool:
+    async def _update(
+        self, job_id: uuid.UUID, *, then: Callable[[AsyncSession], Awaitable[object]] | None = None, **values: Any
+    ) -> bool:
+        """Changes a job that has not ended; `then` runs in the same transaction when it did change."""
         statement = (
             sa.update(AIJob)
             .where(col(AIJob.id) == job_id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES))
@@ -57,6 +60,8 @@ class JobStore:
         )
         async with self.db.session() as session:
             result = await session.exec(statement)  # type: ignore[call-overload]
+            if result.rowcount and then is not None:
+                await then(session)
             await session.commit()
         return bool(result.rowcount)
 
@@ -95,17 +100,11 @@ class JobStore:
             values["progress_message"] = "failed"
         else:
             values["progress_message"] = message or "cancelled"
-        statement = (
-            sa.update(AIJob)
-            .where(col(AIJob.id) == job_id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES))
-            .values(**values)
-        )
-        async with self.db.session() as session:
-            result = await session.exec(statement)  # type: ignore[call-overload]
-            if result.rowcount:
-                await session.exec(sa.delete(JobStep).where(col(JobStep.job_id) == job_id))  # type: ignore[call-overload]
-            await session.commit()
-        return bool(result.rowcount)
+
+        async def drop_steps(session: AsyncSession) -> None:
+            await session.exec(sa.delete(JobStep).where(col(JobStep.job_id) == job_id))  # type: ignore[call-overload]
+
+        return await self._update(job_id, then=drop_steps, **values)
 
     async def complete(
         self,
