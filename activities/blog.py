@@ -384,6 +384,19 @@ class BlogStage:
         missing = [index for index, section in enumerate(slots) if section is None]
         done = total - len(missing)
 
+        async def section_step(step: str, prompt: str, plan: OutlineSection) -> BlogSection:
+            """One section (written or expanded) as a saved step: paid for once, whatever the retries."""
+            return await steps.once(
+                step,
+                BlogSection,
+                lambda: router.generate_json(
+                    prompt,
+                    BlogSection,
+                    sample_context=section_context(plan),
+                    validate=lambda s: check_section(s, source_count),
+                ),
+            )
+
         async def write_section(index: int) -> WrittenSection:
             nonlocal done
             plan = outline.sections[index]
@@ -398,16 +411,7 @@ class BlogStage:
                 key_points="\n".join(f"- {p}" for p in plan.key_points),
                 words=plan.target_words,
             )
-            section = await steps.once(
-                f"section:{index}",
-                BlogSection,
-                lambda: router.generate_json(
-                    prompt,
-                    BlogSection,
-                    sample_context=section_context(plan),
-                    validate=lambda s: check_section(s, source_count),
-                ),
-            )
+            section = await section_step(f"section:{index}", prompt, plan)
             done += 1
             await run.progress(30 + 50 * done // total, f"wrote section {done} of {total}: {plan.heading}")
             return WrittenSection(plan, section_body(section, plan.heading))
@@ -442,16 +446,7 @@ class BlogStage:
                     target_words=current.plan.target_words,
                     body=current.body,
                 )
-                section = await steps.once(
-                    f"expand:{index}",
-                    BlogSection,
-                    lambda: router.generate_json(
-                        prompt,
-                        BlogSection,
-                        sample_context=section_context(current.plan),
-                        validate=lambda s: check_section(s, source_count),
-                    ),
-                )
+                section = await section_step(f"expand:{index}", prompt, current.plan)
                 longer = WrittenSection(current.plan, section_body(section, current.plan.heading))
                 return longer if longer.words > current.words else current
 
