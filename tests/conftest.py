@@ -205,10 +205,12 @@ class RunningStack:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """The ASGI app under uvicorn on 127.0.0.1, lifespan included; yields its base URL."""
+async def serving(app: Any, port: int | None = None, **config: Any) -> AsyncIterator[str]:
+    """The ASGI app under uvicorn on 127.0.0.1, lifespan included (more uvicorn settings in `config`, such as
+    TLS files); yields its base URL."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
     serve = asyncio.create_task(server.serve())
     while not server.started:
         if serve.done():

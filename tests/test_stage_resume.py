@@ -195,9 +195,9 @@ async def test_a_provider_failing_every_third_call_finishes_the_post_and_pays_fo
     await check_usage(db, job.id, provider)
 
 
-async def test_a_worker_shutdown_mid_sections_resumes_with_the_saved_sections(
-    db: Database, tenant: Tenant
-) -> None:
+async def shut_down_after_three_sections(db: Database, tenant: Tenant) -> tuple[AIJob, HangsAfterSections]:
+    """A first attempt of an eight-section post stopped by a worker shutdown once three sections were written
+    and the five others were waiting on the provider."""
     job = await blog_job(db, tenant, params=EIGHT_SECTIONS)
     hanging = HangsAfterSections(3, total=8)
     env = environment(1)
@@ -205,10 +205,17 @@ async def test_a_worker_shutdown_mid_sections_resumes_with_the_saved_sections(
         env.run(BlogStage(stage_deps(db, hanging)).generate_blogpost, StageInput(job_id=job.id))
     )
     async with asyncio.timeout(20):
-        await hanging.all_hanging.wait()  # three sections written, the five others waiting on the provider
+        await hanging.all_hanging.wait()
     env.cancel(ActivityCancellationDetails(worker_shutdown=True))
     with pytest.raises(asyncio.CancelledError):
         await running
+    return job, hanging
+
+
+async def test_a_worker_shutdown_mid_sections_resumes_with_the_saved_sections(
+    db: Database, tenant: Tenant
+) -> None:
+    job, hanging = await shut_down_after_three_sections(db, tenant)
     assert (await job_row(db, job.id)).status == JobStatus.PROCESSING, "a shutdown is not the user's cancel"
     saved = await steps_of(db, job.id)
     assert saved == ["outline", "research", "section:0", "section:1", "section:2"]
@@ -234,17 +241,7 @@ async def test_a_worker_shutdown_mid_sections_resumes_with_the_saved_sections(
 async def test_an_attempt_killed_with_its_worker_is_still_counted_from_its_saved_steps(
     db: Database, tenant: Tenant
 ) -> None:
-    job = await blog_job(db, tenant, params=EIGHT_SECTIONS)
-    hanging = HangsAfterSections(3, total=8)
-    env = environment(1)
-    running = asyncio.create_task(
-        env.run(BlogStage(stage_deps(db, hanging)).generate_blogpost, StageInput(job_id=job.id))
-    )
-    async with asyncio.timeout(20):
-        await hanging.all_hanging.wait()
-    env.cancel(ActivityCancellationDetails(worker_shutdown=True))
-    with pytest.raises(asyncio.CancelledError):
-        await running
+    job, hanging = await shut_down_after_three_sections(db, tenant)
     # A SIGKILL leaves no usage behind: only the steps the attempt saved know what it paid for.
     async with db.session() as session:
         await session.exec(  # type: ignore[call-overload]

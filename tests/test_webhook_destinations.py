@@ -3,7 +3,6 @@ address a name resolves to is checked, the request goes to the checked address w
 https, the host name for TLS), so DNS rebinding cannot turn a public name into a private address; no proxy
 from the environment is used."""
 
-import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import certifi
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,7 +21,7 @@ from starlette.routing import Route
 from models import destinations
 from models.destinations import NonPublicAddress, UnresolvedHost, UnusableUrl, check_url, why_not_public
 from publishers import PublishNotSent, PublishRejected, WebhookPublisher, send_notification
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 from tests.test_publishers import WEBHOOK_ID, delivery
 from tests.webhook_receiver import SECRET, WebhookReceiver, receiving
 
@@ -224,21 +222,8 @@ def _certificates(directory: Path, name: str) -> tuple[Path, Path, Path]:
 @contextlib.asynccontextmanager
 async def serving_tls(receiver: WebhookReceiver, cert_file: Path, key_file: Path) -> AsyncIterator[int]:
     app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(app, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)) as base_url:
+        yield int(base_url.rsplit(":", 1)[1])
 
 
 async def test_https_goes_to_the_checked_address_and_verifies_the_certificate_for_the_name(
