@@ -122,7 +122,6 @@ class Branch:
     slot: int
     verdict: BlogVerdict | None = None
     pending: GateItem | None = None
-    outcomes: list[PublishOutcome] = field(default_factory=list)
     approved: bool = False
     feedback: str | None = None  # changes requested and not yet written
     social: dict[Platform, list[uuid.UUID]] = field(default_factory=dict)
@@ -131,7 +130,6 @@ class Branch:
     unsent: list[uuid.UUID] = field(default_factory=list)  # posts FAILED (nothing delivered): a retry re-sends them
     failed_in: str = ""  # the branch state the failure interrupted
     failure: FailureDecision | None = None
-    failure_pending: GateItem | None = None
 
 
 @workflow.defn
@@ -406,7 +404,6 @@ class ContentPipelineWorkflow:
                 retry_policy=PUBLISH_RETRY,
                 priority=priority_for(self.request.tier),
             )
-            branch.outcomes.append(outcome)
             if outcome.state == PublishState.PUBLISHED:
                 branch.settled.add(social_post_id)
                 branch.view.published += 1
@@ -431,30 +428,28 @@ class ContentPipelineWorkflow:
     async def _failure_decision(self, branch: Branch) -> bool:
         """The failed branch waits, with the gate deadline, for a supervisor: True to run it again from the
         stage that failed, False when it is dropped (by the supervisor, or because the deadline passed)."""
-        options = self.request.options
+        deadline = workflow.now() + timedelta(seconds=self.request.options.approval_deadline_seconds)
         branch.failed_in = branch.view.state
         item = GateItem(
             id=branch.view.topic_id,
             title=branch.view.title,
             detail=(branch.view.error or "")[:600],
             revision=branch.view.retries,
-            deadline=workflow.now() + timedelta(seconds=options.approval_deadline_seconds),
+            deadline=deadline,
         )
         branch.failure = None
-        branch.failure_pending = item
         self._open_item(Gate.FAILURE, item)
         self._count("branchFailures")
         await self._branch_state(branch, "failed")
         await self._notify(
             "branch.failed",
-            {"topicId": str(item.id), "title": item.title, "error": item.detail, "deadline": (item.deadline or workflow.now()).isoformat()},
+            {"topicId": str(item.id), "title": item.title, "error": item.detail, "deadline": deadline.isoformat()},
         )
         try:
-            await self._wait_with_reminder(lambda: branch.failure is not None, item.deadline or workflow.now(), f"the failed topic {item.title!r}", [item])
+            await self._wait_with_reminder(lambda: branch.failure is not None, deadline, f"the failed topic {item.title!r}", [item])
         except GateExpired as expired:
             branch.view.error = f"{branch.view.error} | {expired}"
         finally:
-            branch.failure_pending = None
             self._close_item(Gate.FAILURE, item.id)
         if branch.failure is not None and branch.failure.decision == "retry":
             branch.view.retries += 1
@@ -565,9 +560,8 @@ class ContentPipelineWorkflow:
 
     @decide_blogpost.validator
     def _check_blogpost(self, decision: BlogPostDecision) -> None:
-        item = self._open_item_of(Gate.BLOGPOST, decision.blog_post_id, any(
-            b.view.blog_post_id == decision.blog_post_id for b in self._branches.values()
-        ))
+        ours = any(b.view.blog_post_id == decision.blog_post_id for b in self._branches.values())
+        item = self._open_item_of(Gate.BLOGPOST, decision.blog_post_id, ours)
         if self._branch_of_pending(decision.blog_post_id).verdict is not None:
             raise refuse("this blog post revision was already decided", "AlreadyDecided")
         if decision.decision == "request_changes":
