@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test dev lint typecheck clean
+.PHONY: run test dev lint format typecheck clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the whole main job on the embedded stack, no keys needed
 	$(BIN)/content-pipeline demo
 
-test: $(STAMP)  ## lint, type check and the whole test suite
+test: $(STAMP)  ## format and lint checks, type check and the whole test suite
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest -q
@@ -24,7 +25,12 @@ dev: $(STAMP)  ## API :8000, Temporal :7233, Web UI :8233 until Ctrl-C
 	$(BIN)/content-pipeline dev
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+format: $(STAMP)  ## rewrite the code in the project's format
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy .

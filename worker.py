@@ -73,7 +73,9 @@ def build_workers(
         publish.schedule_posts,
     ]
 
-    def queue_worker(queue: str, activities: Sequence[Callable[..., Any]], concurrency: int, workflows: Sequence[type] = ()) -> Worker:
+    def queue_worker(
+        queue: str, activities: Sequence[Callable[..., Any]], concurrency: int, workflows: Sequence[type] = ()
+    ) -> Worker:
         return Worker(
             client,
             task_queue=queue + settings.task_queue_suffix,

@@ -120,7 +120,9 @@ def fit_outline(outline: BlogOutline, target_words: int) -> BlogOutline:
         return outline
     factor = target_words / total
     sections = [
-        s.model_copy(update={"target_words": max(SECTION_MIN_WORDS, min(SECTION_MAX_WORDS, round(s.target_words * factor)))})
+        s.model_copy(
+            update={"target_words": max(SECTION_MIN_WORDS, min(SECTION_MAX_WORDS, round(s.target_words * factor)))}
+        )
         for s in outline.sections
     ]
     return outline.model_copy(update={"sections": sections})
@@ -143,7 +145,11 @@ def check_section(section: BlogSection, source_count: int) -> list[str]:
 def section_body(section: BlogSection, heading: str) -> str:
     """The body without a heading line the model repeated (the post adds the outline's heading itself)."""
     lines = section.body_markdown.strip().splitlines()
-    if lines and lines[0].lstrip().startswith("#") and lines[0].lstrip("# ").strip().casefold() == heading.strip().casefold():
+    if (
+        lines
+        and lines[0].lstrip().startswith("#")
+        and lines[0].lstrip("# ").strip().casefold() == heading.strip().casefold()
+    ):
         lines = lines[1:]
     return "\n".join(lines).strip()
 
@@ -299,7 +305,9 @@ class BlogStage:
             persona = await session.get(Persona, topic.persona_id)
         raw_target = params.get("target_words")
         try:
-            target_words = clamp_target_words(raw_target, post.target_words if post and post.target_words else DEFAULT_TARGET_WORDS)
+            target_words = clamp_target_words(
+                raw_target, post.target_words if post and post.target_words else DEFAULT_TARGET_WORDS
+            )
         except ValueError:
             await fail_job(run, f"target_words must be a whole number of words, got {raw_target!r}", INVALID_INPUT)
         feedback = str(params.get("feedback") or "").strip()
@@ -461,7 +469,9 @@ class BlogStage:
         # The prose the outline planned; the title, headings and source list are not pages of reading.
         words = sum(count_words(body) for body in bodies)
         if words < target * LENGTH_TOLERANCE:
-            activity.logger.warning("job %s: blog post has %s words, short of its %s-word target", run.job.id, words, target)
+            activity.logger.warning(
+                "job %s: blog post has %s words, short of its %s-word target", run.job.id, words, target
+            )
         await run.progress(90, f"{words} words ({words / PAGE_WORDS:.1f} pages), {len(cited)} sources cited")
         citations = [{"number": n, "url": s.url, "title": s.title} for n, s in enumerate(cited, start=1)]
         keywords = clean_keywords(outline.keywords)
@@ -476,7 +486,9 @@ class BlogStage:
             # The steps are done with once the post is stored: they go in the transaction that stores it.
             run.recovered_usage.extend(await steps.clear(session))
             # A retried attempt finds the revision of the attempt that stored it instead of adding another.
-            stored = (await session.exec(select(BlogPostRevision).where(col(BlogPostRevision.job_id) == job.id))).first()
+            stored = (
+                await session.exec(select(BlogPostRevision).where(col(BlogPostRevision.job_id) == job.id))
+            ).first()
             if stored is not None:
                 post = (await session.exec(select(BlogPost).where(col(BlogPost.id) == stored.blog_post_id))).one()
                 summary.update(self._summary(post, stored, is_sample))
@@ -487,12 +499,16 @@ class BlogStage:
                 post = (await session.exec(select(BlogPost).where(col(BlogPost.id) == post_id).with_for_update())).one()
                 revision_number = post.current_revision + 1
             else:
-                post = BlogPost(tenant_id=job.tenant_id, company_id=run.company.id, topic_id=topic.id, title="", slug="")
+                post = BlogPost(
+                    tenant_id=job.tenant_id, company_id=run.company.id, topic_id=topic.id, title="", slug=""
+                )
                 revision_number = 1
             taken = set(
                 (
                     await session.exec(
-                        select(BlogPost.slug).where(col(BlogPost.company_id) == run.company.id, col(BlogPost.id) != post.id)
+                        select(BlogPost.slug).where(
+                            col(BlogPost.company_id) == run.company.id, col(BlogPost.id) != post.id
+                        )
                     )
                 ).all()
             )

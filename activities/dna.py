@@ -50,9 +50,7 @@ class DnaStage:
         else:
             await run.progress(10, f"researching {company.name} on the web")
         prompt = render("dna_research", **context)
-        research = await steps.once(
-            "research", ResearchResult, lambda: router.research(prompt, sample_context=context)
-        )
+        research = await steps.once("research", ResearchResult, lambda: router.research(prompt, sample_context=context))
         if not research.sources:
             await run.progress(35, "research returned no sources; asking again for cited findings")
             cited = prompt + "\nEvery statement must cite a URL."
@@ -91,7 +89,9 @@ class DnaStage:
                 return [existing.id]
             # Versions count up per company: lock the company row so concurrent DNA jobs queue here.
             await session.exec(select(Company).where(col(Company.id) == company.id).with_for_update())
-            latest = select(sa.func.coalesce(sa.func.max(CompanyDNA.version), 0)).where(col(CompanyDNA.company_id) == company.id)
+            latest = select(sa.func.coalesce(sa.func.max(CompanyDNA.version), 0)).where(
+                col(CompanyDNA.company_id) == company.id
+            )
             version = int((await session.exec(latest)).one()) + 1
             row = CompanyDNA(
                 tenant_id=company.tenant_id,
@@ -114,4 +114,3 @@ class DnaStage:
             "preview": [{"name": p.name, "value": p.value[:200]} for p in dna.data_points[:5]],
         }
         return write, summary
-

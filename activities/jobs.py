@@ -262,12 +262,20 @@ def start_message(attempt: int, provider_attempt: int) -> str:
     if attempt == 1:
         return "started"
     if attempt > provider_attempt:
-        return f"resumed after an interruption (try {attempt}; provider attempt {provider_attempt} of {AI_MAX_ATTEMPTS})"
+        return (
+            f"resumed after an interruption (try {attempt}; provider attempt {provider_attempt} of {AI_MAX_ATTEMPTS})"
+        )
     return f"attempt {provider_attempt} of {AI_MAX_ATTEMPTS}"
 
 
 def describe_retry(error: AIProviderError, delay: timedelta, attempt: int) -> str:
-    kind = "rate limited" if isinstance(error, AIRateLimitError) else "timed out" if isinstance(error, AITimeoutError) else "provider error"
+    kind = (
+        "rate limited"
+        if isinstance(error, AIRateLimitError)
+        else "timed out"
+        if isinstance(error, AITimeoutError)
+        else "provider error"
+    )
     return f"{kind}, retrying in {int(delay.total_seconds())} s, attempt {attempt + 1} of {AI_MAX_ATTEMPTS}"
 
 
@@ -276,7 +284,9 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
     store = JobStore(deps.db)
     job = await store.load(stage.job_id)
     if job.job_type != job_type:
-        raise ApplicationError(f"AIJob {job.id} is {job.job_type}, not {job_type}", type="WrongJobType", non_retryable=True)
+        raise ApplicationError(
+            f"AIJob {job.id} is {job.job_type}, not {job_type}", type="WrongJobType", non_retryable=True
+        )
     if job.status == JobStatus.COMPLETED and job.result_data is not None:
         return StageResult.from_result_data(job.id, job.result_data)
     if JobStatus(job.status).is_terminal:
@@ -302,7 +312,9 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
                 # Ran out of this attempt's time: a timeout as the seed treats it (retry in 30 s), with its
                 # usage kept, rather than Temporal's start-to-close timeout that would lose both.
                 raise AITimeoutError(
-                    f"the stage used up its {info.start_to_close_timeout} attempt", provider="worker", model=job_type.value
+                    f"the stage used up its {info.start_to_close_timeout} attempt",
+                    provider="worker",
+                    model=job_type.value,
                 ) from None
             await run.progress(95, "saving")
             async with deps.db.session() as session:
@@ -317,7 +329,9 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
             details = activity.cancellation_details()
             # A worker shutdown or heartbeat timeout is not the user's cancel: the retry picks the job up again.
             if details is not None and details.cancel_requested:
-                await asyncio.shield(store.finish(job.id, JobStatus.CANCELLED, "cancelled while running; nothing was stored"))
+                await asyncio.shield(
+                    store.finish(job.id, JobStatus.CANCELLED, "cancelled while running; nothing was stored")
+                )
             raise
         except AIProviderError as error:
             await store.record_usage(job.id, usage, attempt)
@@ -341,7 +355,9 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
             # The seed: anything else ends the job FAILED. The message names the error, not its internals.
             activity.logger.exception("job %s %s failed unexpectedly", job.id, job_type.value)
             await store.record_usage(job.id, usage, attempt)
-            message = f"internal error in the {job_type.value} stage ({type(error).__name__}); the worker log has the details"
+            message = (
+                f"internal error in the {job_type.value} stage ({type(error).__name__}); the worker log has the details"
+            )
             await store.finish(job.id, JobStatus.FAILED, message)
             raise ApplicationError(message, type="InternalError", non_retryable=True) from error
 

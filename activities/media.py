@@ -111,7 +111,9 @@ async def store_asset(session: AsyncSession, files: AttemptFiles, asset: MediaAs
     return asset
 
 
-def asset_writer(run: StageRun, files: AttemptFiles, data: bytes, aspect_ratio: str, **fields: Any) -> tuple[ArtifactWriter, dict[str, Any]]:
+def asset_writer(
+    run: StageRun, files: AttemptFiles, data: bytes, aspect_ratio: str, **fields: Any
+) -> tuple[ArtifactWriter, dict[str, Any]]:
     """The job's MediaAsset for `data` (fields: kind, mime_type, size, prompt...) and the writer that stores it."""
     job = run.job
     asset_id = uuid.uuid4()
@@ -321,7 +323,7 @@ class MediaStage:
             height=video.height,
             duration_seconds=duration,
             prompt=operation.prompt,
-            alt_text=f"Short video for the blog post \"{post.title}\""[:500],
+            alt_text=f'Short video for the blog post "{post.title}"'[:500],
         )
 
     async def _blog_post(self, run: StageRun) -> tuple[BlogPost, BlogPostRevision]:
@@ -387,7 +389,9 @@ class MediaStage:
         await run.progress(20, f"video operation {operation.name} started")
         return checkpoint
 
-    async def _poll_until_done(self, run: StageRun, checkpoint: VideoCheckpoint) -> tuple[VideoOperation, GeneratedVideo]:
+    async def _poll_until_done(
+        self, run: StageRun, checkpoint: VideoCheckpoint
+    ) -> tuple[VideoOperation, GeneratedVideo]:
         resumed_error = checkpoint.poll_error
         run.checkpoint = checkpoint.model_copy(update={"poll_error": None}).details()
         while True:
@@ -399,10 +403,15 @@ class MediaStage:
             except AIProviderError as error:
                 if resumed_error is not None and str(error) == resumed_error:
                     activity.logger.warning(
-                        "job %s: video operation %s failed (%s); starting a new one", run.job.id, checkpoint.operation.name, error
+                        "job %s: video operation %s failed (%s); starting a new one",
+                        run.job.id,
+                        checkpoint.operation.name,
+                        error,
                     )
                     previous = checkpoint.operation
-                    checkpoint = await self._submit(run, previous.prompt, previous.duration_seconds, previous.aspect_ratio)
+                    checkpoint = await self._submit(
+                        run, previous.prompt, previous.duration_seconds, previous.aspect_ratio
+                    )
                     resumed_error = None
                     continue
                 run.checkpoint = checkpoint.model_copy(update={"poll_error": str(error)}).details()

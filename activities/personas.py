@@ -20,6 +20,7 @@ PERSONA_COUNT = 6
 PROMPT_DATA_POINTS = 60
 PROMPT_VALUE_CHARS = 300
 
+
 async def latest_dna(run: StageRun) -> CompanyDNA | None:
     """The company's newest DNA version (each research run adds one)."""
     async with run.deps.db.session() as session:
@@ -133,7 +134,10 @@ class PersonaStage:
                         position=position,
                         name=persona.name.strip(),
                         role=persona.role.strip(),
-                        details={**persona.model_dump(mode="json", exclude={"name", "role"}), "dna_version": dna_version},
+                        details={
+                            **persona.model_dump(mode="json", exclude={"name", "role"}),
+                            "dna_version": dna_version,
+                        },
                         is_sample=is_sample,
                     )
                     for position, persona in enumerate(personas.personas)

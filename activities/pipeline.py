@@ -88,7 +88,11 @@ class PipelineActivities:
         await session.exec(
             sa.update(AIJob)
             .where(col(AIJob.pipeline_id) == pipeline_id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES))
-            .values(status=JobStatus.CANCELLED.value, progress_message="the pipeline was cancelled", completed_at=datetime.now(UTC))
+            .values(
+                status=JobStatus.CANCELLED.value,
+                progress_message="the pipeline was cancelled",
+                completed_at=datetime.now(UTC),
+            )
         )
         job_ids = select(AIJob.id).where(col(AIJob.pipeline_id) == pipeline_id)
         await session.exec(
@@ -121,11 +125,15 @@ class PipelineActivities:
         async with self.db.session() as session:
             if verdicts.approved:
                 await session.exec(  # type: ignore[call-overload]
-                    sa.update(Topic).where(col(Topic.id).in_(verdicts.approved)).values(status=TopicStatus.APPROVED.value)
+                    sa.update(Topic)
+                    .where(col(Topic.id).in_(verdicts.approved))
+                    .values(status=TopicStatus.APPROVED.value)
                 )
             for topic_id, feedback in verdicts.rejected.items():
                 await session.exec(  # type: ignore[call-overload]
-                    sa.update(Topic).where(col(Topic.id) == topic_id).values(status=TopicStatus.REJECTED.value, feedback=feedback)
+                    sa.update(Topic)
+                    .where(col(Topic.id) == topic_id)
+                    .values(status=TopicStatus.REJECTED.value, feedback=feedback)
                 )
             await session.commit()
 
@@ -153,7 +161,12 @@ class PipelineActivities:
                     col(SocialPost.external_id).is_(None),
                 )
                 # A fresh delivery: nothing of the earlier sends was accepted, so a new webhook-id is safe.
-                .values(publish_state=PublishState.SCHEDULED.value, publish_error=None, delivery_attempts=0, delivery_id=None)
+                .values(
+                    publish_state=PublishState.SCHEDULED.value,
+                    publish_error=None,
+                    delivery_attempts=0,
+                    delivery_id=None,
+                )
             )
             await session.commit()
         return int(result.rowcount)
@@ -166,18 +179,25 @@ class PipelineActivities:
             if request.gate == Gate.PERSONAS:
                 for persona in (await session.exec(select(Persona).where(col(Persona.id).in_(request.ids)))).all():
                     summary = str(persona.details.get("summary", ""))
-                    items[persona.id] = GateItem(id=persona.id, title=persona.name, detail=f"{persona.role}. {summary}"[:600])
+                    items[persona.id] = GateItem(
+                        id=persona.id, title=persona.name, detail=f"{persona.role}. {summary}"[:600]
+                    )
             elif request.gate == Gate.TOPICS:
                 for topic in (await session.exec(select(Topic).where(col(Topic.id).in_(request.ids)))).all():
                     items[topic.id] = GateItem(
-                        id=topic.id, title=topic.title, detail=topic.angle[:600], persona_id=topic.persona_id, revision=topic.revision
+                        id=topic.id,
+                        title=topic.title,
+                        detail=topic.angle[:600],
+                        persona_id=topic.persona_id,
+                        revision=topic.revision,
                     )
             else:
                 for post in (await session.exec(select(BlogPost).where(col(BlogPost.id).in_(request.ids)))).all():
                     revision = (
                         await session.exec(
                             select(BlogPostRevision).where(
-                                col(BlogPostRevision.blog_post_id) == post.id, col(BlogPostRevision.revision) == post.current_revision
+                                col(BlogPostRevision.blog_post_id) == post.id,
+                                col(BlogPostRevision.revision) == post.current_revision,
                             )
                         )
                     ).first()

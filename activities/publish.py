@@ -274,16 +274,23 @@ class PublishActivities:
             return Schedule(posts=[])
         async with self.deps.db.session() as session:
             rows = await session.exec(
-                select(SocialPost).where(col(SocialPost.id).in_(post_ids)).order_by(col(SocialPost.id)).with_for_update()
+                select(SocialPost)
+                .where(col(SocialPost.id).in_(post_ids))
+                .order_by(col(SocialPost.id))
+                .with_for_update()
             )
             by_id = {post.id: post for post in rows.all()}
             missing = [str(i) for i in post_ids if i not in by_id]
             if missing:
-                raise ApplicationError(f"social posts not found: {', '.join(missing)}", type="SocialPostNotFound", non_retryable=True)
+                raise ApplicationError(
+                    f"social posts not found: {', '.join(missing)}", type="SocialPostNotFound", non_retryable=True
+                )
             posts = [by_id[i] for i in post_ids]
             companies = {post.company_id for post in posts}
             if len(companies) != 1:
-                raise ApplicationError("the posts of one schedule belong to one company", type="InvalidSchedule", non_retryable=True)
+                raise ApplicationError(
+                    "the posts of one schedule belong to one company", type="InvalidSchedule", non_retryable=True
+                )
             company = await session.get(Company, companies.pop())
             zone = company_zone(company.timezone if company else None)
             try:
@@ -304,7 +311,9 @@ class PublishActivities:
                     post.publish_state = PublishState.SCHEDULED
                 session.add(post)
             await session.commit()
-        scheduled = [ScheduledPost(social_post_id=p.id, platform=p.platform, publish_at=_aware(p.publish_at)) for p in posts]
+        scheduled = [
+            ScheduledPost(social_post_id=p.id, platform=p.platform, publish_at=_aware(p.publish_at)) for p in posts
+        ]
         activity.logger.info(
             "pipeline %s topic %d of %d: %s",
             request.pipeline_id,
@@ -370,7 +379,12 @@ class PublishActivities:
             raise ApplicationError(f"post {post.id} changed while being claimed; trying again", type="PublishClaimLost")
         activity.logger.info(
             "publishing post %s (%s) through %s: send %d of at most %d, delivery id %s",
-            post.id, post.platform, publisher.name, claim.sends, MAX_SENDS, claim.delivery_id,
+            post.id,
+            post.platform,
+            publisher.name,
+            claim.sends,
+            MAX_SENDS,
+            claim.delivery_id,
         )
 
         try:
@@ -397,7 +411,11 @@ class PublishActivities:
         # Logged first: if the database is unreachable now, the log still tells where the post went.
         activity.logger.info(
             "post %s delivered (send %d, %s): the receiver's id is %s%s",
-            post.id, claim.sends, receipt.status_code, external_id, f"; {receipt.note}" if receipt.note else "",
+            post.id,
+            claim.sends,
+            receipt.status_code,
+            external_id,
+            f"; {receipt.note}" if receipt.note else "",
         )
         await self.posts.mark_published(post.id, external_id)
         return outcome_of(await self._load(post.id))
@@ -520,7 +538,9 @@ class PublishActivities:
     async def notify_tenant(self, notice: TenantNotice) -> bool:
         """Logs the event and POSTs it signed to the tenant's webhook when one is set; true when delivered.
         A failed delivery is logged and answered with false, never raised: a notice must not stop a pipeline."""
-        activity.logger.info("tenant %s: %s for pipeline %s: %s", notice.tenant_id, notice.event, notice.pipeline_id, notice.data)
+        activity.logger.info(
+            "tenant %s: %s for pipeline %s: %s", notice.tenant_id, notice.event, notice.pipeline_id, notice.data
+        )
         async with self.deps.db.session() as session:
             tenant = await session.get(Tenant, notice.tenant_id)
         if tenant is None:
@@ -545,7 +565,9 @@ class PublishActivities:
                     allow_private_networks=settings.webhook_allow_private_networks,
                 )
         except PublishError as error:
-            activity.logger.warning("tenant %s: %s not delivered to the webhook: %s", notice.tenant_id, notice.event, error)
+            activity.logger.warning(
+                "tenant %s: %s not delivered to the webhook: %s", notice.tenant_id, notice.event, error
+            )
             return False
         except Exception:
             activity.logger.exception("tenant %s: %s not delivered to the webhook", notice.tenant_id, notice.event)

@@ -105,7 +105,11 @@ def fit_to_limit(text: str, hashtags: list[str], platform: Platform) -> FittedTe
         else:
             text = shorten_at_word(text, limit.max_chars)
     # Hashtags that were in the text and were cut out are no longer used.
-    cut_out = {t.casefold() for t in tags if f"#{t}".casefold() in original.casefold() and f"#{t}".casefold() not in text.casefold()}
+    cut_out = {
+        t.casefold()
+        for t in tags
+        if f"#{t}".casefold() in original.casefold() and f"#{t}".casefold() not in text.casefold()
+    }
     return FittedText(text=text, hashtags=[t for t in tags if t.casefold() not in cut_out])
 
 
@@ -184,7 +188,9 @@ class SocialStage:
                 )
             ).first()
             if revision is None:
-                await fail_job(run, f"blog post {post.id} has no text yet (revision {post.current_revision} is missing)")
+                await fail_job(
+                    run, f"blog post {post.id} has no text yet (revision {post.current_revision} is missing)"
+                )
             topic = await session.get(Topic, post.topic_id)
             persona = await session.get(Persona, topic.persona_id) if topic is not None else None
         # A pipeline knows where its blog posts will live only as a pattern: https://example.com/blog/{slug}
@@ -203,7 +209,9 @@ class SocialStage:
             "keywords": ", ".join(post.keywords),
             "persona": persona_profile(request.persona) if request.persona else "(no persona recorded)",
             "article": article_excerpt(request.revision.markdown),
-            "link_line": f"Link to the post: {request.link}" if request.link else "No link is known yet: do not add or invent one.",
+            "link_line": f"Link to the post: {request.link}"
+            if request.link
+            else "No link is known yet: do not add or invent one.",
             "link": request.link or "(none)",
         }
         sample = {
@@ -246,9 +254,13 @@ class SocialStage:
             except AIInvalidOutputError:
                 if not parsed:
                     raise
-                draft = await self._rewrite(parsed[-1].model_copy(update={"platform": platform}), platform_values, platform_sample)
+                draft = await self._rewrite(
+                    parsed[-1].model_copy(update={"platform": platform}), platform_values, platform_sample
+                )
             done += 1
-            await run.progress(10 + 75 * done // total, f"wrote the {platform.value} post ({len(draft.text)} characters)")
+            await run.progress(
+                10 + 75 * done // total, f"wrote the {platform.value} post ({len(draft.text)} characters)"
+            )
             return draft
 
         await run.progress(10, f"writing posts for {', '.join(p.value for p in request.platforms)}")
@@ -256,7 +268,9 @@ class SocialStage:
         for draft, platform in zip(drafts, request.platforms, strict=True):
             problems = check_draft(draft, platform)
             if problems:
-                await fail_job(run, f"the {platform.value} post does not fit the platform: {'; '.join(problems)}", "InvalidOutput")
+                await fail_job(
+                    run, f"the {platform.value} post does not fit the platform: {'; '.join(problems)}", "InvalidOutput"
+                )
         is_sample = run.used_offline_provider()
         job = run.job
         # Filled by the writer from the rows it stores or finds, so ids always match the artifacts.
@@ -287,7 +301,9 @@ class SocialStage:
                     session.add(row)
                 rows.append(row)
             await session.flush()
-            summary["posts"] = [{"id": str(r.id), "platform": Platform(r.platform).value, "chars": len(r.text)} for r in rows]
+            summary["posts"] = [
+                {"id": str(r.id), "platform": Platform(r.platform).value, "chars": len(r.text)} for r in rows
+            ]
             return [r.id for r in rows]
 
         return write, summary
@@ -322,4 +338,3 @@ class SocialStage:
             activity.logger.warning("the %s rewrite came back unusable; shortening the draft instead", platform.value)
         fitted = fit_to_limit(draft.text, draft.hashtags, platform)
         return draft.model_copy(update={"text": fitted.text, "hashtags": fitted.hashtags})
-

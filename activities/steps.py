@@ -38,9 +38,7 @@ class JobSteps:
             found = (await session.exec(select(JobStep).where(col(JobStep.job_id) == self.job.id))).all()
         self.saved = {row.step: row.data for row in found}
         if self.saved:
-            activity.logger.info(
-                "job %s: resuming with %s steps of an earlier attempt", self.job.id, len(self.saved)
-            )
+            activity.logger.info("job %s: resuming with %s steps of an earlier attempt", self.job.id, len(self.saved))
         return self.saved
 
     def has(self, step: str) -> bool:

@@ -119,7 +119,9 @@ class TopicStage:
         except (TypeError, ValueError):
             await fail_job(run, f"count must be a whole number, got {raw_count!r}", INVALID_INPUT)
         if not 1 <= count <= MAX_TOPICS_PER_PERSONA:
-            await fail_job(run, f"count must be 1 to {MAX_TOPICS_PER_PERSONA} topics per persona, got {count}", INVALID_INPUT)
+            await fail_job(
+                run, f"count must be 1 to {MAX_TOPICS_PER_PERSONA} topics per persona, got {count}", INVALID_INPUT
+            )
         return TopicRequest(persona=persona, month=month, count=count)
 
     async def _topics(self, run: StageRun) -> tuple[ArtifactWriter, dict[str, Any]]:
@@ -149,7 +151,12 @@ class TopicStage:
             "dna_summary": dna.summary,
             "data_points": dna_facts(dna),
         }
-        sample_context = {**context, "persona_names": [persona.name], "topics_per_persona": request.count, "month": request.month}
+        sample_context = {
+            **context,
+            "persona_names": [persona.name],
+            "topics_per_persona": request.count,
+            "month": request.month,
+        }
         rejected = request.rejected
 
         if rejected is None:
@@ -191,7 +198,9 @@ class TopicStage:
         async def write(session: AsyncSession) -> list[uuid.UUID]:
             # A retried attempt finds the rows of the attempt that stored them instead of planning twice.
             rows = list(
-                (await session.exec(select(Topic).where(col(Topic.job_id) == job.id).order_by(col(Topic.position)))).all()
+                (
+                    await session.exec(select(Topic).where(col(Topic.job_id) == job.id).order_by(col(Topic.position)))
+                ).all()
             )
             if not rows:
                 rows = [
@@ -215,7 +224,9 @@ class TopicStage:
                 ]
                 session.add_all(rows)
                 await session.flush()
-            summary["topics"] = [{"id": str(row.id), "title": row.title, "personaId": str(row.persona_id)} for row in rows]
+            summary["topics"] = [
+                {"id": str(row.id), "title": row.title, "personaId": str(row.persona_id)} for row in rows
+            ]
             return [row.id for row in rows]
 
         return write, summary

@@ -50,7 +50,9 @@ async def get_temporal(request: Request) -> Client:
         try:
             client = await asyncio.wait_for(request.app.state.connect_temporal(), timeout=3)
         except Exception as exc:
-            raise Problem(503, "the workflow engine is not reachable; try again shortly", headers={"Retry-After": "5"}) from exc
+            raise Problem(
+                503, "the workflow engine is not reachable; try again shortly", headers={"Retry-After": "5"}
+            ) from exc
         request.app.state.temporal = client
     assert client is not None
     return client
@@ -146,7 +148,9 @@ async def refusal_before_body(request: Request) -> Problem | None:
     not what is wrong with the body."""
     route: Any = request.scope.get("route")
     dependencies = [d.call for d in dependencies_of(route.dependant)] if hasattr(route, "dependant") else []
-    role = next((getattr(call, "required_role", None) for call in dependencies if getattr(call, "required_role", None)), None)
+    role = next(
+        (getattr(call, "required_role", None) for call in dependencies if getattr(call, "required_role", None)), None
+    )
     if role is None:
         return None
     credentials = await bearer(request)

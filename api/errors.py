@@ -29,7 +29,9 @@ DATABASE_DRIVERS = ("sqlalchemy", "psycopg", "psycopg_pool")
 class Problem(Exception):
     """An error with an HTTP status and a sentence for the client."""
 
-    def __init__(self, status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self, status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -53,12 +55,17 @@ class ProblemDetail(BaseModel):
     title: str = Field(examples=["Not Found"])
     status: int = Field(ge=400, le=599, examples=[404])
     detail: str = Field(examples=["the company was not found"])
-    errors: list[FieldError] | None = Field(default=None, description="validation errors only: what is wrong, field by field")
+    errors: list[FieldError] | None = Field(
+        default=None, description="validation errors only: what is wrong, field by field"
+    )
 
 
 def problem(description: str) -> dict[str, Any]:
     """An OpenAPI response entry: problem+json with the ProblemDetail schema (added to the document by api.main)."""
-    return {"description": description, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}}
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+    }
 
 
 def problems(**codes: str) -> dict[int | str, dict[str, Any]]:
@@ -79,7 +86,9 @@ def not_found(what: str) -> Problem:
     return Problem(404, f"{what} was not found")
 
 
-def problem_response(status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://content-pipeline.dev/problems/{status}",
         "title": title or HTTPStatus(status).phrase,
@@ -152,7 +161,11 @@ def _field_error(err: Any) -> dict[str, str]:
     if err.get("type") == "json_invalid":
         # pydantic puts the character offset where the field would be.
         offset = location[1] if len(location) > 1 else "?"
-        return {"field": "body", "message": f"the body is not valid JSON (error at character {offset})", "type": "json_invalid"}
+        return {
+            "field": "body",
+            "message": f"the body is not valid JSON (error at character {offset})",
+            "type": "json_invalid",
+        }
     return {
         "field": ".".join(part for part in location if part != "body"),
         "message": str(err.get("msg", "invalid")),
@@ -170,7 +183,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.detail == UNREADABLE_BODY:
             # FastAPI's answer to a body it cannot decode (not UTF-8): a validation error like any other.
             error = {"field": "body", "message": "the body could not be read as UTF-8 JSON", "type": "body_unreadable"}
-            return await _validation(request, RequestValidationError([{"loc": ("body",), **error, "msg": error["message"]}]))
+            return await _validation(
+                request, RequestValidationError([{"loc": ("body",), **error, "msg": error["message"]}])
+            )
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
@@ -188,7 +203,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return await _problem(request, refusal)
         errors = [_field_error(err) for err in exc.errors()]
         fields = ", ".join(e["field"] or "body" for e in errors)
-        return problem_response(422, f"the request is not valid: {fields}", title="Unprocessable Content", errors=errors)
+        return problem_response(
+            422, f"the request is not valid: {fields}", title="Unprocessable Content", errors=errors
+        )
 
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         if database_unreachable(exc):

@@ -82,7 +82,9 @@ def check_month(month: str) -> None:
     ahead = (year - now.year) * 12 + number - now.month
     if ahead < 0:
         raise Problem(
-            422, f"{month} is over; plan the current month or a later one", errors=[{"field": "month", "message": "in the past", "type": "past_month"}]
+            422,
+            f"{month} is over; plan the current month or a later one",
+            errors=[{"field": "month", "message": "in the past", "type": "past_month"}],
         )
     if ahead > MAX_MONTHS_AHEAD:
         raise Problem(
@@ -117,7 +119,9 @@ class StartGuard:
             return None
         row = (
             await session.exec(  # type: ignore[call-overload]
-                sa.select(IdempotencyKey).where(col(IdempotencyKey.tenant_id) == self.principal.tenant_id, col(IdempotencyKey.key) == self.key)
+                sa.select(IdempotencyKey).where(
+                    col(IdempotencyKey.tenant_id) == self.principal.tenant_id, col(IdempotencyKey.key) == self.key
+                )
             )
         ).scalar_one_or_none()
         if row is None:
@@ -130,7 +134,13 @@ class StartGuard:
             raise Problem(
                 422,
                 "this Idempotency-Key was already used with another request; use a new key for a new request",
-                errors=[{"field": "header.Idempotency-Key", "message": "used with another request", "type": "idempotency_key_reused"}],
+                errors=[
+                    {
+                        "field": "header.Idempotency-Key",
+                        "message": "used with another request",
+                        "type": "idempotency_key_reused",
+                    }
+                ],
             )
         resource_id: uuid.UUID = row.resource_id
         return resource_id
@@ -164,11 +174,15 @@ class StartGuard:
         capacity = per_minute(self.settings, self.principal.tier)
         rate = capacity / 60.0
         table = RateBucket.__table__  # type: ignore[attr-defined]
-        refilled = sa.func.least(capacity, table.c.tokens + sa.extract("epoch", sa.func.now() - table.c.updated_at) * rate)
+        refilled = sa.func.least(
+            capacity, table.c.tokens + sa.extract("epoch", sa.func.now() - table.c.updated_at) * rate
+        )
         statement = (
             insert(table)
             .values(tenant_id=self.principal.tenant_id, tokens=capacity - 1, updated_at=sa.func.now())
-            .on_conflict_do_update(index_elements=["tenant_id"], set_={"tokens": refilled - 1, "updated_at": sa.func.now()})
+            .on_conflict_do_update(
+                index_elements=["tenant_id"], set_={"tokens": refilled - 1, "updated_at": sa.func.now()}
+            )
             .returning(table.c.tokens)
         )
         tokens = float((await session.exec(statement)).scalar_one())  # type: ignore[call-overload]
@@ -219,24 +233,37 @@ class StartGuard:
             logger.exception("could not start %s workflow %s", what, workflow_id)
             await refused()
             await self.release(session)
-            raise Problem(503, f"the workflow engine is not reachable; the {what} was not started", headers={"Retry-After": "5"}) from exc
+            raise Problem(
+                503, f"the workflow engine is not reachable; the {what} was not started", headers={"Retry-After": "5"}
+            ) from exc
 
     async def release(self, session: AsyncSession) -> None:
         """Frees the key after a start that did not happen (the engine was down), so a retry starts afresh."""
         if self.key is None:
             return
         await session.exec(  # type: ignore[call-overload]
-            sa.delete(IdempotencyKey).where(col(IdempotencyKey.tenant_id) == self.principal.tenant_id, col(IdempotencyKey.key) == self.key)
+            sa.delete(IdempotencyKey).where(
+                col(IdempotencyKey.tenant_id) == self.principal.tenant_id, col(IdempotencyKey.key) == self.key
+            )
         )
         await session.commit()
 
 
 async def start_guard(
-    request: Request, principal: MarketerDep, settings: SettingsDep, session: SessionDep, key: IdempotencyKeyHeader = None
+    request: Request,
+    principal: MarketerDep,
+    settings: SettingsDep,
+    session: SessionDep,
+    key: IdempotencyKeyHeader = None,
 ) -> StartGuard:
     """Checks the key before anything else: a key reused with another request is refused whatever that request says."""
     body = await request.body()  # Starlette caches it: the route's body parameter reads the same bytes
-    guard = StartGuard(principal=principal, settings=settings, key=key, fingerprint=request_fingerprint(request.method, request.url.path, body))
+    guard = StartGuard(
+        principal=principal,
+        settings=settings,
+        key=key,
+        fingerprint=request_fingerprint(request.method, request.url.path, body),
+    )
     guard.replay_of = await guard.earlier(session)
     return guard
 

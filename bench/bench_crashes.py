@@ -177,8 +177,12 @@ class Observer:
         return {job_id: JobType(job_type).value for job_id, job_type in rows}
 
     async def published(self) -> int:
-        statement = select(sa.func.count()).select_from(SocialPost).where(
-            col(SocialPost.company_id).in_(self.companies), col(SocialPost.publish_state) == PublishState.PUBLISHED
+        statement = (
+            select(sa.func.count())
+            .select_from(SocialPost)
+            .where(
+                col(SocialPost.company_id).in_(self.companies), col(SocialPost.publish_state) == PublishState.PUBLISHED
+            )
         )
         async with self.db.session() as session:
             return int((await session.exec(statement)).one())
@@ -197,15 +201,20 @@ class Observer:
             pipelines = (await session.exec(select(Pipeline).where(col(Pipeline.company_id).in_(companies)))).all()
             jobs = (await session.exec(select(AIJob).where(col(AIJob.company_id).in_(companies)))).all()
             posts = (await session.exec(select(SocialPost).where(col(SocialPost.company_id).in_(companies)))).all()
-            blog_posts = (await session.exec(
-                select(sa.func.count()).select_from(BlogPost).where(col(BlogPost.company_id).in_(companies))
-            )).one()
+            blog_posts = (
+                await session.exec(
+                    select(sa.func.count()).select_from(BlogPost).where(col(BlogPost.company_id).in_(companies))
+                )
+            ).one()
         return {
             "pipelines": dict(Counter(str(p.status) for p in pipelines)),
             "jobs": dict(Counter(str(j.status) for j in jobs)),
             "jobs_total": len(jobs),
-            "jobs_failed": [{"id": str(j.id), "type": str(j.job_type), "error": j.error_message[:300]}
-                            for j in jobs if j.status == JobStatus.FAILED],
+            "jobs_failed": [
+                {"id": str(j.id), "type": str(j.job_type), "error": j.error_message[:300]}
+                for j in jobs
+                if j.status == JobStatus.FAILED
+            ],
             "provider_failures": sum(j.provider_failures for j in jobs),
             "posts": dict(Counter(str(p.publish_state) for p in posts)),
             "post_ids": sorted(str(p.id) for p in posts),
@@ -213,6 +222,7 @@ class Observer:
             "posts_delivery_attempts_over_1": sum(1 for p in posts if p.delivery_attempts > 1),
             "blog_posts": int(blog_posts),
         }
+
 
 # ---- kills and resumes -------------------------------------------------------------------------------------
 
@@ -335,16 +345,21 @@ class Tracker:
             if earlier.open:
                 earlier.kills_before_resumed += 1
         self.kills.append(kill)
-        print(f"  kill {kill.number} ({phase}) at {at:.1f} s: {len(in_flight)} job(s) in flight "
-              f"{dict(Counter(in_flight.values()))}; restart in {kill.pause_seconds:.1f} s", file=sys.stderr)
+        print(
+            f"  kill {kill.number} ({phase}) at {at:.1f} s: {len(in_flight)} job(s) in flight "
+            f"{dict(Counter(in_flight.values()))}; restart in {kill.pause_seconds:.1f} s",
+            file=sys.stderr,
+        )
         await asyncio.sleep(kill.pause_seconds)
         worker.spawn()
         kill.restarted = now()
         kill.log = worker.log_path
         await asyncio.to_thread(worker.wait_ready, WORKER_READY_WITHIN)
         kill.ready_seconds = now() - kill.restarted
-        print(f"    worker ready in {kill.ready_seconds:.1f} s; it failed {kill.lost_attempts_failed} lost "
-              "attempt(s)", file=sys.stderr)
+        print(
+            f"    worker ready in {kill.ready_seconds:.1f} s; it failed {kill.lost_attempts_failed} lost attempt(s)",
+            file=sys.stderr,
+        )
         return kill
 
 
@@ -496,7 +511,8 @@ class Run:
             "ended_in_time": in_time,
             "not_completed": [
                 {"pipeline": pid, "status": f["status"], "stage": f.get("stage"), "reason": f.get("reason")}
-                for pid, f in finals.items() if f["status"] != "COMPLETED"
+                for pid, f in finals.items()
+                if f["status"] != "COMPLETED"
             ],
             "posts_expected": expected,
             "posts_rows": len(counts["post_ids"]),
@@ -527,16 +543,22 @@ def check(figures: dict[str, Any], failures: list[str], phase: str) -> None:
     if not figures["ended_in_time"]:
         failures.append(f"{phase}: not every pipeline ended before the timeout: {figures['pipelines_by_status_api']}")
     if statuses.get("COMPLETED", 0) != figures["pipelines"]:
-        failures.append(f"{phase}: {statuses.get('COMPLETED', 0)}/{figures['pipelines']} pipelines COMPLETED "
-                        f"({statuses}; {figures['not_completed']})")
+        failures.append(
+            f"{phase}: {statuses.get('COMPLETED', 0)}/{figures['pipelines']} pipelines COMPLETED "
+            f"({statuses}; {figures['not_completed']})"
+        )
     if figures["posts_published"] != figures["posts_expected"] or figures["posts_rows"] != figures["posts_expected"]:
-        failures.append(f"{phase}: {figures['posts_published']} posts PUBLISHED of {figures['posts_expected']} "
-                        f"expected ({figures['posts_rows']} rows: {figures['posts_by_state']})")
+        failures.append(
+            f"{phase}: {figures['posts_published']} posts PUBLISHED of {figures['posts_expected']} "
+            f"expected ({figures['posts_rows']} rows: {figures['posts_by_state']})"
+        )
     if figures["duplicates"]:
         failures.append(f"{phase}: {figures['duplicates']} posts delivered twice: {figures['deliveries']}")
     if figures["published_not_acknowledged_by_receiver"]:
-        failures.append(f"{phase}: {figures['published_not_acknowledged_by_receiver']} PUBLISHED posts the receiver "
-                        "never acknowledged")
+        failures.append(
+            f"{phase}: {figures['published_not_acknowledged_by_receiver']} PUBLISHED posts the receiver "
+            "never acknowledged"
+        )
     jobs = figures["jobs_by_status"]
     if jobs.get("FAILED", 0):
         failures.append(f"{phase}: {jobs['FAILED']} jobs FAILED: {figures['jobs_failed'][:5]}")
@@ -544,8 +566,10 @@ def check(figures: dict[str, Any], failures: list[str], phase: str) -> None:
     if unfinished:
         failures.append(f"{phase}: {unfinished} jobs never finished ({jobs})")
     if figures["unexpected_worker_exits"]:
-        failures.append(f"{phase}: the worker exited {len(figures['unexpected_worker_exits'])} time(s) without being "
-                        f"killed: {figures['unexpected_worker_exits']}")
+        failures.append(
+            f"{phase}: the worker exited {len(figures['unexpected_worker_exits'])} time(s) without being "
+            f"killed: {figures['unexpected_worker_exits']}"
+        )
 
 
 async def phase_a(run: Run, rng: random.Random, failures: list[str]) -> dict[str, Any]:
@@ -562,8 +586,10 @@ async def phase_a(run: Run, rng: random.Random, failures: list[str]) -> dict[str
         kills.append(await run.tracker.kill_and_restart(run.worker, "A", began, rng))
     figures, _ = await run.end_phase(pipelines, began, deadline, failures, "phase A")
     if len(kills) < args.kills:
-        failures.append(f"phase A: only {len(kills)} of {args.kills} kills happened before every pipeline ended "
-                        "(use more pipelines or topics per persona)")
+        failures.append(
+            f"phase A: only {len(kills)} of {args.kills} kills happened before every pipeline ended "
+            "(use more pipelines or topics per persona)"
+        )
     resumes = [k.resume_seconds for k in kills if k.resume_seconds is not None]
     return {
         **figures,
@@ -619,8 +645,9 @@ async def phase_b(run: Run, rng: random.Random, failures: list[str]) -> dict[str
         await asyncio.sleep(rng.uniform(*VIDEO_KILL_DELAY))
         current = await run.job(pipeline["pipeline"], job_id)
         if current["status"] != JobStatus.PROCESSING.value:
-            failures.append(f"phase B: the video job was {current['status']} before kill {number}; "
-                            "raise --video-latency-ms")
+            failures.append(
+                f"phase B: the video job was {current['status']} before kill {number}; raise --video-latency-ms"
+            )
             break
         kill = await run.tracker.kill_and_restart(run.worker, "B", began, rng)
         kills.append(kill)
@@ -633,8 +660,11 @@ async def phase_b(run: Run, rng: random.Random, failures: list[str]) -> dict[str
             break
         again = await run.job(pipeline["pipeline"], job_id)
         resumed_with.append(messages[0])
-        print(f"  video job moved again {now() - kill.restarted:.1f} s after restart {number}: "
-              f"{again['status']} {again['progress']}% {messages[0]!r}", file=sys.stderr)
+        print(
+            f"  video job moved again {now() - kill.restarted:.1f} s after restart {number}: "
+            f"{again['status']} {again['progress']}% {messages[0]!r}",
+            file=sys.stderr,
+        )
         if again["status"] != JobStatus.PROCESSING.value and number < args.video_kills:
             failures.append(f"phase B: after kill {number} the video job was {again['status']}, not PROCESSING")
             break
@@ -718,13 +748,23 @@ def main() -> None:
     parser.add_argument("--pipelines", type=int, default=5, help="phase A: pipelines at once")
     parser.add_argument("--kills", type=int, default=20, help="phase A: worker SIGKILLs at random moments")
     parser.add_argument("--video-kills", type=int, default=4, help="phase B: SIGKILLs in a row during one video job")
-    parser.add_argument("--kill-gap", type=float, nargs=2, default=KILL_GAP, metavar=("MIN", "MAX"),
-                        help="phase A: seconds from a restarted worker's readiness to the next kill")
+    parser.add_argument(
+        "--kill-gap",
+        type=float,
+        nargs=2,
+        default=KILL_GAP,
+        metavar=("MIN", "MAX"),
+        help="phase A: seconds from a restarted worker's readiness to the next kill",
+    )
     parser.add_argument("--phase", choices=["a", "b", "both"], default="both")
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--latency-ms", type=int, default=300, help="phase A: offline provider latency per call")
-    parser.add_argument("--video-latency-ms", type=int, default=2000,
-                        help="phase B: offline latency per call (a video makes 3 calls and polls every 5 s)")
+    parser.add_argument(
+        "--video-latency-ms",
+        type=int,
+        default=2000,
+        help="phase B: offline latency per call (a video makes 3 calls and polls every 5 s)",
+    )
     parser.add_argument("--topics-per-persona", type=int, default=1, help="3 personas are selected")
     parser.add_argument("--compress-seconds", type=int, default=5, help="the month's posts go out within this")
     parser.add_argument("--timeout", type=float, default=1800, help="per phase: give up (and fail) after this")

@@ -36,8 +36,9 @@ async def bench(jobs: int, latency_ms: int, ai_concurrency: int, server_url: str
                 started_at[response.json()["jobId"]] = t0
             done: dict[str, float] = {}
             while len(done) < jobs:
-                page = (await stack.http.get(
-                    f"/api/v1/ai/companies/{company['id']}/jobs/?limit=200", headers=headers)).json()
+                page = (
+                    await stack.http.get(f"/api/v1/ai/companies/{company['id']}/jobs/?limit=200", headers=headers)
+                ).json()
                 now = time.perf_counter()
                 for job in page["data"]:
                     if job["status"] in ("COMPLETED", "FAILED") and job["id"] not in done:

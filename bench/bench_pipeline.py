@@ -50,10 +50,16 @@ async def bench(pipelines: int, latency_ms: int, tier: Tier, server_url: str) ->
             workflows: dict[str, str] = {}
             begin = time.perf_counter()
             for n in range(pipelines):
-                company = (await http.post("/api/v1/companies", json={"name": f"Bench Co {n}"}, headers=tenant.headers())).json()
+                company = (
+                    await http.post("/api/v1/companies", json={"name": f"Bench Co {n}"}, headers=tenant.headers())
+                ).json()
                 response = await http.post(
                     f"/api/v1/ai/companies/{company['id']}/pipelines/",
-                    json={"month": month_after(datetime.now(UTC)), "platforms": ["linkedin", "x", "instagram"], "options": OPTIONS},
+                    json={
+                        "month": month_after(datetime.now(UTC)),
+                        "platforms": ["linkedin", "x", "instagram"],
+                        "options": OPTIONS,
+                    },
                     headers=tenant.headers(),
                 )
                 body = response.json()

@@ -69,7 +69,11 @@ def run_once(test: str, log_path: Path, timeout: float) -> tuple[int, float]:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [str(PYTEST), "-q", "-p", "no:cacheprovider", test],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             code = proc.wait(timeout)
@@ -93,8 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--test", default=DEFAULT_TEST, help="a pytest node id (or file)")
-    parser.add_argument("--burners", type=int, default=os.cpu_count() or 1,
-                        help="busy processes (default: one per core)")
+    parser.add_argument(
+        "--burners", type=int, default=os.cpu_count() or 1, help="busy processes (default: one per core)"
+    )
     parser.add_argument("--keep-going", action="store_true", help="run them all even after a failure")
     parser.add_argument("--run-timeout", type=float, default=900, help="a run with no result after this fails")
     args = parser.parse_args()
@@ -107,18 +112,28 @@ def main() -> None:
     runs: list[dict[str, object]] = []
     begun = time.monotonic()
     interrupted = False
-    print(f"{args.burners} CPU burner(s) on {os.cpu_count()} core(s); {args.runs} run(s) of {args.test}",
-          file=sys.stderr)
+    print(
+        f"{args.burners} CPU burner(s) on {os.cpu_count()} core(s); {args.runs} run(s) of {args.test}", file=sys.stderr
+    )
     try:
         with Burners(args.burners):
             for number in range(1, args.runs + 1):
                 log_path = log_dir / f"run-{number:02d}.log"
                 code, seconds = run_once(args.test, log_path, args.run_timeout)
                 passed = code == 0
-                runs.append({"run": number, "passed": passed, "exit_code": code, "seconds": round(seconds, 1),
-                             "load_1m": round(os.getloadavg()[0], 2)})
-                print(f"run {number}/{args.runs}: {'passed' if passed else f'FAILED ({code})'} in {seconds:.1f} s",
-                      file=sys.stderr)
+                runs.append(
+                    {
+                        "run": number,
+                        "passed": passed,
+                        "exit_code": code,
+                        "seconds": round(seconds, 1),
+                        "load_1m": round(os.getloadavg()[0], 2),
+                    }
+                )
+                print(
+                    f"run {number}/{args.runs}: {'passed' if passed else f'FAILED ({code})'} in {seconds:.1f} s",
+                    file=sys.stderr,
+                )
                 if not passed:
                     print(tail(log_path), file=sys.stderr)
                     if not args.keep_going:

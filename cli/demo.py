@@ -144,7 +144,10 @@ class Supervisor:
                 first, rest = items[0], items[1:]
                 await self._post(
                     f"{base}/topics/",
-                    {"approvedTopicIds": [i["id"] for i in rest], "rejected": [{"topicId": first["id"], "feedback": TOPIC_FEEDBACK}]},
+                    {
+                        "approvedTopicIds": [i["id"] for i in rest],
+                        "rejected": [{"topicId": first["id"], "feedback": TOPIC_FEEDBACK}],
+                    },
                 )
                 self.say(f"supervisor approved {len(rest)} topics and sent back {first['title']!r}: {TOPIC_FEEDBACK}")
             else:
@@ -158,7 +161,9 @@ class Supervisor:
                 self.decided.add(key)
                 if self.sent_back is None:
                     self.sent_back = item["id"]
-                    await self._post(f"{base}/blogposts/{item['id']}/", {"decision": "request_changes", "feedback": BLOG_FEEDBACK})
+                    await self._post(
+                        f"{base}/blogposts/{item['id']}/", {"decision": "request_changes", "feedback": BLOG_FEEDBACK}
+                    )
                     self.say(f"supervisor sent back {item['title']!r}: {BLOG_FEEDBACK}")
                 else:
                     await self._post(f"{base}/blogposts/{item['id']}/", {"decision": "approve"})
@@ -175,7 +180,9 @@ class StageBars:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.bars: dict[str, TaskID] = {name: progress.add_task(name, total=1, completed=0, message="waiting") for name, _ in STAGES}
+        self.bars: dict[str, TaskID] = {
+            name: progress.add_task(name, total=1, completed=0, message="waiting") for name, _ in STAGES
+        }
         self.bars["publishing"] = progress.add_task("publishing", total=1, completed=0, message="waiting")
 
     def update(self, pipeline: dict[str, Any]) -> None:
@@ -193,7 +200,12 @@ class StageBars:
         posts = counts.get("socialPosts", 0)
         if posts:
             delivered = counts.get("published", 0) + counts.get("unconfirmed", 0) + counts.get("publishFailed", 0)
-            self.progress.update(self.bars["publishing"], total=posts, completed=delivered, message=f"{counts.get('published', 0)} published")
+            self.progress.update(
+                self.bars["publishing"],
+                total=posts,
+                completed=delivered,
+                message=f"{counts.get('published', 0)} published",
+            )
 
 
 class LocalWebhookRefused(RuntimeError):
@@ -218,43 +230,59 @@ async def run_pipeline(api_url: str, keys: DemoKeys, wait_seconds: float = 600) 
         receiver.secret = answer.raise_for_status().json()["secret"]
         console.print(f"webhook receiver listening at {webhook_url} (deliveries follow Standard Webhooks)")
 
-        company = (await http.post("/api/v1/companies", json=SAMPLE_COMPANY, headers=marketer)).raise_for_status().json()
+        company = (
+            (await http.post("/api/v1/companies", json=SAMPLE_COMPANY, headers=marketer)).raise_for_status().json()
+        )
         console.print(f"company [bold]{company['name']}[/] created: {company['id']}")
         month = month_after(datetime.now(UTC))
         started = (
-            await http.post(
-                f"/api/v1/ai/companies/{company['id']}/pipelines/",
-                json={"month": month, "platforms": PLATFORMS, "options": DEMO_OPTIONS},
-                headers=marketer,
+            (
+                await http.post(
+                    f"/api/v1/ai/companies/{company['id']}/pipelines/",
+                    json={"month": month, "platforms": PLATFORMS, "options": DEMO_OPTIONS},
+                    headers=marketer,
+                )
             )
-        ).raise_for_status().json()
+            .raise_for_status()
+            .json()
+        )
         pipeline_id = started["pipelineId"]
         console.print(f"pipeline for {month} accepted (202): {pipeline_id}  workflow {started['workflowId']}")
 
         with Progress(
-            TextColumn("[bold]{task.description:<17}"), BarColumn(), TextColumn("{task.completed:>4.1f}/{task.total:<3.0f}"),
-            TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console,
+            TextColumn("[bold]{task.description:<17}"),
+            BarColumn(),
+            TextColumn("{task.completed:>4.1f}/{task.total:<3.0f}"),
+            TextColumn("{task.fields[message]}"),
+            TimeElapsedColumn(),
+            console=console,
         ) as progress:
             bars = StageBars(progress)
             supervisor = Supervisor(http, keys, lambda text: progress.console.print(f"[cyan]{text}[/]"))
             deadline = time.monotonic() + wait_seconds
             shown_gate: str | None = None
             while True:
-                pipeline = (await http.get(f"/api/v1/ai/pipelines/{pipeline_id}/", headers=marketer)).raise_for_status().json()
+                pipeline = (
+                    (await http.get(f"/api/v1/ai/pipelines/{pipeline_id}/", headers=marketer)).raise_for_status().json()
+                )
                 bars.update(pipeline)
                 if pipeline["status"] in TERMINAL:
                     break
                 gate = pipeline.get("pendingApproval")
                 if gate and gate["gate"] != shown_gate:
                     shown_gate = gate["gate"]
-                    progress.console.print(f"[yellow]the pipeline waits for the {shown_gate} approval ({len(gate['items'])} item(s))[/]")
+                    progress.console.print(
+                        f"[yellow]the pipeline waits for the {shown_gate} approval ({len(gate['items'])} item(s))[/]"
+                    )
                 elif not gate:
                     shown_gate = None
                 await supervisor.decide(pipeline)
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the pipeline did not finish within {wait_seconds} s")
                 await asyncio.sleep(0.4)
-        jobs = (await http.get(f"/api/v1/ai/companies/{company['id']}/jobs/", params={"limit": 200}, headers=marketer)).json()["data"]
+        jobs = (
+            await http.get(f"/api/v1/ai/companies/{company['id']}/jobs/", params={"limit": 200}, headers=marketer)
+        ).json()["data"]
         await http.delete("/api/v1/tenant/webhook", headers=admin)
         return {"company": company, "pipeline": pipeline, "jobs": jobs, "receiver": receiver}
 
@@ -264,29 +292,47 @@ def show(outcome: dict[str, Any]) -> None:
     artifacts = pipeline["artifacts"]
     table = Table(title=f"Pipeline {pipeline['id']}: {pipeline['status']}", show_header=False)
     table.add_row("company", outcome["company"]["name"])
-    table.add_row("month, platforms", f"{pipeline['month']}, {', '.join(pipeline['platforms'])} ({pipeline['tier']} tier)")
-    for name, key in (("DNA versions", "dna"), ("personas", "personas"), ("topics", "topics"), ("blog posts", "blogPosts"),
-                      ("social posts", "socialPosts"), ("images and videos", "media")):
+    table.add_row(
+        "month, platforms", f"{pipeline['month']}, {', '.join(pipeline['platforms'])} ({pipeline['tier']} tier)"
+    )
+    for name, key in (
+        ("DNA versions", "dna"),
+        ("personas", "personas"),
+        ("topics", "topics"),
+        ("blog posts", "blogPosts"),
+        ("social posts", "socialPosts"),
+        ("images and videos", "media"),
+    ):
         table.add_row(name, str(len(artifacts[key])))
     counts = pipeline["counts"]
-    table.add_row("decisions", f"{counts.get('personasSelected', 0)} personas selected, {counts.get('topicsRejected', 0)} topic(s) "
-                  f"sent back, {counts.get('blogRevisions', 0)} blog revision(s) requested")
+    table.add_row(
+        "decisions",
+        f"{counts.get('personasSelected', 0)} personas selected, {counts.get('topicsRejected', 0)} topic(s) "
+        f"sent back, {counts.get('blogRevisions', 0)} blog revision(s) requested",
+    )
     media_bytes = sum(d.media_bytes for d in receiver.posts)
-    table.add_row("published", f"{counts.get('published', 0)} posts delivered to the webhook "
-                  f"({len(receiver.posts)} signed deliveries received, {receiver.duplicates} repeat(s) recognised, "
-                  f"{media_bytes:,} bytes of media fetched)")
+    table.add_row(
+        "published",
+        f"{counts.get('published', 0)} posts delivered to the webhook "
+        f"({len(receiver.posts)} signed deliveries received, {receiver.duplicates} repeat(s) recognised, "
+        f"{media_bytes:,} bytes of media fetched)",
+    )
     tokens_in = sum(j["usage"]["inputTokens"] for j in jobs)
     tokens_out = sum(j["usage"]["outputTokens"] for j in jobs)
     cost = sum(float(j["usage"]["costUsd"]) for j in jobs)
     providers = sorted({p for j in jobs for p in (j["usage"]["provider"] or "").split(",") if p})
     table.add_row("jobs", f"{len(jobs)} ({', '.join(sorted({j['status'] for j in jobs}))})")
-    table.add_row("tokens, cost", f"{tokens_in:,} in / {tokens_out:,} out, ${cost:.4f} ({', '.join(providers) or 'none'})")
+    table.add_row(
+        "tokens, cost", f"{tokens_in:,} in / {tokens_out:,} out, ${cost:.4f} ({', '.join(providers) or 'none'})"
+    )
     if pipeline["reason"]:
         table.add_row("reason", pipeline["reason"])
     table.add_row("Temporal Web UI", pipeline["temporalUiUrl"])
     console.print(table)
     if "offline" in providers:
-        console.print("[dim]No provider keys are set: every text, image and video above is SAMPLE content from the offline provider.[/]")
+        console.print(
+            "[dim]No provider keys are set: every text, image and video above is SAMPLE content from the offline provider.[/]"
+        )
     for delivery in receiver.posts[:3]:
         data = delivery.data
         console.print(escape(f"  [{data['platform']}] planned for {data.get('publishAt')}: {data['text'][:80]}..."))

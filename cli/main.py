@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("dev", help="start the whole stack (Temporal + Web UI, PostgreSQL, worker, API) until Ctrl-C")
-    commands.add_parser("demo", help="run one whole demo pipeline for a sample company on the embedded stack, then stop")
+    commands.add_parser(
+        "demo", help="run one whole demo pipeline for a sample company on the embedded stack, then stop"
+    )
     commands.add_parser("migrate", help="migrate the database to the latest schema")
     commands.add_parser("worker", help="run the worker (same as python worker.py)")
 
@@ -79,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     apikey_create = apikey.add_parser("create", help="create an API key for a tenant and print it as JSON")
     apikey_create.add_argument("--tenant", required=True, type=uuid.UUID, help="the tenant id")
     apikey_create.add_argument("--role", required=True, choices=[r.value for r in Role])
-    apikey_revoke = apikey.add_parser("revoke", help="revoke every key with this prefix (the 8 hex characters after cpk_)")
+    apikey_revoke = apikey.add_parser(
+        "revoke", help="revoke every key with this prefix (the 8 hex characters after cpk_)"
+    )
     apikey_revoke.add_argument("--prefix", required=True)
     return parser
 

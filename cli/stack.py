@@ -222,7 +222,9 @@ class EmbeddedPostgresComponent(Component):
         try:
             self.url, _ = self.pg.acquire(stop_when_idle=True)
         except Exception as exc:
-            raise StackError(f"the embedded PostgreSQL under {self.pg.pg_dir} did not start ({exc}); see {self.log_path}") from exc
+            raise StackError(
+                f"the embedded PostgreSQL under {self.pg.pg_dir} did not start ({exc}); see {self.log_path}"
+            ) from exc
         self._held = True
 
     def stop(self) -> None:
@@ -391,10 +393,18 @@ class DevStack:
         self.api = ChildProcess(
             name="API",
             argv=[
-                sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-                "--host", self.api_host, "--port", str(self.api_port),
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:create_app",
+                "--factory",
+                "--host",
+                self.api_host,
+                "--port",
+                str(self.api_port),
                 # Open job streams are closed 2 s into a stop; clients resume with Last-Event-ID.
-                "--timeout-graceful-shutdown", "2",
+                "--timeout-graceful-shutdown",
+                "2",
             ],
             log_path=self.logs_dir / "api.log",
             cwd=project_root,
@@ -466,12 +476,19 @@ class DevStack:
 
     def _temporal_argv(self) -> list[str]:
         argv = [
-            str(temporal_cli()), "server", "start-dev",
-            "--db-filename", str(self.data_dir / "temporal.db"),
-            "--ip", LOCAL_HOST,
-            "--port", str(self.temporal_port),
-            "--ui-port", str(self.ui_port),
-            "--namespace", self.namespace,
+            str(temporal_cli()),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(self.data_dir / "temporal.db"),
+            "--ip",
+            LOCAL_HOST,
+            "--port",
+            str(self.temporal_port),
+            "--ui-port",
+            str(self.ui_port),
+            "--namespace",
+            self.namespace,
         ]
         for name, kind in SEARCH_ATTRIBUTES.items():
             argv += ["--search-attribute", f"{name}={kind}"]
@@ -492,7 +509,9 @@ class DevStack:
         try:
             health = subprocess.run(
                 [str(temporal_cli()), "operator", "cluster", "health", "--address", self.temporal_address],
-                capture_output=True, text=True, timeout=5,
+                capture_output=True,
+                text=True,
+                timeout=5,
             )
         except subprocess.TimeoutExpired:
             return False

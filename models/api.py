@@ -112,25 +112,37 @@ class LiveState(CamelModel):
 
 
 class AIJobPublic(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-            "id": "9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
-            "jobType": "generate_blogpost",
-            "status": "PROCESSING",
-            "companyId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
-            "personaId": None,
-            "topicId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
-            "progress": 45,
-            "progressMessage": "writing section 3 of 7",
-            "resultData": None,
-            "errorMessage": "",
-            "createdAt": "2026-11-25T09:00:00Z",
-            "startedAt": "2026-11-25T09:00:01Z",
-            "completedAt": None,
-            "workflowId": "job-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
-            "temporalUiUrl": "http://127.0.0.1:8233/namespaces/default/workflows/job-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
-            "usage": {"inputTokens": 5200, "outputTokens": 2100, "costUsd": 0.0123, "provider": "gemini", "model": "gemini-2.5-pro"},
-            "live": {"workflowStatus": "RUNNING", "activity": "generate_blogpost", "attempt": 1},
-        }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
+                    "jobType": "generate_blogpost",
+                    "status": "PROCESSING",
+                    "companyId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                    "personaId": None,
+                    "topicId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                    "progress": 45,
+                    "progressMessage": "writing section 3 of 7",
+                    "resultData": None,
+                    "errorMessage": "",
+                    "createdAt": "2026-11-25T09:00:00Z",
+                    "startedAt": "2026-11-25T09:00:01Z",
+                    "completedAt": None,
+                    "workflowId": "job-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
+                    "temporalUiUrl": "http://127.0.0.1:8233/namespaces/default/workflows/job-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
+                    "usage": {
+                        "inputTokens": 5200,
+                        "outputTokens": 2100,
+                        "costUsd": 0.0123,
+                        "provider": "gemini",
+                        "model": "gemini-2.5-pro",
+                    },
+                    "live": {"workflowStatus": "RUNNING", "activity": "generate_blogpost", "attempt": 1},
+                }
+            ]
+        }
+    )
 
     id: uuid.UUID
     job_type: JobType
@@ -212,7 +224,9 @@ class TenantPublic(CamelModel):
     name: str
     tier: Tier
     created_at: datetime
-    webhook_url: str | None = Field(default=None, description="where posts and notices are POSTed, signed; the secret is never shown again")
+    webhook_url: str | None = Field(
+        default=None, description="where posts and notices are POSTed, signed; the secret is never shown again"
+    )
 
 
 WEBHOOK_URL_MAX_LENGTH = 2000

@@ -9,12 +9,16 @@ from pydantic import Field
 from models.api import CamelModel
 from models.enums import BlogPostStatus, MediaKind, Platform, PublishState, TopicStatus
 
-JobId = Annotated[uuid.UUID | None, Field(description="the AIJob that made it (provenance); null for rows made otherwise")]
+JobId = Annotated[
+    uuid.UUID | None, Field(description="the AIJob that made it (provenance); null for rows made otherwise")
+]
 
 
 class Artifact(CamelModel):
     id: uuid.UUID
-    is_sample: bool = Field(default=False, description="made by the offline provider as a sample, not by a real AI model")
+    is_sample: bool = Field(
+        default=False, description="made by the offline provider as a sample, not by a real AI model"
+    )
     created_at: datetime
 
 
@@ -42,7 +46,9 @@ class TopicPublic(Generated):
     keywords: list[str] = Field(examples=[["downtime", "predictive maintenance"]])
     status: TopicStatus
     feedback: str | None = Field(default=None, description="the supervisor's reason when the topic was rejected")
-    revision: int = Field(description="0 for a first proposal; a topic regenerated after a rejection counts up", examples=[0])
+    revision: int = Field(
+        description="0 for a first proposal; a topic regenerated after a rejection counts up", examples=[0]
+    )
     previous_id: uuid.UUID | None = Field(default=None, description="the rejected topic this one replaces")
 
 
@@ -82,9 +88,13 @@ class BlogPostPublic(BlogPostBase):
 
 
 class BlogPostDetail(BlogPostBase):
-    markdown: str | None = Field(description="the current revision's Markdown; null while its first draft is being written")
+    markdown: str | None = Field(
+        description="the current revision's Markdown; null while its first draft is being written"
+    )
     citations: list[Citation] = Field(description="the current revision's sources, by marker number")
-    revisions: list[BlogRevision] = Field(description="every revision, oldest first, or only the one asked for with `?revision=`")
+    revisions: list[BlogRevision] = Field(
+        description="every revision, oldest first, or only the one asked for with `?revision=`"
+    )
 
 
 class MediaPublic(Generated):
@@ -110,7 +120,9 @@ class SocialPostPublic(Generated):
     text: str = Field(examples=["Unplanned downtime costs small plants a shift a week. Here is how to get it back."])
     hashtags: list[str] = Field(examples=[["#manufacturing", "#maintenance"]])
     image_prompt: str = Field(description="what an image for the post should show (PRO and up)")
-    publish_at: datetime | None = Field(default=None, description="when it is scheduled to go out; null until scheduled")
+    publish_at: datetime | None = Field(
+        default=None, description="when it is scheduled to go out; null until scheduled"
+    )
     publish_state: PublishState
     external_id: str | None = Field(default=None, description="the platform's id of the published post")
     published_at: datetime | None = None

@@ -142,9 +142,14 @@ class BlogOutline(BaseModel):
     """The first blog step's JSON: the post's metadata and section plan."""
 
     title: str = Field(min_length=5, max_length=200, description="the post title (H1)")
-    meta_description: str = Field(min_length=20, max_length=160, description="SEO meta description, at most 160 characters")
+    meta_description: str = Field(
+        min_length=20, max_length=160, description="SEO meta description, at most 160 characters"
+    )
     slug: str = Field(
-        min_length=3, max_length=120, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", description="URL slug: lowercase words joined by '-'"
+        min_length=3,
+        max_length=120,
+        pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
+        description="URL slug: lowercase words joined by '-'",
     )
     keywords: list[str] = Field(min_length=1, max_length=15, description="SEO keywords")
     sections: list[OutlineSection] = Field(min_length=3, max_length=16, description="the sections in order")

@@ -10,7 +10,9 @@ from models.api import CamelModel, InputModel, Money
 from models.enums import JobStatus, JobType
 from models.pipeline import PAGE_WORDS, Month, PlatformList
 
-Language = Field(default=None, min_length=2, max_length=20, description="content language; default the company's", examples=["en"])
+Language = Field(
+    default=None, min_length=2, max_length=20, description="content language; default the company's", examples=["en"]
+)
 
 
 class PersonasJobCreate(InputModel):
@@ -20,7 +22,11 @@ class PersonasJobCreate(InputModel):
 
 
 class TopicsJobCreate(InputModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"personaId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "month": "2026-12", "count": 2}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"personaId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "month": "2026-12", "count": 2}]
+        }
+    )
 
     persona_id: uuid.UUID = Field(description="a persona of this company")
     month: Month
@@ -29,7 +35,11 @@ class TopicsJobCreate(InputModel):
 
 
 class BlogPostJobCreate(InputModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"topicId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "pages": 6, "language": "en"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"topicId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "pages": 6, "language": "en"}]
+        }
+    )
 
     topic_id: uuid.UUID = Field(description="a topic of this company")
     pages: int = Field(default=4, ge=4, le=10, description=f"length in A4 pages (about {PAGE_WORDS} words each)")
@@ -41,7 +51,17 @@ class BlogPostJobCreate(InputModel):
 
 
 class SocialJobCreate(InputModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"blogPostId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "platforms": ["linkedin", "x"], "linkUrl": "https://www.example.com/blog/{slug}"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "blogPostId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                    "platforms": ["linkedin", "x"],
+                    "linkUrl": "https://www.example.com/blog/{slug}",
+                }
+            ]
+        }
+    )
 
     blog_post_id: uuid.UUID = Field(description="a blog post of this company")
     platforms: PlatformList
@@ -55,13 +75,19 @@ class SocialJobCreate(InputModel):
 
 
 class ImageJobCreate(InputModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"socialPostId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"socialPostId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"}]}
+    )
 
-    social_post_id: uuid.UUID = Field(description="a social post of this company; the image gets its platform's aspect ratio")
+    social_post_id: uuid.UUID = Field(
+        description="a social post of this company; the image gets its platform's aspect ratio"
+    )
 
 
 class VideoJobCreate(InputModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"blogPostId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "aspectRatio": "16:9"}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"blogPostId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "aspectRatio": "16:9"}]}
+    )
 
     blog_post_id: uuid.UUID = Field(description="a blog post of this company")
     aspect_ratio: Literal["16:9", "9:16"] = Field(default="16:9", description="landscape or portrait")
@@ -92,19 +118,25 @@ class JobTypeStats(CamelModel):
 
 
 class JobStats(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-            "total": 3,
-            "byStatus": {"PENDING": 0, "PROCESSING": 0, "COMPLETED": 2, "FAILED": 1, "CANCELLED": 0},
-            "byType": {
-                "generate_blogpost": {
-                    "count": 3,
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "total": 3,
                     "byStatus": {"PENDING": 0, "PROCESSING": 0, "COMPLETED": 2, "FAILED": 1, "CANCELLED": 0},
-                    "durations": {"count": 2, "p50Seconds": 50.0, "p95Seconds": 59.0},
+                    "byType": {
+                        "generate_blogpost": {
+                            "count": 3,
+                            "byStatus": {"PENDING": 0, "PROCESSING": 0, "COMPLETED": 2, "FAILED": 1, "CANCELLED": 0},
+                            "durations": {"count": 2, "p50Seconds": 50.0, "p95Seconds": 59.0},
+                            "usage": {"inputTokens": 2500, "outputTokens": 9000, "costUsd": 0.13},
+                        }
+                    },
                     "usage": {"inputTokens": 2500, "outputTokens": 9000, "costUsd": 0.13},
                 }
-            },
-            "usage": {"inputTokens": 2500, "outputTokens": 9000, "costUsd": 0.13},
-        }]})
+            ]
+        }
+    )
 
     total: int
     by_status: dict[JobStatus, int] = Field(description="every status, zero included")

@@ -42,14 +42,18 @@ class PipelineOptions(Wire):
 
     topics_per_persona: int = Field(default=2, ge=1, le=8, description="topics planned per selected persona")
     blog_pages: int = Field(default=4, ge=4, le=10, description="blog post length in A4 pages (about 500 words each)")
-    language: str | None = Field(default=None, min_length=2, max_length=20, description="content language; default the company's")
+    language: str | None = Field(
+        default=None, min_length=2, max_length=20, description="content language; default the company's"
+    )
     approval_deadline_seconds: int = Field(
         default=DEFAULT_APPROVAL_DEADLINE_SECONDS,
         ge=60,
         le=90 * 24 * 3600,
         description="how long each gate waits for a decision before the pipeline expires (default 7 days)",
     )
-    max_revisions: int = Field(default=DEFAULT_MAX_REVISIONS, ge=0, le=10, description="regenerations per topic or post")
+    max_revisions: int = Field(
+        default=DEFAULT_MAX_REVISIONS, ge=0, le=10, description="regenerations per topic or post"
+    )
     auto_approve_personas: bool = Field(default=False, description="select the first personas without waiting")
     auto_select_count: int = Field(default=3, ge=3, le=6, description="how many personas auto-approval selects")
     auto_approve_topics: bool = False
@@ -87,7 +91,19 @@ class PipelineRequest(BaseModel):
 
 
 class SelectPersonas(InputModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"selectedPersonaIds": ["3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e", "0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f"]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "selectedPersonaIds": [
+                        "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                        "9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
+                        "0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f",
+                    ]
+                }
+            ]
+        }
+    )
 
     selected_persona_ids: list[uuid.UUID] = Field(description="3 to 6 of the 6 proposed personas")
 
@@ -98,7 +114,21 @@ class RejectedTopic(InputModel):
 
 
 class TopicDecision(InputModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"approvedTopicIds": ["3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"], "rejected": [{"topicId": "9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e", "feedback": "Too generic: focus on retrofit projects"}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "approvedTopicIds": ["3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"],
+                    "rejected": [
+                        {
+                            "topicId": "9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
+                            "feedback": "Too generic: focus on retrofit projects",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     approved_topic_ids: list[uuid.UUID] = Field(default_factory=list)
     rejected: list[RejectedTopic] = Field(default_factory=list)
@@ -107,7 +137,11 @@ class TopicDecision(InputModel):
 class BlogPostVerdictIn(InputModel):
     """The HTTP body of a blog post decision; the post's id is in the path."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"decision": "request_changes", "feedback": "Add a customer example to the second section"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"decision": "request_changes", "feedback": "Add a customer example to the second section"}]
+        }
+    )
 
     decision: str = Field(pattern="^(approve|request_changes)$", description="approve or request_changes")
     feedback: str | None = Field(default=None, max_length=4000, description="required with request_changes")
@@ -315,7 +349,17 @@ Month = Annotated[str, Field(pattern=MONTH_PATTERN, description="a month, YYYY-M
 
 
 class PipelineCreate(InputModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"month": "2026-12", "platforms": ["linkedin", "x", "instagram"], "options": {"blogPages": 6, "topicsPerPersona": 2}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "month": "2026-12",
+                    "platforms": ["linkedin", "x", "instagram"],
+                    "options": {"blogPages": 6, "topicsPerPersona": 2},
+                }
+            ]
+        }
+    )
 
     month: Month
     platforms: PlatformList
@@ -323,7 +367,16 @@ class PipelineCreate(InputModel):
 
 
 class PipelineAccepted(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"pipelineId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "workflowId": "pipeline-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e-2026-12-3f1c2d4e"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pipelineId": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                    "workflowId": "pipeline-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e-2026-12-3f1c2d4e",
+                }
+            ]
+        }
+    )
 
     pipeline_id: uuid.UUID
     workflow_id: str

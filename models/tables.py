@@ -225,7 +225,9 @@ class Pipeline(SQLModel, table=True):
     # The open approval gate ({gate, items, deadline}) for the supervisor's inbox; null when none is open.
     pending_gate: dict[str, Any] | None = Field(default=None, sa_column=_json())
     # Counts and per-topic branch outcomes, written as the workflow moves on; the record outlives Temporal's retention.
-    summary: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(JSONB, nullable=False, server_default="{}"))
+    summary: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(JSONB, nullable=False, server_default="{}")
+    )
     workflow_id: str = Field(max_length=200, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     completed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
@@ -264,7 +266,9 @@ class AIJob(SQLModel, table=True):
     workflow_id: str | None = Field(default=None, max_length=200, index=True)
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: Decimal = Field(default=Decimal("0"), sa_column=sa.Column(sa.Numeric(12, 6), nullable=False, server_default="0"))
+    cost_usd: Decimal = Field(
+        default=Decimal("0"), sa_column=sa.Column(sa.Numeric(12, 6), nullable=False, server_default="0")
+    )
     model: str | None = Field(default=None, max_length=200)
     provider: str | None = Field(default=None, max_length=100)
     # Every provider call of the job: provider, model, tokens, cost, latency, fallbacks.
@@ -277,7 +281,9 @@ class JobStep(SQLModel, table=True):
 
     __tablename__ = "job_step"
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
-    job_id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid, sa.ForeignKey("ai_job.id", ondelete="CASCADE"), primary_key=True))
+    job_id: uuid.UUID = Field(
+        sa_column=sa.Column(sa.Uuid, sa.ForeignKey("ai_job.id", ondelete="CASCADE"), primary_key=True)
+    )
     step: str = Field(sa_column=sa.Column(sa.String(200), primary_key=True))
     data: dict[str, Any] = Field(sa_column=_json(nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
@@ -293,11 +299,16 @@ class JobEvent(SQLModel, table=True):
     __tablename__ = "job_event"
     id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
-    job_id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid, sa.ForeignKey("ai_job.id", ondelete="CASCADE"), nullable=False, index=True))
+    job_id: uuid.UUID = Field(
+        sa_column=sa.Column(sa.Uuid, sa.ForeignKey("ai_job.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
     status: JobStatus = Field(sa_column=_enum(JobStatus))
     progress: int = 0
     message: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()))
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
 
 
 class IdempotencyKey(SQLModel, table=True):

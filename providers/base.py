@@ -314,7 +314,9 @@ class BaseProvider(ABC):
         value, problems = check_output(text, schema, validate)
         if not problems:
             return value
-        fixed = await self._complete(repair_prompt(prompt, text, problems, json_schema_for(schema)), repair=True, **common)
+        fixed = await self._complete(
+            repair_prompt(prompt, text, problems, json_schema_for(schema)), repair=True, **common
+        )
         value, still = check_output(fixed, schema, validate)
         if not still:
             return value
@@ -333,7 +335,9 @@ class BaseProvider(ABC):
 
     # -- other kinds: a provider that cannot do one says so --
 
-    async def research(self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any) -> ResearchResult:
+    async def research(
+        self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any
+    ) -> ResearchResult:
         raise self._unsupported(WorkKind.RESEARCH)
 
     async def generate_image(

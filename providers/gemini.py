@@ -53,8 +53,22 @@ VEO_RATIOS = ("16:9", "9:16")
 RESEARCH_SYSTEM = load_prompt("research_system")
 # google.rpc.Code -> the HTTP status that means the same (google.rpc's own mapping).
 GRPC_TO_HTTP = {
-    1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
-    10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+    1: 499,
+    2: 500,
+    3: 400,
+    4: 504,
+    5: 404,
+    6: 409,
+    7: 403,
+    8: 429,
+    9: 400,
+    10: 409,
+    11: 400,
+    12: 501,
+    13: 500,
+    14: 503,
+    15: 500,
+    16: 401,
 }
 
 
@@ -148,7 +162,9 @@ class GeminiProvider(BaseProvider):
             raise self._error(AIInvalidOutputError, "the answer has no text", model=self.model)
         return text
 
-    async def research(self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any) -> ResearchResult:
+    async def research(
+        self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any
+    ) -> ResearchResult:
         config = types.GenerateContentConfig(
             system_instruction=options.get("system") or RESEARCH_SYSTEM,
             temperature=options.get("temperature"),
@@ -357,7 +373,9 @@ class GeminiProvider(BaseProvider):
         if isinstance(exc, genai_errors.APIError):
             response = getattr(exc, "response", None)
             headers = getattr(response, "headers", None)
-            return self._status_error(int(exc.code or 500), str(exc.message or exc.status or ""), exc.details, headers, model)
+            return self._status_error(
+                int(exc.code or 500), str(exc.message or exc.status or ""), exc.details, headers, model
+            )
         if isinstance(exc, _TIMEOUTS):
             return self._error(AITimeoutError, f"timed out after {self.timeout:g} s", model=model)
         if isinstance(exc, _CONNECTION):

@@ -72,7 +72,7 @@ _DNA_POINTS: list[tuple[str, str, str]] = [
     ("Vision", "brand", "to be the most recommended name in {industry} in {country}"),
     ("Core values", "brand", "{values}"),
     ("Brand voice", "brand", "{voice}"),
-    ("Tagline", "brand", "\"{tagline}\""),
+    ("Tagline", "brand", '"{tagline}"'),
     ("Brand colors", "brand", "{colors}"),
     ("Brand personality", "brand", "{personality}"),
     ("Key messages", "brand", "quality you can check, honest pricing, people who answer"),
@@ -109,16 +109,40 @@ _DNA_CHOICES: dict[str, list[str]] = {
     "tagline": ["Made with care, every time", "Better, the honest way", "Quality you can taste and trust"],
     "colors": ["deep green and cream", "navy and warm orange", "charcoal and gold"],
     "personality": ["the friendly expert next door", "a meticulous craftsperson", "an approachable specialist"],
-    "pricing": ["premium one-off prices plus a monthly subscription", "tiered packages", "pay per order with volume discounts"],
-    "usp": ["traceable sourcing with every order", "small-batch quality at scale", "same-week delivery with personal advice"],
-    "market": ["quality-minded consumers and small offices", "urban professionals aged 25-45", "small and medium businesses"],
+    "pricing": [
+        "premium one-off prices plus a monthly subscription",
+        "tiered packages",
+        "pay per order with volume discounts",
+    ],
+    "usp": [
+        "traceable sourcing with every order",
+        "small-batch quality at scale",
+        "same-week delivery with personal advice",
+    ],
+    "market": [
+        "quality-minded consumers and small offices",
+        "urban professionals aged 25-45",
+        "small and medium businesses",
+    ],
     "position": ["premium challenger", "trusted local specialist", "fast-growing independent brand"],
-    "audience": ["enthusiasts who care where things come from", "busy professionals who value convenience", "office managers"],
+    "audience": [
+        "enthusiasts who care where things come from",
+        "busy professionals who value convenience",
+        "office managers",
+    ],
     "buyer": ["office manager or owner", "the enthusiast buying for themselves", "procurement lead of a small firm"],
-    "channels": ["Instagram, LinkedIn and a monthly newsletter", "Facebook, Instagram and the company blog", "LinkedIn and YouTube"],
+    "channels": [
+        "Instagram, LinkedIn and a monthly newsletter",
+        "Facebook, Instagram and the company blog",
+        "LinkedIn and YouTube",
+    ],
     "cadence": ["two posts a week and a monthly newsletter", "one blog post a month, daily stories", "weekly posts"],
     "award": ["a regional quality award", "an industry certification for sustainable sourcing", "none found"],
-    "news": ["opened a second location", "launched a subscription offer", "started a partnership with a local producer"],
+    "news": [
+        "opened a second location",
+        "launched a subscription offer",
+        "started a partnership with a local producer",
+    ],
 }
 
 _PERSONA_TEMPLATES = [
@@ -231,7 +255,9 @@ class OfflineProvider(BaseProvider):
         if self.fault == "none" or self.fault_every <= 0 or number % self.fault_every:
             return False
         if self.fault == "rate_limit":
-            raise AIRateLimitError("injected rate limit", provider=self.name, model=self.model, retry_after=1.0, status_code=429)
+            raise AIRateLimitError(
+                "injected rate limit", provider=self.name, model=self.model, retry_after=1.0, status_code=429
+            )
         if self.fault == "timeout":
             raise AITimeoutError("injected timeout", provider=self.name, model=self.model)
         if self.fault == "auth":
@@ -282,7 +308,9 @@ class OfflineProvider(BaseProvider):
         title = str(context.get("topic_title") or f"Notes for {sampler.company}")
         return f"{SAMPLE_MARKER}\n\n# {title}\n\n{sampler.words(words)}"
 
-    async def research(self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any) -> ResearchResult:
+    async def research(
+        self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any
+    ) -> ResearchResult:
         context = dict(sample_context or {})
 
         def produce(_: bool) -> tuple[ResearchResult, Metered]:
@@ -403,9 +431,20 @@ class OfflineProvider(BaseProvider):
         target = int(s.context.get("target_words") or 2500)
         count = min(12, max(4, round(target / 450)))
         per_section = min(2000, max(100, target // count))
-        headings = ["Why this matters now", "The common mistakes", "A practical framework", "Step by step",
-                    "What good looks like", "Measuring results", "Tools and resources", "Case example",
-                    "Objections and answers", "Getting started", "Advanced tips", "Summary and next steps"]
+        headings = [
+            "Why this matters now",
+            "The common mistakes",
+            "A practical framework",
+            "Step by step",
+            "What good looks like",
+            "Measuring results",
+            "Tools and resources",
+            "Case example",
+            "Objections and answers",
+            "Getting started",
+            "Advanced tips",
+            "Summary and next steps",
+        ]
         return {
             "title": title,
             "meta_description": _meta_description(f"Sample post for {s.company}: {title}"),
@@ -534,7 +573,9 @@ class OfflineProvider(BaseProvider):
 # ---- generic schema filling ------------------------------------------------------------------------------
 
 
-def _fill(schema: dict[str, Any], s: _Sampler, root: dict[str, Any] | None = None, name: str = "value", depth: int = 0) -> Any:
+def _fill(
+    schema: dict[str, Any], s: _Sampler, root: dict[str, Any] | None = None, name: str = "value", depth: int = 0
+) -> Any:
     root = root if root is not None else schema
     if depth > 8:
         return None
@@ -557,9 +598,7 @@ def _fill(schema: dict[str, Any], s: _Sampler, root: dict[str, Any] | None = Non
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "string")
     if kind == "object" or (kind is None and "properties" in schema):
-        return {
-            prop: _fill(sub, s, root, prop, depth + 1) for prop, sub in (schema.get("properties") or {}).items()
-        }
+        return {prop: _fill(sub, s, root, prop, depth + 1) for prop, sub in (schema.get("properties") or {}).items()}
     if kind == "array":
         count = max(int(schema.get("minItems", 1)), 1)
         count = min(count, int(schema.get("maxItems", count)))

@@ -97,7 +97,11 @@ class OpenAIChatProvider(BaseProvider):
         note: str = "",
     ) -> Any:
         """One chat completion; returns the SDK's ChatCompletion after checking it for blocks and emptiness."""
-        params: dict[str, Any] = {"model": self.model, "messages": self._messages(prompt, system), "timeout": self.timeout}
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": self._messages(prompt, system),
+            "timeout": self.timeout,
+        }
         if schema is not None:
             params["response_format"] = self._response_format(schema)
         if temperature is not None:
@@ -116,7 +120,9 @@ class OpenAIChatProvider(BaseProvider):
             if not completion.choices:
                 problem = self._error(AIInvalidOutputError, "the response has no choices", model=self.model)
             elif completion.choices[0].finish_reason == "content_filter":
-                problem = self._error(AIContentBlockedError, "the answer was blocked by the content filter", model=self.model)
+                problem = self._error(
+                    AIContentBlockedError, "the answer was blocked by the content filter", model=self.model
+                )
             elif not (completion.choices[0].message.content or "").strip():
                 reason = completion.choices[0].finish_reason
                 problem = self._error(AIInvalidOutputError, f"empty answer (finish_reason={reason})", model=self.model)
@@ -164,11 +170,15 @@ class OpenAIChatProvider(BaseProvider):
                 status_code=429,
             )
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-            return self._error(AIAuthError, f"HTTP {status}: the API key was refused: {detail}", model=model, status_code=status)
+            return self._error(
+                AIAuthError, f"HTTP {status}: the API key was refused: {detail}", model=model, status_code=status
+            )
         if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError | openai.NotFoundError):
             code = str(getattr(exc, "code", "") or "")
             if any(word in code or word in detail for word in _BLOCKED_CODES):
-                return self._error(AIContentBlockedError, f"HTTP {status}: blocked: {detail}", model=model, status_code=status)
+                return self._error(
+                    AIContentBlockedError, f"HTTP {status}: blocked: {detail}", model=model, status_code=status
+                )
             return self._error(AIInvalidRequestError, f"HTTP {status}: {detail}", model=model, status_code=status)
         if isinstance(exc, openai.APIStatusError):
             if status == 408:

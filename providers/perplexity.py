@@ -22,7 +22,9 @@ class PerplexityProvider(OpenAIChatProvider):
         # Perplexity's structured outputs take the schema alone (no name/strict).
         return {"type": "json_schema", "json_schema": {"schema": json_schema_for(schema)}}
 
-    async def research(self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any) -> ResearchResult:
+    async def research(
+        self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any
+    ) -> ResearchResult:
         completion = await self._chat(
             query,
             kind=WorkKind.RESEARCH,

@@ -45,7 +45,9 @@ def build_providers(settings: Settings) -> dict[str, BaseProvider]:
     providers: dict[str, BaseProvider] = {}
     gemini_key = _secret(settings.gemini_api_key)
     if gemini_key:
-        image_model = settings.imagen_model if settings.gemini_image_backend == "imagen" else settings.gemini_image_model
+        image_model = (
+            settings.imagen_model if settings.gemini_image_backend == "imagen" else settings.gemini_image_model
+        )
         providers["gemini"] = GeminiProvider(
             gemini_key,
             settings.gemini_text_model,
@@ -62,7 +64,9 @@ def build_providers(settings: Settings) -> dict[str, BaseProvider]:
     openai_key = _secret(settings.openai_api_key)
     # A local OpenAI-compatible server (Ollama, vLLM) needs no key: OPENAI_BASE_URL alone enables it.
     if openai_key or settings.openai_base_url:
-        providers["openai"] = OpenAICompatibleProvider(openai_key, settings.openai_model, settings.openai_base_url, **common)
+        providers["openai"] = OpenAICompatibleProvider(
+            openai_key, settings.openai_model, settings.openai_base_url, **common
+        )
     providers["offline"] = OfflineProvider(
         latency_ms=settings.offline_latency_ms,
         jitter_ms=settings.offline_jitter_ms,
@@ -115,7 +119,11 @@ class ProviderRouter:
         else:
             forced = available.get(settings.ai_provider)
             if forced is None:
-                env = {"gemini": "GEMINI_API_KEY", "perplexity": "PERPLEXITY_API_KEY", "openai": "OPENAI_API_KEY or OPENAI_BASE_URL"}
+                env = {
+                    "gemini": "GEMINI_API_KEY",
+                    "perplexity": "PERPLEXITY_API_KEY",
+                    "openai": "OPENAI_API_KEY or OPENAI_BASE_URL",
+                }
                 raise ValueError(f"AI_PROVIDER={settings.ai_provider} needs {env.get(settings.ai_provider, 'its key')}")
             chains = {kind: [forced] if forced.can(kind) else [] for kind in WorkKind}
         router = cls(chains, mode=settings.ai_provider)
@@ -133,7 +141,8 @@ class ProviderRouter:
                 # Paid extraction on made-up sources is money spent on sample content: say so loudly.
                 logger.warning(
                     "company research uses the offline provider's sample sources while other work uses real "
-                    "providers; %s", KIND_HINTS[WorkKind.RESEARCH]
+                    "providers; %s",
+                    KIND_HINTS[WorkKind.RESEARCH],
                 )
 
     def describe(self) -> dict[str, list[str]]:
@@ -176,7 +185,9 @@ class ProviderRouter:
 
     # -- the provider interface --
 
-    async def research(self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any) -> ResearchResult:
+    async def research(
+        self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any
+    ) -> ResearchResult:
         return await self._route(
             WorkKind.RESEARCH, lambda p: p.research(query, sample_context=sample_context, **options)
         )

@@ -110,7 +110,9 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def check_against_json_schema(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None, path: str = "") -> list[str]:
+def check_against_json_schema(
+    value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None, path: str = ""
+) -> list[str]:
     """A small JSON-schema check (type, required, properties, items, enum, sizes, $ref, anyOf) for dict schemas."""
     root = root if root is not None else schema
     where = path or "(root)"

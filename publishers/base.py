@@ -70,7 +70,9 @@ class Delivery(Wire):
     hashtags: list[str] = Field(default_factory=list)
     publish_at: datetime | None = None
     media: list[MediaRef] = Field(default_factory=list)
-    is_sample: bool = Field(default=False, description="made by the offline provider: sample content, not for a real audience")
+    is_sample: bool = Field(
+        default=False, description="made by the offline provider: sample content, not for a real audience"
+    )
 
 
 class Receipt(BaseModel):

@@ -28,7 +28,9 @@ from models.enums import Role, Tier
 from models.settings import Settings
 
 BIN = Path(sys.executable).parent
-SEARCH_ATTRIBUTES = [SearchAttributeKey.for_keyword(name) for name in ("TenantId", "CompanyId", "JobType", "PipelineStage")]
+SEARCH_ATTRIBUTES = [
+    SearchAttributeKey.for_keyword(name) for name in ("TenantId", "CompanyId", "JobType", "PipelineStage")
+]
 
 
 def free_port() -> int:
@@ -121,8 +123,10 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_log_level="error",
         # One partition per task queue: priorities then order the whole backlog (see test_priority).
         dev_server_extra_args=[
-            "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
-            "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+            "--dynamic-config-value",
+            "matching.numTaskqueueReadPartitions=1",
+            "--dynamic-config-value",
+            "matching.numTaskqueueWritePartitions=1",
         ],
     )
     try:
@@ -247,7 +251,10 @@ async def running_stack(database_url: str, client: Client, **overrides: object) 
     worker_tasks = [asyncio.create_task(w.run()) for w in workers]
 
     try:
-        async with serving(create_app(settings), port) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        async with (
+            serving(create_app(settings), port) as base_url,
+            httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+        ):
             yield RunningStack(settings=settings, client=client, base_url=base_url, http=http)
     finally:
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
@@ -261,7 +268,9 @@ async def stack(database_url: str, dev_temporal: WorkflowEnvironment) -> AsyncIt
         yield running
 
 
-async def wait_for_job(http: httpx.AsyncClient, job_id: str, headers: dict[str, str], wait_seconds: float = 60) -> dict[str, Any]:
+async def wait_for_job(
+    http: httpx.AsyncClient, job_id: str, headers: dict[str, str], wait_seconds: float = 60
+) -> dict[str, Any]:
     """Polls the job until it reaches a terminal status (a test helper; the product streams instead)."""
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:

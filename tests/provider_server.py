@@ -110,8 +110,15 @@ def gemini_image(data: bytes, mime_type: str = "image/png") -> dict[str, Any]:
 
 
 def google_error(status: int, message: str, status_name: str = "", details: list[Any] | None = None) -> dict[str, Any]:
-    names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-             429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+    names = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        429: "RESOURCE_EXHAUSTED",
+        500: "INTERNAL",
+        503: "UNAVAILABLE",
+    }
     error: dict[str, Any] = {"code": status, "message": message, "status": status_name or names.get(status, "UNKNOWN")}
     if details:
         error["details"] = details
@@ -133,9 +140,7 @@ def chat_completion(
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -221,7 +226,9 @@ class ProviderServer:
             return Reply(json=chat_completion("default answer"))
         if route == PREDICT:
             png = tiny_png()
-            return Reply(json={"predictions": [{"bytesBase64Encoded": base64.b64encode(png).decode(), "mimeType": "image/png"}]})
+            return Reply(
+                json={"predictions": [{"bytesBase64Encoded": base64.b64encode(png).decode(), "mimeType": "image/png"}]}
+            )
         if route == PREDICT_LONG:
             return Reply(json={"name": f"models/{params['model']}/operations/op123"})
         if route == OPERATION:

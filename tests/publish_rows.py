@@ -56,10 +56,14 @@ async def make_posts(
         persona = Persona(tenant_id=tenant_id, company_id=company.id, name="Operations Olga")
         session.add(persona)
         await session.flush()
-        topic = Topic(tenant_id=tenant_id, company_id=company.id, persona_id=persona.id, month="2026-03", title="Parcel robots")
+        topic = Topic(
+            tenant_id=tenant_id, company_id=company.id, persona_id=persona.id, month="2026-03", title="Parcel robots"
+        )
         session.add(topic)
         await session.flush()
-        blog = BlogPost(tenant_id=tenant_id, company_id=company.id, topic_id=topic.id, title="Parcel robots", slug="parcel-robots")
+        blog = BlogPost(
+            tenant_id=tenant_id, company_id=company.id, topic_id=topic.id, title="Parcel robots", slug="parcel-robots"
+        )
         session.add(blog)
         await session.flush()
         posts = [

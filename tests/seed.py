@@ -111,7 +111,10 @@ async def seed_tenant(db: Database, tenant: Tenant, media_dir: Path) -> SeededTe
     now = datetime.now(UTC)
     async with db.session() as session:
         company = Company(
-            tenant_id=tenant.id, name=f"Company {marker}", website="https://acme.example", industry=f"Robots {marker}",
+            tenant_id=tenant.id,
+            name=f"Company {marker}",
+            website="https://acme.example",
+            industry=f"Robots {marker}",
             timezone="Europe/Prague",
         )
         session.add(company)
@@ -121,27 +124,64 @@ async def seed_tenant(db: Database, tenant: Tenant, media_dir: Path) -> SeededTe
     media_bytes = b"\x89PNG\r\n\x1a\n" + marker.encode()
     async with db.session() as session:
         personas = [
-            Persona(tenant_id=t, company_id=c, position=i, name=f"Persona {i} {marker}", role="Plant manager", details={"summary": marker})
+            Persona(
+                tenant_id=t,
+                company_id=c,
+                position=i,
+                name=f"Persona {i} {marker}",
+                role="Plant manager",
+                details={"summary": marker},
+            )
             for i in range(PERSONAS)
         ]
         session.add_all(personas)
         await session.flush()
-        topic = Topic(tenant_id=t, company_id=c, persona_id=personas[0].id, month=next_month(), title=f"Topic {marker}", angle=marker, keywords=[marker])
+        topic = Topic(
+            tenant_id=t,
+            company_id=c,
+            persona_id=personas[0].id,
+            month=next_month(),
+            title=f"Topic {marker}",
+            angle=marker,
+            keywords=[marker],
+        )
         session.add(topic)
         await session.flush()
-        post = BlogPost(tenant_id=t, company_id=c, topic_id=topic.id, title=f"Post {marker}", slug=marker, meta_description=marker, keywords=[marker])
+        post = BlogPost(
+            tenant_id=t,
+            company_id=c,
+            topic_id=topic.id,
+            title=f"Post {marker}",
+            slug=marker,
+            meta_description=marker,
+            keywords=[marker],
+        )
         session.add(post)
         await session.flush()
         revision = BlogPostRevision(tenant_id=t, blog_post_id=post.id, revision=1, markdown=f"# {marker}", word_count=2)
         social = SocialPost(
-            tenant_id=t, company_id=c, blog_post_id=post.id, platform=Platform.LINKEDIN, text=f"Social {marker}", hashtags=[f"#{marker}"],
+            tenant_id=t,
+            company_id=c,
+            blog_post_id=post.id,
+            platform=Platform.LINKEDIN,
+            text=f"Social {marker}",
+            hashtags=[f"#{marker}"],
             publish_state=PublishState.DRAFT,
         )
         session.add_all([revision, social])
         await session.flush()
         image = MediaAsset(
-            tenant_id=t, company_id=c, social_post_id=social.id, kind=MediaKind.IMAGE, mime_type="image/png", path="", size_bytes=len(media_bytes),
-            width=1200, height=627, alt_text=marker, prompt=marker,
+            tenant_id=t,
+            company_id=c,
+            social_post_id=social.id,
+            kind=MediaKind.IMAGE,
+            mime_type="image/png",
+            path="",
+            size_bytes=len(media_bytes),
+            width=1200,
+            height=627,
+            alt_text=marker,
+            prompt=marker,
         )
         image.path = media_path(tenant.id, image.id, image.mime_type)
         (media_dir / image.path).parent.mkdir(parents=True, exist_ok=True)
@@ -155,14 +195,22 @@ async def seed_tenant(db: Database, tenant: Tenant, media_dir: Path) -> SeededTe
             opened_at=now,
         )
         pipeline = Pipeline(
-            tenant_id=t, company_id=c, month=next_month(), tier=tenant.tier, platforms=[Platform.LINKEDIN.value],
-            status=PipelineStatus.AWAITING_APPROVAL, stage=PipelineStage.AWAITING_PERSONA_SELECTION,
-            pending_gate=gate.model_dump(mode="json"), workflow_id="",
+            tenant_id=t,
+            company_id=c,
+            month=next_month(),
+            tier=tenant.tier,
+            platforms=[Platform.LINKEDIN.value],
+            status=PipelineStatus.AWAITING_APPROVAL,
+            stage=PipelineStage.AWAITING_PERSONA_SELECTION,
+            pending_gate=gate.model_dump(mode="json"),
+            workflow_id="",
         )
         pipeline.workflow_id = f"pipeline-{company.id}-{pipeline.month}-{marker}"
         session.add(pipeline)
 
-        job = AIJob(tenant_id=t, company_id=c, job_type=JobType.GENERATE_DNA, progress_message="queued", params={"note": marker})
+        job = AIJob(
+            tenant_id=t, company_id=c, job_type=JobType.GENERATE_DNA, progress_message="queued", params={"note": marker}
+        )
         job.workflow_id = job_workflow_id(job.id)
         session.add(job)
 
@@ -179,8 +227,11 @@ async def seed_tenant(db: Database, tenant: Tenant, media_dir: Path) -> SeededTe
                 sa.update(AIJob)
                 .where(col(AIJob.id) == job.id)
                 .values(
-                    status=status.value, progress=progress, progress_message=f"{status.value.lower()} {marker}",
-                    started_at=now, completed_at=datetime.now(UTC) if done else None,
+                    status=status.value,
+                    progress=progress,
+                    progress_message=f"{status.value.lower()} {marker}",
+                    started_at=now,
+                    completed_at=datetime.now(UTC) if done else None,
                     result_data={"dnaId": str(dna.id), "note": marker} if done else None,
                 )
             )
@@ -238,8 +289,15 @@ def schema_name(schema: dict[str, Any]) -> str | None:
 async def counts_of(db: Database, tenant_id: uuid.UUID) -> dict[str, int]:
     """How many rows of each kind the tenant has, and how many of its keys are live: to show nothing changed."""
     tables: dict[str, Any] = {
-        "companies": Company, "jobs": AIJob, "pipelines": Pipeline, "personas": Persona, "topics": Topic,
-        "blog posts": BlogPost, "social posts": SocialPost, "media": MediaAsset, "keys": ApiKey,
+        "companies": Company,
+        "jobs": AIJob,
+        "pipelines": Pipeline,
+        "personas": Persona,
+        "topics": Topic,
+        "blog posts": BlogPost,
+        "social posts": SocialPost,
+        "media": MediaAsset,
+        "keys": ApiKey,
     }
     found: dict[str, int] = {}
     async with db.session() as session:
@@ -247,7 +305,8 @@ async def counts_of(db: Database, tenant_id: uuid.UUID) -> dict[str, int]:
             statement = sa.select(sa.func.count()).select_from(table).where(col(table.tenant_id) == tenant_id)
             found[name] = int((await session.exec(statement)).one()[0])  # type: ignore[call-overload]
         live = (
-            sa.select(sa.func.count()).select_from(ApiKey)
+            sa.select(sa.func.count())
+            .select_from(ApiKey)
             .where(col(ApiKey.tenant_id) == tenant_id, col(ApiKey.revoked_at).is_(None))
         )
         found["live keys"] = int((await session.exec(live)).one()[0])  # type: ignore[call-overload]

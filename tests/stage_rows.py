@@ -104,14 +104,19 @@ async def add_persona(db: Database, company: Company, name: str = "Operations Ol
             company_id=company.id,
             name=name,
             role="Operations Manager",
-            details={"summary": "Runs a 40-person plant and hates downtime.", "goals": ["less downtime", "safer shifts"]},
+            details={
+                "summary": "Runs a 40-person plant and hates downtime.",
+                "goals": ["less downtime", "safer shifts"],
+            },
         )
         session.add(persona)
         await session.commit()
         return persona
 
 
-async def add_topic(db: Database, persona: Persona, title: str = "Five ways to halve unplanned downtime", **fields: Any) -> Topic:
+async def add_topic(
+    db: Database, persona: Persona, title: str = "Five ways to halve unplanned downtime", **fields: Any
+) -> Topic:
     values: dict[str, Any] = {
         "month": "2026-03",
         "angle": "Downtime is a planning problem before it is a maintenance problem.",
@@ -119,7 +124,9 @@ async def add_topic(db: Database, persona: Persona, title: str = "Five ways to h
         **fields,
     }
     async with db.session() as session:
-        topic = Topic(tenant_id=persona.tenant_id, company_id=persona.company_id, persona_id=persona.id, title=title, **values)
+        topic = Topic(
+            tenant_id=persona.tenant_id, company_id=persona.company_id, persona_id=persona.id, title=title, **values
+        )
         session.add(topic)
         await session.commit()
         return topic
@@ -160,14 +167,30 @@ async def rows(db: Database, table: Any, *where: Any, order: Any = None) -> list
         return list((await session.exec(statement)).all())
 
 
-async def blog_post_with_revision(db: Database, topic: Topic, markdown: str, title: str = "Halve your downtime") -> BlogPost:
+async def blog_post_with_revision(
+    db: Database, topic: Topic, markdown: str, title: str = "Halve your downtime"
+) -> BlogPost:
     async with db.session() as session:
         post = BlogPost(
-            tenant_id=topic.tenant_id, company_id=topic.company_id, topic_id=topic.id, title=title, slug="halve-your-downtime",
-            meta_description="How small plants cut unplanned downtime in half.", keywords=["downtime"], target_words=2000,
+            tenant_id=topic.tenant_id,
+            company_id=topic.company_id,
+            topic_id=topic.id,
+            title=title,
+            slug="halve-your-downtime",
+            meta_description="How small plants cut unplanned downtime in half.",
+            keywords=["downtime"],
+            target_words=2000,
         )
         session.add(post)
         await session.flush()
-        session.add(BlogPostRevision(tenant_id=topic.tenant_id, blog_post_id=post.id, revision=1, markdown=markdown, word_count=len(markdown.split())))
+        session.add(
+            BlogPostRevision(
+                tenant_id=topic.tenant_id,
+                blog_post_id=post.id,
+                revision=1,
+                markdown=markdown,
+                word_count=len(markdown.split()),
+            )
+        )
         await session.commit()
         return post

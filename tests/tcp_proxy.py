@@ -52,9 +52,7 @@ class TcpProxy:
         self._writers.add(client_writer)
         upstream_writer: asyncio.StreamWriter | None = None
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(
-                self.upstream_host, self.upstream_port
-            )
+            upstream_reader, upstream_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
             self._writers.add(upstream_writer)
             async with asyncio.TaskGroup() as both:
                 both.create_task(self._pump(client_reader, upstream_writer))

@@ -49,7 +49,9 @@ class Api:
     theirs: Artifacts  # the same artifacts in another tenant
     empty: Company  # a company of `mine`'s tenant without artifacts
 
-    async def get(self, path: str, *, tenant: Tenant | None = None, role: Role = Role.MARKETER, **params: Any) -> httpx.Response:
+    async def get(
+        self, path: str, *, tenant: Tenant | None = None, role: Role = Role.MARKETER, **params: Any
+    ) -> httpx.Response:
         return await self.http.get(path, params=params, headers=(tenant or self.mine.tenant).headers(role))
 
     async def ok(self, template: str, **params: Any) -> Any:
@@ -66,7 +68,14 @@ async def make_artifacts(db: Database, tenant: Tenant, media_dir: Path) -> Artif
     async with db.session() as session:
         # Written out of order: the list must come back by position.
         personas = [
-            Persona(**scope, position=position, name=f"Persona {position}", role="Plant manager", details={"summary": f"no. {position}"}, selected=position != 1)
+            Persona(
+                **scope,
+                position=position,
+                name=f"Persona {position}",
+                role="Plant manager",
+                details={"summary": f"no. {position}"},
+                selected=position != 1,
+            )
             for position in (2, 0, 1)
         ]
         session.add_all(personas)
@@ -76,54 +85,112 @@ async def make_artifacts(db: Database, tenant: Tenant, media_dir: Path) -> Artif
     topics = {
         "approved": await add_topic(db, first, "Halve your downtime", position=0, status="APPROVED"),
         "proposed": await add_topic(db, third, "Safer night shifts", position=1),
-        "rejected": await add_topic(db, first, "Robots, broadly", month="2026-04", status="REJECTED", feedback="too broad"),
+        "rejected": await add_topic(
+            db, first, "Robots, broadly", month="2026-04", status="REJECTED", feedback="too broad"
+        ),
     }
-    topics["retry"] = await add_topic(db, first, "Robots for pick and place", month="2026-04", revision=1, previous_id=topics["rejected"].id)
+    topics["retry"] = await add_topic(
+        db, first, "Robots for pick and place", month="2026-04", revision=1, previous_id=topics["rejected"].id
+    )
     async with db.session() as session:
         posts = {
-            "old": BlogPost(**scope, topic_id=topics["proposed"].id, title="Safer night shifts", slug="safer-night-shifts", created_at=BASE),
+            "old": BlogPost(
+                **scope,
+                topic_id=topics["proposed"].id,
+                title="Safer night shifts",
+                slug="safer-night-shifts",
+                created_at=BASE,
+            ),
             "new": BlogPost(
-                **scope, topic_id=topics["approved"].id, title="Halve your downtime", slug="halve-your-downtime",
-                meta_description="How small plants cut downtime.", keywords=["downtime"], status="APPROVED",
-                current_revision=2, target_words=2000, created_at=BASE + timedelta(hours=1),
+                **scope,
+                topic_id=topics["approved"].id,
+                title="Halve your downtime",
+                slug="halve-your-downtime",
+                meta_description="How small plants cut downtime.",
+                keywords=["downtime"],
+                status="APPROVED",
+                current_revision=2,
+                target_words=2000,
+                created_at=BASE + timedelta(hours=1),
             ),
         }
         session.add_all(posts.values())
         await session.flush()
         session.add_all(
             [
-                BlogPostRevision(tenant_id=tenant.id, blog_post_id=posts["old"].id, revision=1, markdown="# Night shifts", word_count=3),
                 BlogPostRevision(
-                    tenant_id=tenant.id, blog_post_id=posts["new"].id, revision=1, markdown="# Downtime, draft", word_count=3,
+                    tenant_id=tenant.id,
+                    blog_post_id=posts["old"].id,
+                    revision=1,
+                    markdown="# Night shifts",
+                    word_count=3,
+                ),
+                BlogPostRevision(
+                    tenant_id=tenant.id,
+                    blog_post_id=posts["new"].id,
+                    revision=1,
+                    markdown="# Downtime, draft",
+                    word_count=3,
                     feedback="cite the survey",
                 ),
                 BlogPostRevision(
-                    tenant_id=tenant.id, blog_post_id=posts["new"].id, revision=2, markdown="# Downtime\n\nHalved [1].",
-                    word_count=4, citations=CITATIONS,
+                    tenant_id=tenant.id,
+                    blog_post_id=posts["new"].id,
+                    revision=2,
+                    markdown="# Downtime\n\nHalved [1].",
+                    word_count=4,
+                    citations=CITATIONS,
                 ),
             ]
         )
         social = {
             "linkedin": SocialPost(
-                **scope, blog_post_id=posts["new"].id, platform=Platform.LINKEDIN, text="Downtime, halved.", hashtags=["#ops"],
-                image_prompt="a calm factory floor", publish_at=BASE + timedelta(days=2), publish_state=PublishState.SCHEDULED,
+                **scope,
+                blog_post_id=posts["new"].id,
+                platform=Platform.LINKEDIN,
+                text="Downtime, halved.",
+                hashtags=["#ops"],
+                image_prompt="a calm factory floor",
+                publish_at=BASE + timedelta(days=2),
+                publish_state=PublishState.SCHEDULED,
             ),
             "x": SocialPost(
-                **scope, blog_post_id=posts["new"].id, platform=Platform.X, text="Halve it.", publish_at=BASE + timedelta(days=1),
-                publish_state=PublishState.PUBLISHED, external_id="x-123", published_at=BASE + timedelta(days=1, seconds=3),
+                **scope,
+                blog_post_id=posts["new"].id,
+                platform=Platform.X,
+                text="Halve it.",
+                publish_at=BASE + timedelta(days=1),
+                publish_state=PublishState.PUBLISHED,
+                external_id="x-123",
+                published_at=BASE + timedelta(days=1, seconds=3),
             ),
-            "draft": SocialPost(**scope, blog_post_id=posts["old"].id, platform=Platform.INSTAGRAM, text="Nights, safer."),
+            "draft": SocialPost(
+                **scope, blog_post_id=posts["old"].id, platform=Platform.INSTAGRAM, text="Nights, safer."
+            ),
         }
         session.add_all(social.values())
         await session.flush()
         media = {
             "image": MediaAsset(
-                **scope, social_post_id=social["linkedin"].id, kind=MediaKind.IMAGE, mime_type="image/png", path="",
-                width=1200, height=627, alt_text="A calm factory floor", prompt="a calm factory floor", created_at=BASE,
+                **scope,
+                social_post_id=social["linkedin"].id,
+                kind=MediaKind.IMAGE,
+                mime_type="image/png",
+                path="",
+                width=1200,
+                height=627,
+                alt_text="A calm factory floor",
+                prompt="a calm factory floor",
+                created_at=BASE,
             ),
             "video": MediaAsset(
-                **scope, blog_post_id=posts["new"].id, kind=MediaKind.VIDEO, mime_type="video/mp4", path="",
-                duration_seconds=8.0, created_at=BASE + timedelta(hours=1),
+                **scope,
+                blog_post_id=posts["new"].id,
+                kind=MediaKind.VIDEO,
+                mime_type="video/mp4",
+                path="",
+                duration_seconds=8.0,
+                created_at=BASE + timedelta(hours=1),
             ),
         }
         files = {}
@@ -152,7 +219,10 @@ async def api(db: Database, database_url: str, tmp_path_factory: pytest.TempPath
     mine = await make_artifacts(db, await make_tenant(db), media_dir)
     theirs = await make_artifacts(db, await make_tenant(db, name="Another tenant"), media_dir)
     empty = await new_company(db, mine.tenant)
-    async with serving(create_app(settings), port) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+    async with (
+        serving(create_app(settings), port) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+    ):
         yield Api(http, settings, mine, theirs, empty)
 
 
@@ -176,7 +246,9 @@ async def test_personas_by_position_and_selection(api: Api) -> None:
     page = await api.ok("{company}/personas")
     assert page["count"] == 3 and ids(page) == strs(*personas)
     first = page["data"][0]
-    assert first["name"] == "Persona 0" and first["role"] == "Plant manager" and first["details"] == {"summary": "no. 0"}
+    assert (
+        first["name"] == "Persona 0" and first["role"] == "Plant manager" and first["details"] == {"summary": "no. 0"}
+    )
     assert first["selected"] is True and first["isSample"] is False and first["jobId"] is None and first["createdAt"]
     assert ids(await api.ok("{company}/personas", selected="true")) == strs(personas[0], personas[2])
     assert ids(await api.ok("{company}/personas", selected="false")) == strs(personas[1])
@@ -189,9 +261,17 @@ async def test_topics_by_month_status_and_persona(api: Api) -> None:
     march = await api.ok("{company}/topics", month="2026-03")
     assert march["count"] == 2 and ids(march) == strs(topics["approved"], topics["proposed"])
     approved = march["data"][0]
-    assert approved["title"] == "Halve your downtime" and approved["status"] == "APPROVED" and approved["month"] == "2026-03"
+    assert (
+        approved["title"] == "Halve your downtime"
+        and approved["status"] == "APPROVED"
+        and approved["month"] == "2026-03"
+    )
     assert approved["keywords"] == ["downtime", "predictive maintenance"] and approved["angle"].startswith("Downtime")
-    assert approved["personaId"] == str(api.mine.personas[0].id) and approved["revision"] == 0 and approved["previousId"] is None
+    assert (
+        approved["personaId"] == str(api.mine.personas[0].id)
+        and approved["revision"] == 0
+        and approved["previousId"] is None
+    )
     april = await api.ok("{company}/topics", month="2026-04")
     rejected, retry = april["data"]
     assert rejected["status"] == "REJECTED" and rejected["feedback"] == "too broad"
@@ -207,10 +287,19 @@ async def test_blog_posts_newest_first_with_revision_summaries(api: Api) -> None
     page = await api.ok("{company}/blogposts")
     assert page["count"] == 2 and ids(page) == strs(posts["new"], posts["old"])
     new = page["data"][0]
-    assert new["title"] == "Halve your downtime" and new["slug"] == "halve-your-downtime" and new["status"] == "APPROVED"
+    assert (
+        new["title"] == "Halve your downtime" and new["slug"] == "halve-your-downtime" and new["status"] == "APPROVED"
+    )
     assert new["metaDescription"] == "How small plants cut downtime." and new["keywords"] == ["downtime"]
-    assert new["currentRevision"] == 2 and new["targetWords"] == 2000 and new["topicId"] == str(api.mine.topics["approved"].id)
-    assert [(r["revision"], r["wordCount"], r["feedback"]) for r in new["revisions"]] == [(1, 3, "cite the survey"), (2, 4, None)]
+    assert (
+        new["currentRevision"] == 2
+        and new["targetWords"] == 2000
+        and new["topicId"] == str(api.mine.topics["approved"].id)
+    )
+    assert [(r["revision"], r["wordCount"], r["feedback"]) for r in new["revisions"]] == [
+        (1, 3, "cite the survey"),
+        (2, 4, None),
+    ]
     assert "markdown" not in page["data"][0]["revisions"][0] and "markdown" not in new
     assert ids(await api.ok("{company}/blogposts", status="DRAFT")) == strs(posts["old"])
     assert ids(await api.ok("{company}/blogposts", topicId=str(api.mine.topics["approved"].id))) == strs(posts["new"])
@@ -220,7 +309,10 @@ async def test_a_blog_post_with_its_markdown_and_every_revision(api: Api) -> Non
     post = await api.ok("{company}/blogposts/{post}")
     assert post["id"] == str(api.mine.posts["new"].id) and post["currentRevision"] == 2
     assert post["markdown"] == "# Downtime\n\nHalved [1]." and post["citations"] == CITATIONS
-    assert [(r["revision"], r["markdown"]) for r in post["revisions"]] == [(1, "# Downtime, draft"), (2, "# Downtime\n\nHalved [1].")]
+    assert [(r["revision"], r["markdown"]) for r in post["revisions"]] == [
+        (1, "# Downtime, draft"),
+        (2, "# Downtime\n\nHalved [1]."),
+    ]
     assert post["revisions"][0]["feedback"] == "cite the survey" and post["revisions"][0]["citations"] == []
     first = await api.ok("{company}/blogposts/{post}", revision=1)
     assert [r["revision"] for r in first["revisions"]] == [1] and first["markdown"] == post["markdown"]
@@ -234,10 +326,18 @@ async def test_social_posts_in_publishing_order_with_state_and_images(api: Api) 
     page = await api.ok("{company}/social-posts")
     assert page["count"] == 3 and ids(page) == strs(social["x"], social["linkedin"], social["draft"])
     published, scheduled, draft = page["data"]
-    assert published["platform"] == "x" and published["publishState"] == "PUBLISHED" and published["externalId"] == "x-123"
+    assert (
+        published["platform"] == "x" and published["publishState"] == "PUBLISHED" and published["externalId"] == "x-123"
+    )
     assert datetime.fromisoformat(published["publishedAt"]) == BASE + timedelta(days=1, seconds=3)
-    assert scheduled["publishState"] == "SCHEDULED" and datetime.fromisoformat(scheduled["publishAt"]) == BASE + timedelta(days=2)
-    assert scheduled["text"] == "Downtime, halved." and scheduled["hashtags"] == ["#ops"] and scheduled["imagePrompt"] == "a calm factory floor"
+    assert scheduled["publishState"] == "SCHEDULED" and datetime.fromisoformat(
+        scheduled["publishAt"]
+    ) == BASE + timedelta(days=2)
+    assert (
+        scheduled["text"] == "Downtime, halved."
+        and scheduled["hashtags"] == ["#ops"]
+        and scheduled["imagePrompt"] == "a calm factory floor"
+    )
     assert scheduled["blogPostId"] == str(api.mine.posts["new"].id) and scheduled["publishError"] is None
     assert [m["id"] for m in scheduled["media"]] == [str(image.id)]
     assert scheduled["media"][0]["downloadUrl"] == f"{api.settings.public_base_url}/api/v1/media/{image.id}/file"
@@ -253,7 +353,11 @@ async def test_media_newest_first_and_download_urls_serve_the_file_with_the_key(
     page = await api.ok("{company}/media")
     assert page["count"] == 2 and ids(page) == strs(video, image)
     shown_video, shown_image = page["data"]
-    assert shown_video["kind"] == "video" and shown_video["mimeType"] == "video/mp4" and shown_video["durationSeconds"] == 8.0
+    assert (
+        shown_video["kind"] == "video"
+        and shown_video["mimeType"] == "video/mp4"
+        and shown_video["durationSeconds"] == 8.0
+    )
     assert shown_video["blogPostId"] == str(api.mine.posts["new"].id) and shown_video["socialPostId"] is None
     assert (shown_image["width"], shown_image["height"], shown_image["altText"]) == (1200, 627, "A calm factory floor")
     assert shown_image["sizeBytes"] == len(api.mine.files[image.id]) and shown_image["prompt"] == "a calm factory floor"
@@ -344,7 +448,9 @@ async def test_another_tenants_ids_as_filters_find_nothing(api: Api) -> None:
         assert page == {"data": [], "count": 0, "limit": 50, "offset": 0}, (template, params)
 
 
-@pytest.mark.parametrize("template", [route.split("?")[0] for route in ROUTES if "{post}" not in route and route != "{company}/dna"])
+@pytest.mark.parametrize(
+    "template", [route.split("?")[0] for route in ROUTES if "{post}" not in route and route != "{company}/dna"]
+)
 async def test_a_company_without_artifacts_has_empty_pages(api: Api, template: str) -> None:
     response = await api.get(f"/api/v1/companies/{api.empty.id}/" + template.removeprefix("{company}/"))
     assert response.status_code == 200 and response.json() == {"data": [], "count": 0, "limit": 50, "offset": 0}
@@ -370,7 +476,9 @@ async def test_a_company_without_artifacts_has_empty_pages(api: Api, template: s
         ("not-a-uuid/media", {}, "path.company_id"),
     ],
 )
-async def test_bad_input_is_a_422_problem_naming_the_field(api: Api, template: str, params: dict[str, Any], field: str) -> None:
+async def test_bad_input_is_a_422_problem_naming_the_field(
+    api: Api, template: str, params: dict[str, Any], field: str
+) -> None:
     response = await api.get(api.mine.path(template), **params)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
@@ -382,7 +490,9 @@ async def test_bad_input_is_a_422_problem_naming_the_field(api: Api, template: s
 async def test_openapi_documents_every_artifact_route(api: Api) -> None:
     document = (await api.http.get("/openapi.json")).json()
     assert document["components"]["securitySchemes"]["HTTPBearer"] == {
-        "type": "http", "scheme": "bearer", "description": "An API key made with `content-pipeline apikey create`."
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key made with `content-pipeline apikey create`.",
     }
     for template in ROUTES:
         path = "/api/v1/companies/" + template.split("?")[0].format(company="{company_id}", post="{blog_post_id}")
@@ -390,7 +500,9 @@ async def test_openapi_documents_every_artifact_route(api: Api) -> None:
         assert operation["summary"] and operation["security"] == [{"HTTPBearer": []}], path
         assert "$ref" in str(operation["responses"]["200"]["content"]["application/json"]["schema"]), path
         for status in ("401", "403", "404", "422"):
-            assert operation["responses"][status]["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/ProblemDetail"}
+            assert operation["responses"][status]["content"][PROBLEM]["schema"] == {
+                "$ref": "#/components/schemas/ProblemDetail"
+            }
         if template != "{company}/dna":
             assert operation["description"] and "tags" in operation and operation["tags"] == ["artifacts"], path
         assert path + "/" not in document["paths"]

@@ -28,7 +28,9 @@ def routes(company_id: str, job_id: str, key_id: str) -> list[tuple[str, str, di
     ]
 
 
-async def call(http: httpx.AsyncClient, method: str, path: str, body: Mapping[str, object] | None, headers: dict[str, str]) -> httpx.Response:
+async def call(
+    http: httpx.AsyncClient, method: str, path: str, body: Mapping[str, object] | None, headers: dict[str, str]
+) -> httpx.Response:
     return await http.request(method, path, json=body, headers=headers)
 
 
@@ -43,7 +45,12 @@ async def company_and_job(stack: RunningStack, tenant: Tenant) -> tuple[str, str
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer cpk_00000000_not-a-real-key"}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"}],
+    [
+        {},
+        {"Authorization": "Bearer cpk_00000000_not-a-real-key"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+    ],
     ids=["missing", "unknown", "not-bearer", "empty"],
 )
 async def test_every_route_needs_a_valid_key(stack: RunningStack, tenant: Tenant, headers: dict[str, str]) -> None:
@@ -63,7 +70,9 @@ async def test_a_revoked_key_is_refused(stack: RunningStack, tenant: Tenant) -> 
     assert key["apiKey"].startswith("cpk_") and key["role"] == "marketer"
     own = {"Authorization": f"Bearer {key['apiKey']}"}
     assert (await stack.http.get("/api/v1/companies", headers=own)).status_code == 200
-    assert (await stack.http.delete(f"/api/v1/apikeys/{key['id']}", headers=tenant.headers(Role.ADMIN))).status_code == 204
+    assert (
+        await stack.http.delete(f"/api/v1/apikeys/{key['id']}", headers=tenant.headers(Role.ADMIN))
+    ).status_code == 204
     refused = await stack.http.get("/api/v1/companies", headers=own)
     assert refused.status_code == 401
     assert "revoked" in refused.json()["detail"]
@@ -84,11 +93,15 @@ async def test_roles_are_enforced(stack: RunningStack, tenant: Tenant) -> None:
         assert (await stack.http.get("/api/v1/companies", headers=tenant.headers(role))).status_code == 200
 
 
-async def test_another_tenants_objects_are_404_and_unchanged(stack: RunningStack, tenant: Tenant, other_tenant: Tenant) -> None:
+async def test_another_tenants_objects_are_404_and_unchanged(
+    stack: RunningStack, tenant: Tenant, other_tenant: Tenant
+) -> None:
     company_id, job_id = await company_and_job(stack, tenant)
     mine = await stack.http.get("/api/v1/apikeys", headers=tenant.headers(Role.ADMIN))
     key_id = mine.json()[0]["id"]
-    before = (await stack.http.get(f"/api/v1/ai/companies/{company_id}/jobs/", headers=tenant.headers())).json()["count"]
+    before = (await stack.http.get(f"/api/v1/ai/companies/{company_id}/jobs/", headers=tenant.headers())).json()[
+        "count"
+    ]
     for method, path, body in routes(company_id, job_id, key_id):
         if not any(object_id in path for object_id in (company_id, job_id, key_id)):
             continue

@@ -21,7 +21,13 @@ async def count_companies(stack: RunningStack, tenant: Tenant) -> int:
 
 
 async def test_create_list_and_get_a_company(stack: RunningStack, tenant: Tenant) -> None:
-    body = {"name": "Acme Robotics", "website": "https://acme.example", "country": "CZ", "industry": "Robots", "timezone": "Europe/Prague"}
+    body = {
+        "name": "Acme Robotics",
+        "website": "https://acme.example",
+        "country": "CZ",
+        "industry": "Robots",
+        "timezone": "Europe/Prague",
+    }
     created = await stack.http.post("/api/v1/companies/", json=body, headers=tenant.headers())
     assert created.status_code == 201, created.text
     company = created.json()
@@ -57,10 +63,15 @@ async def test_bad_input_is_a_problem_and_changes_nothing(stack: RunningStack, t
         assert problem["status"] == 422 and problem["title"] and problem["type"]
         assert any(field in e["field"] for e in problem["errors"]), problem
     malformed = await stack.http.post(
-        "/api/v1/companies", content=b'{"name": "Acme",', headers={**tenant.headers(), "Content-Type": "application/json"}
+        "/api/v1/companies",
+        content=b'{"name": "Acme",',
+        headers={**tenant.headers(), "Content-Type": "application/json"},
     )
     assert malformed.status_code == 422 and malformed.headers["content-type"].startswith(PROBLEM)
-    assert malformed.json()["errors"][0]["field"] == "body" and "not valid JSON" in malformed.json()["errors"][0]["message"]
+    assert (
+        malformed.json()["errors"][0]["field"] == "body"
+        and "not valid JSON" in malformed.json()["errors"][0]["message"]
+    )
     assert await count_companies(stack, tenant) == before
     for query in ("offset=100000000000000000000", "offset=-1", "limit=0", "limit=201", "limit=x"):
         paged = await stack.http.get(f"/api/v1/companies?{query}", headers=tenant.headers())
@@ -68,7 +79,11 @@ async def test_bad_input_is_a_problem_and_changes_nothing(stack: RunningStack, t
 
 
 async def test_unknown_ids_are_404_problems(stack: RunningStack, tenant: Tenant) -> None:
-    for path in (f"/api/v1/companies/{uuid.uuid4()}", f"/api/v1/ai/jobs/{uuid.uuid4()}/", f"/api/v1/companies/{uuid.uuid4()}/dna"):
+    for path in (
+        f"/api/v1/companies/{uuid.uuid4()}",
+        f"/api/v1/ai/jobs/{uuid.uuid4()}/",
+        f"/api/v1/companies/{uuid.uuid4()}/dna",
+    ):
         response = await stack.http.get(path, headers=tenant.headers())
         assert response.status_code == 404, path
         assert response.headers["content-type"].startswith(PROBLEM)
@@ -118,7 +133,9 @@ async def test_readiness_reports_an_unreachable_engine_and_starts_anyway(databas
         # Reads do not need the engine: a finished job is served from the database.
         db = Database.from_url(database_url, pool_size=1)
         async with db.session() as session:
-            done = AIJob(tenant_id=tenant.id, company_id=company["id"], job_type=JobType.GENERATE_DNA, status=JobStatus.COMPLETED)
+            done = AIJob(
+                tenant_id=tenant.id, company_id=company["id"], job_type=JobType.GENERATE_DNA, status=JobStatus.COMPLETED
+            )
             session.add(done)
             await session.commit()
         await db.close()

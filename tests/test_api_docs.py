@@ -31,9 +31,7 @@ class Assets(HTMLParser):
         for name, attribute in FETCHED:
             url = values.get(attribute)
             if tag == name and url:
-                kind = (
-                    "icon" if "icon" in (values.get("rel") or "") else "stylesheet" if tag == "link" else tag
-                )
+                kind = "icon" if "icon" in (values.get("rel") or "") else "stylesheet" if tag == "link" else tag
                 self.found.append((kind, url))
 
 
@@ -43,9 +41,7 @@ EXPECTED_TYPES = {"script": "javascript", "stylesheet": "text/css", "icon": "ima
 @pytest.fixture
 async def http(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     # The pages need neither the database nor Temporal: the app is called in-process, without its lifespan.
-    settings = Settings(
-        database_url="postgresql://nobody@127.0.0.1:1/none", data_dir=tmp_path, _env_file=None
-    )
+    settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none", data_dir=tmp_path, _env_file=None)
     transport = httpx.ASGITransport(app=create_app(settings))
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         yield client

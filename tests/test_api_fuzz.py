@@ -113,14 +113,18 @@ async def fuzzing(
     if reporter is not None and capture is not None:
         seen = sum(fuzzing.runs.values(), Counter())
         with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nfuzzing: {seen.total()} cases in {len(fuzzing.runs)} runs (operation x key); statuses {dict(sorted(seen.items()))}")
+            reporter.write_line(
+                f"\nfuzzing: {seen.total()} cases in {len(fuzzing.runs)} runs (operation x key); statuses {dict(sorted(seen.items()))}"
+            )
 
 
 async def pipeline_at_personas_gate(stack: RunningStack, owner: SeededTenant, wait_seconds: float = 60) -> uuid.UUID:
     headers = owner.tenant.headers(Role.ADMIN)
     month = month_after(month_bounds(next_month())[0])  # the seeded pipeline holds the next month
     started = await stack.http.post(
-        f"/api/v1/ai/companies/{owner.company_id}/pipelines/", json={"month": month, "platforms": ["linkedin"]}, headers=headers
+        f"/api/v1/ai/companies/{owner.company_id}/pipelines/",
+        json={"month": month, "platforms": ["linkedin"]},
+        headers=headers,
     )
     assert started.status_code == 202, started.text
     pipeline = started.json()["pipelineId"]
@@ -172,10 +176,14 @@ def minimal_case(operation: Any, owner: SeededTenant) -> Case | None:
     name = schema_name(schema) if schema else None
     bodies = minimal_bodies(owner)
     if content and name not in bodies:
-        pytest.fail(f"{operation.label}: no minimal body for request schema {name or content}; add one to minimal_bodies() in tests/seed.py")
+        pytest.fail(
+            f"{operation.label}: no minimal body for request schema {name or content}; add one to minimal_bodies() in tests/seed.py"
+        )
     if not path and not content:
         return None
-    case: Case = operation.Case(path_parameters=path, **({"body": bodies[name], "media_type": "application/json"} if name else {}))
+    case: Case = operation.Case(
+        path_parameters=path, **({"body": bodies[name], "media_type": "application/json"} if name else {})
+    )
     return case
 
 
@@ -205,7 +213,11 @@ def generated(operation: Any, owners: list[SeededTenant], auth: AuthStorage[str]
     for owner in owners:
         if fixed_path(operation, owner):
             strategies.append(
-                operation.as_strategy(generation_mode=GenerationMode.POSITIVE, auth_storage=auth, path_parameters=fixed_path(operation, owner))
+                operation.as_strategy(
+                    generation_mode=GenerationMode.POSITIVE,
+                    auth_storage=auth,
+                    path_parameters=fixed_path(operation, owner),
+                )
             )
     return st.one_of(strategies)
 
@@ -232,7 +244,12 @@ def fuzz(operation: Any, base_url: str, key: str, owners: list[SeededTenant], ch
         response = case.call(base_url=base_url, session=session, headers=explicit, timeout=REQUEST_TIMEOUT_SECONDS)
         statuses[response.status_code] += 1
         # What a re-sending check (ignored_auth) needs to send its probes the same way.
-        sent = {"base_url": base_url, "session": session, "timeout": REQUEST_TIMEOUT_SECONDS, **({"headers": explicit} if explicit else {})}
+        sent = {
+            "base_url": base_url,
+            "session": session,
+            "timeout": REQUEST_TIMEOUT_SECONDS,
+            **({"headers": explicit} if explicit else {}),
+        }
         case.validate_response(response, checks=checks, headers=explicit, transport_kwargs=sent)
 
     for owner in owners:

@@ -28,8 +28,12 @@ def next_month() -> str:
     return month_after(datetime.now(UTC))
 
 
-async def start(stack: RunningStack, tenant: Tenant, company_id: str, endpoint: str, body: Any = None, **headers: str) -> httpx.Response:
-    return await stack.http.post(f"{JOBS}/companies/{company_id}/{endpoint}/", json=body, headers={**tenant.headers(), **headers})
+async def start(
+    stack: RunningStack, tenant: Tenant, company_id: str, endpoint: str, body: Any = None, **headers: str
+) -> httpx.Response:
+    return await stack.http.post(
+        f"{JOBS}/companies/{company_id}/{endpoint}/", json=body, headers={**tenant.headers(), **headers}
+    )
 
 
 async def run(stack: RunningStack, tenant: Tenant, company_id: str, endpoint: str, body: Any = None) -> dict[str, Any]:
@@ -55,7 +59,9 @@ async def test_every_stage_runs_alone_through_its_endpoint(stack: RunningStack, 
     assert personas_job["jobType"] == "generate_personas" and len(personas_job["resultData"]["artifactIds"]) == 6
     persona_id = personas_job["resultData"]["artifactIds"][0]
 
-    topics_job = await run(stack, tenant, company, "generate-topics", {"personaId": persona_id, "month": next_month(), "count": 2})
+    topics_job = await run(
+        stack, tenant, company, "generate-topics", {"personaId": persona_id, "month": next_month(), "count": 2}
+    )
     assert topics_job["personaId"] == persona_id and len(topics_job["resultData"]["artifactIds"]) == 2
     topic_id = topics_job["resultData"]["artifactIds"][0]
 
@@ -63,7 +69,9 @@ async def test_every_stage_runs_alone_through_its_endpoint(stack: RunningStack, 
     assert blog_job["topicId"] == topic_id
     post_id = blog_job["resultData"]["artifactIds"][0]
 
-    social_job = await run(stack, tenant, company, "generate-social", {"blogPostId": post_id, "platforms": ["x", "linkedin"]})
+    social_job = await run(
+        stack, tenant, company, "generate-social", {"blogPostId": post_id, "platforms": ["x", "linkedin"]}
+    )
     social_ids = social_job["resultData"]["artifactIds"]
     assert len(social_ids) == 2
 
@@ -83,12 +91,19 @@ async def test_every_stage_runs_alone_through_its_endpoint(stack: RunningStack, 
         await asyncio.sleep(0.1)
     assert jobs["count"] == 7 and found == expected
     assert [j["jobType"] for j in jobs["data"]] == [
-        "generate_video", "generate_image", "generate_social", "generate_blogpost",
-        "generate_topics", "generate_personas", "generate_dna",
+        "generate_video",
+        "generate_image",
+        "generate_social",
+        "generate_blogpost",
+        "generate_topics",
+        "generate_personas",
+        "generate_dna",
     ]
 
 
-async def test_inputs_are_checked_against_the_company(stack: RunningStack, tenant: Tenant, other_tenant: Tenant) -> None:
+async def test_inputs_are_checked_against_the_company(
+    stack: RunningStack, tenant: Tenant, other_tenant: Tenant
+) -> None:
     company = await new_company(stack, tenant)
     theirs = await new_company(stack, other_tenant, "Their company")
     nothing = str(uuid.uuid4())
@@ -139,7 +154,11 @@ async def test_inputs_are_checked_against_the_company(stack: RunningStack, tenan
     await run(stack, tenant, company, "scrape-dna")
     personas = await run(stack, tenant, company, "generate-personas")
     response = await start(
-        stack, tenant, company, "generate-topics", {"personaId": personas["resultData"]["artifactIds"][0], "month": "2020-01"}
+        stack,
+        tenant,
+        company,
+        "generate-topics",
+        {"personaId": personas["resultData"]["artifactIds"][0], "month": "2020-01"},
     )
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "month"
 
@@ -177,7 +196,9 @@ async def test_an_idempotency_key_returns_the_same_job(stack: RunningStack, tena
     assert first.json()["jobId"] == again.json()["jobId"]
     # The key belongs to the tenant: another request under it is refused and changes nothing.
     other = await stack.http.post(
-        f"{JOBS}/companies/{company}/generate-personas/", json={"language": "de"}, headers={**tenant.headers(), "Idempotency-Key": "dna-1"}
+        f"{JOBS}/companies/{company}/generate-personas/",
+        json={"language": "de"},
+        headers={**tenant.headers(), "Idempotency-Key": "dna-1"},
     )
     assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
     # The same body with other whitespace and key order is the same request.
@@ -200,7 +221,9 @@ async def test_an_idempotency_key_returns_the_same_job(stack: RunningStack, tena
     assert jobs["count"] == 2
 
 
-async def test_twenty_concurrent_requests_with_one_key_make_one_job_and_one_workflow(stack: RunningStack, tenant: Tenant) -> None:
+async def test_twenty_concurrent_requests_with_one_key_make_one_job_and_one_workflow(
+    stack: RunningStack, tenant: Tenant
+) -> None:
     company = await new_company(stack, tenant)
     key = {"Idempotency-Key": f"burst-{uuid.uuid4()}"}
     responses = await asyncio.gather(*(start(stack, tenant, company, "scrape-dna", None, **key) for _ in range(20)))
@@ -232,31 +255,43 @@ async def test_a_start_the_engine_refused_frees_its_key(stack: RunningStack, ten
     app = create_app(stack.settings)
     async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
         app.state.temporal = Refusing()
-        refused = await http.post(f"{JOBS}/companies/{company}/scrape-dna/", headers={**tenant.headers(), "Idempotency-Key": "k-503"})
+        refused = await http.post(
+            f"{JOBS}/companies/{company}/scrape-dna/", headers={**tenant.headers(), "Idempotency-Key": "k-503"}
+        )
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
     # The job that never ran is FAILED with the reason, and the key is free again.
     jobs = (await stack.http.get(f"{JOBS}/companies/{company}/jobs/", headers=tenant.headers())).json()
-    assert [(j["status"], j["errorMessage"]) for j in jobs["data"]] == [("FAILED", "the workflow engine did not accept the job; nothing ran")]
+    assert [(j["status"], j["errorMessage"]) for j in jobs["data"]] == [
+        ("FAILED", "the workflow engine did not accept the job; nothing ran")
+    ]
     retried = await start(stack, tenant, company, "scrape-dna", None, **{"Idempotency-Key": "k-503"})
     assert retried.status_code == 202 and retried.json()["jobId"] != jobs["data"][0]["id"]
     assert (await wait_for_job(stack.http, retried.json()["jobId"], tenant.headers()))["status"] == "COMPLETED"
 
 
-async def test_start_requests_are_rate_limited_per_tenant(database_url: str, dev_temporal: WorkflowEnvironment, db: Database) -> None:
+async def test_start_requests_are_rate_limited_per_tenant(
+    database_url: str, dev_temporal: WorkflowEnvironment, db: Database
+) -> None:
     limited = await make_tenant(db, Tier.PRO, "Limited tenant")
     neighbour = await make_tenant(db, Tier.PRO, "Neighbour")
     async with running_stack(database_url, dev_temporal.client, rate_limit_pro_per_minute=3) as stack:
         company = await new_company(stack, limited)
-        accepted = [await start(stack, limited, company, "scrape-dna", None, **{"Idempotency-Key": f"r{i}"}) for i in range(3)]
+        accepted = [
+            await start(stack, limited, company, "scrape-dna", None, **{"Idempotency-Key": f"r{i}"}) for i in range(3)
+        ]
         assert [r.status_code for r in accepted] == [202, 202, 202]
         # A replay costs nothing; a new request is refused with when to come back.
-        assert (await start(stack, limited, company, "scrape-dna", None, **{"Idempotency-Key": "r0"})).status_code == 202
+        assert (
+            await start(stack, limited, company, "scrape-dna", None, **{"Idempotency-Key": "r0"})
+        ).status_code == 202
         refused = await start(stack, limited, company, "scrape-dna")
         assert refused.status_code == 429, refused.text
         assert 1 <= int(refused.headers["Retry-After"]) <= 20
         assert refused.headers["content-type"].startswith("application/problem+json")
         pipeline = await stack.http.post(
-            f"{JOBS}/companies/{company}/pipelines/", json={"month": next_month(), "platforms": ["x"]}, headers=limited.headers()
+            f"{JOBS}/companies/{company}/pipelines/",
+            json={"month": next_month(), "platforms": ["x"]},
+            headers=limited.headers(),
         )
         assert pipeline.status_code == 429
         # Refused requests made nothing, and the limit is per tenant.
@@ -280,7 +315,9 @@ async def test_cancel_a_running_job(
             if job["status"] == "PROCESSING":
                 break
             await asyncio.sleep(0.05)
-        assert (await stack.http.post(f"{JOBS}/jobs/{job_id}/cancel/", headers=other_tenant.headers())).status_code == 404
+        assert (
+            await stack.http.post(f"{JOBS}/jobs/{job_id}/cancel/", headers=other_tenant.headers())
+        ).status_code == 404
         cancelled = await stack.http.post(f"{JOBS}/jobs/{job_id}/cancel/", headers=tenant.headers())
         assert cancelled.status_code == 202, cancelled.text
         ended = await wait_for_job(stack.http, job_id, tenant.headers())
@@ -301,7 +338,9 @@ async def test_cancel_a_running_job(
 async def test_a_pipeline_stage_is_cancelled_with_its_pipeline(stack: RunningStack, tenant: Tenant) -> None:
     company = await new_company(stack, tenant)
     pipeline = await stack.http.post(
-        f"{JOBS}/companies/{company}/pipelines/", json={"month": next_month(), "platforms": ["x"]}, headers=tenant.headers()
+        f"{JOBS}/companies/{company}/pipelines/",
+        json={"month": next_month(), "platforms": ["x"]},
+        headers=tenant.headers(),
     )
     assert pipeline.status_code == 202, pipeline.text
     pipeline_id = pipeline.json()["pipelineId"]
@@ -319,7 +358,9 @@ async def test_an_unstarted_job_is_cancelled_in_place(stack: RunningStack, tenan
     """A job whose workflow never started (the API died between the row and the start) still cancels."""
     company = await new_company(stack, tenant)
     async with db.session() as session:
-        job = AIJob(tenant_id=tenant.id, company_id=uuid.UUID(company), job_type=JobType.GENERATE_DNA, progress_message="queued")
+        job = AIJob(
+            tenant_id=tenant.id, company_id=uuid.UUID(company), job_type=JobType.GENERATE_DNA, progress_message="queued"
+        )
         job.workflow_id = f"job-{job.id}"
         session.add(job)
         await session.commit()
@@ -327,7 +368,9 @@ async def test_an_unstarted_job_is_cancelled_in_place(stack: RunningStack, tenan
     assert response.status_code == 202 and response.json()["status"] == "CANCELLED"
 
 
-async def test_jobs_list_is_newest_first_with_filters_and_pages(stack: RunningStack, tenant: Tenant, db: Database) -> None:
+async def test_jobs_list_is_newest_first_with_filters_and_pages(
+    stack: RunningStack, tenant: Tenant, db: Database
+) -> None:
     company = await new_company(stack, tenant)
     ids = await seed_jobs(db, tenant, uuid.UUID(company))
     page = (await stack.http.get(f"{JOBS}/companies/{company}/jobs/?limit=3", headers=tenant.headers())).json()
@@ -336,10 +379,14 @@ async def test_jobs_list_is_newest_first_with_filters_and_pages(stack: RunningSt
     assert [j["id"] for j in rest["data"]] == [str(i) for i in ids[3:6]]
     failed = (await stack.http.get(f"{JOBS}/companies/{company}/jobs/?status=FAILED", headers=tenant.headers())).json()
     assert failed["count"] == 2 and {j["status"] for j in failed["data"]} == {"FAILED"}
-    blogs = (await stack.http.get(f"{JOBS}/companies/{company}/jobs/?jobType=generate_blogpost", headers=tenant.headers())).json()
+    blogs = (
+        await stack.http.get(f"{JOBS}/companies/{company}/jobs/?jobType=generate_blogpost", headers=tenant.headers())
+    ).json()
     assert blogs["count"] == 4 and {j["jobType"] for j in blogs["data"]} == {"generate_blogpost"}
     both = (
-        await stack.http.get(f"{JOBS}/companies/{company}/jobs/?jobType=generate_blogpost&status=COMPLETED", headers=tenant.headers())
+        await stack.http.get(
+            f"{JOBS}/companies/{company}/jobs/?jobType=generate_blogpost&status=COMPLETED", headers=tenant.headers()
+        )
     ).json()
     assert both["count"] == 3
     for query in ("status=DONE", "jobType=generate_everything", "limit=0", "limit=201", "offset=-1"):
@@ -426,24 +473,38 @@ async def test_stats_match_the_jobs(stack: RunningStack, tenant: Tenant, other_t
     assert stats["byType"]["generate_blogpost"]["durations"]["p95Seconds"] == pytest.approx(96.0)
 
     later = await stack.http.get(
-        f"{JOBS}/companies/{company}/jobs/stats/", params={"since": datetime.now(UTC).isoformat()}, headers=tenant.headers()
+        f"{JOBS}/companies/{company}/jobs/stats/",
+        params={"since": datetime.now(UTC).isoformat()},
+        headers=tenant.headers(),
     )
     assert later.json()["total"] == 0
-    assert (await stack.http.get(f"{JOBS}/companies/{company}/jobs/stats/", headers=other_tenant.headers())).status_code == 404
-    assert (await stack.http.get(f"{JOBS}/companies/{company}/jobs/stats/?since=yesterday", headers=tenant.headers())).status_code == 422
+    assert (
+        await stack.http.get(f"{JOBS}/companies/{company}/jobs/stats/", headers=other_tenant.headers())
+    ).status_code == 404
+    assert (
+        await stack.http.get(f"{JOBS}/companies/{company}/jobs/stats/?since=yesterday", headers=tenant.headers())
+    ).status_code == 422
 
 
 async def test_bodies_over_a_mebibyte_are_refused(stack: RunningStack, tenant: Tenant) -> None:
     big = b'{"name": "' + b"a" * (1024 * 1024) + b'"}'
-    response = await stack.http.post("/api/v1/companies", content=big, headers={**tenant.headers(), "Content-Type": "application/json"})
+    response = await stack.http.post(
+        "/api/v1/companies", content=big, headers={**tenant.headers(), "Content-Type": "application/json"}
+    )
     assert response.status_code == 413 and response.json()["status"] == 413
 
     async def chunks() -> Any:
         for _ in range(20):
             yield b"a" * 65536
 
-    streamed = await stack.http.post("/api/v1/companies", content=chunks(), headers={**tenant.headers(), "Content-Type": "application/json"})
+    streamed = await stack.http.post(
+        "/api/v1/companies", content=chunks(), headers={**tenant.headers(), "Content-Type": "application/json"}
+    )
     assert streamed.status_code == 413
     # Just under the limit is parsed as usual (and refused for what it says, not for its size).
     fits = b'{"name": "' + b"a" * (1024 * 1000) + b'"}'
-    assert (await stack.http.post("/api/v1/companies", content=fits, headers={**tenant.headers(), "Content-Type": "application/json"})).status_code == 422
+    assert (
+        await stack.http.post(
+            "/api/v1/companies", content=fits, headers={**tenant.headers(), "Content-Type": "application/json"}
+        )
+    ).status_code == 422

@@ -119,7 +119,9 @@ class Operation:
     def query(self) -> dict[str, str]:
         required = [p["name"] for p in self.parameters("query") if p.get("required")]
         if required:
-            pytest.fail(f"{self.label}: required query parameter(s) {required} have no value in the matrix; add them here")
+            pytest.fail(
+                f"{self.label}: required query parameter(s) {required} have no value in the matrix; add them here"
+            )
         return {}
 
     def body(self, owner: SeededTenant) -> dict[str, Any] | None:
@@ -135,7 +137,10 @@ class Operation:
                 "in tests/seed.py"
             )
         body = bodies[name]
-        errors = [e.message for e in jsonschema_rs.validator_for({**schema, "components": DOCUMENT["components"]}).iter_errors(body)]
+        errors = [
+            e.message
+            for e in jsonschema_rs.validator_for({**schema, "components": DOCUMENT["components"]}).iter_errors(body)
+        ]
         assert not errors, f"{self.label}: the matrix's minimal {name} body {body} breaks the schema: {errors}"
         return body
 
@@ -200,7 +205,10 @@ async def world(
     a = await seed_tenant(db, await make_tenant(db, Tier.ULTIMATE, "Tenant A"), media_dir)
     b = await seed_tenant(db, await make_tenant(db, Tier.FREE, "Tenant B"), media_dir)
     before = await counts_of(db, a.tenant.id)
-    async with serving(create_app(settings), port) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+    async with (
+        serving(create_app(settings), port) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+    ):
         yield World(http, a, b, before)
 
 
@@ -218,7 +226,9 @@ class Answer:
         return json.loads(self.content)
 
 
-async def send(http: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], body: Any, params: dict[str, str]) -> Answer:
+async def send(
+    http: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], body: Any, params: dict[str, str]
+) -> Answer:
     """The whole answer, or what an event stream sent in STREAM_READ_SECONDS if it is still open by then."""
     async with http.stream(method, url, headers=headers, json=body, params=params) as response:
         chunks: list[bytes] = []
@@ -331,7 +341,9 @@ BAD_BODY_CASES = [
 
 
 @pytest.mark.parametrize(("operation", "caller", "status", "bad"), BAD_BODY_CASES)
-async def test_refusal_wins_over_a_bad_body(world: World, operation: Operation, caller: str, status: int, bad: str) -> None:
+async def test_refusal_wins_over_a_bad_body(
+    world: World, operation: Operation, caller: str, status: int, bad: str
+) -> None:
     headers = {**headers_of(world, caller, operation), "Content-Type": "application/json"}
     url = operation.url(world.a.path_values())
     async with world.http.stream(operation.method, url, headers=headers, content=BAD_BODIES[bad]) as response:

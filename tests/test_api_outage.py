@@ -64,9 +64,7 @@ def calls_for(seeded: SeededTenant) -> list[Call]:
         # A bad body: the 422 handler looks up the key and the company first (refusal_before_body).
         Call("company create, bad body", "POST", f"{API}/companies", 422, body={"website": 5}),
         Call("company read", "GET", f"{API}/companies/{company}", 200),
-        Call(
-            "job start", "POST", f"{API}/ai/companies/{company}/scrape-dna/", 202, fresh_idempotency_key=True
-        ),
+        Call("job start", "POST", f"{API}/ai/companies/{company}/scrape-dna/", 202, fresh_idempotency_key=True),
         Call(
             "job start, replayed key",
             "POST",
@@ -121,9 +119,7 @@ async def send(http: httpx.AsyncClient, seeded: SeededTenant, call: Call) -> Ans
 def through(proxy: TcpProxy, url: str) -> str:
     parts = urlsplit(url)
     netloc = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(
-        (parts.scheme, f"{netloc}127.0.0.1:{proxy.port}", parts.path, parts.query, parts.fragment)
-    )
+    return urlunsplit((parts.scheme, f"{netloc}127.0.0.1:{proxy.port}", parts.path, parts.query, parts.fragment))
 
 
 class Records(logging.Handler):
@@ -161,9 +157,7 @@ async def company_table_locked(database_url: str) -> AsyncIterator[psycopg.Async
             await conn.rollback()
 
 
-LOCK_WAITERS = (
-    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-)
+LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
 
 
 async def wait_for_lock_waiters(database_url: str, at_least: int) -> int:
@@ -264,9 +258,7 @@ async def test_a_database_outage_answers_503_and_the_api_recovers_without_a_rest
                     waiting = await wait_for_lock_waiters(database_url, at_least=10)
                     await proxy.cut()
                     in_flight = await asyncio.gather(*burst)
-                await dev_temporal.client.get_workflow_handle(f"job-{live_job}").terminate(
-                    "stopped during the outage"
-                )
+                await dev_temporal.client.get_workflow_handle(f"job-{live_job}").terminate("stopped during the outage")
 
                 # Down: each kind of request, now refused at connect.
                 down = [await send(http, seeded, call) for call in calls]
@@ -281,24 +273,18 @@ async def test_a_database_outage_answers_503_and_the_api_recovers_without_a_rest
                 await proxy.restore()
                 back = [await send(http, seeded, call) for call in calls]
                 assert (await http.get("/readyz")).status_code == 200
-                (stream_outcome,) = await asyncio.wait_for(
-                    asyncio.gather(stream, return_exceptions=True), timeout=30
-                )
+                (stream_outcome,) = await asyncio.wait_for(asyncio.gather(stream, return_exceptions=True), timeout=30)
 
     answers = in_flight + down
     other_5xx = [(a.call.name, a.status) for a in [*answers, *back] if a.status >= 500 and a.status != 503]
     assert not other_5xx, f"5xx other than 503: {other_5xx}"
     wrong = [
-        (a.call.name, a.status, a.body)
-        for a in answers
-        if a.status != a.call.expected and not a.is_outage_refusal()
+        (a.call.name, a.status, a.body) for a in answers if a.status != a.call.expected and not a.is_outage_refusal()
     ]
     assert not wrong, wrong
     assert all(a.is_outage_refusal() for a in down), [(a.call.name, a.status) for a in down]
     refused_in_flight = sum(a.is_outage_refusal() for a in in_flight)
-    assert refused_in_flight >= waiting, (
-        f"only {refused_in_flight} of {BURST} requests in flight met the outage"
-    )
+    assert refused_in_flight >= waiting, f"only {refused_in_flight} of {BURST} requests in flight met the outage"
     back_wrong = [(a.call.name, a.status, a.body) for a in back if a.status != a.call.expected]
     assert not back_wrong, back_wrong
 

@@ -77,7 +77,9 @@ async def start_dna_job(stack: RunningStack, tenant: Tenant, company: str) -> st
     return str(started.json()["jobId"])
 
 
-async def test_the_trigger_records_each_change_in_order_and_notifies(db: Database, database_url: str, tenant: Tenant) -> None:
+async def test_the_trigger_records_each_change_in_order_and_notifies(
+    db: Database, database_url: str, tenant: Tenant
+) -> None:
     async with (
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener,
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as writer,
@@ -87,7 +89,9 @@ async def test_the_trigger_records_each_change_in_order_and_notifies(db: Databas
             company = Company(tenant_id=tenant.id, name="Trigger Co")
             session.add(company)
             await session.flush()
-            job = AIJob(tenant_id=tenant.id, company_id=company.id, job_type=JobType.GENERATE_DNA, progress_message="queued")
+            job = AIJob(
+                tenant_id=tenant.id, company_id=company.id, job_type=JobType.GENERATE_DNA, progress_message="queued"
+            )
             session.add(job)
             await session.commit()
         for change in (
@@ -100,10 +104,15 @@ async def test_the_trigger_records_each_change_in_order_and_notifies(db: Databas
             await writer.execute(f"UPDATE ai_job SET {change} WHERE id = %s", (job.id,))
 
         rows = await (
-            await writer.execute("SELECT id, status, progress, message FROM job_event WHERE job_id = %s ORDER BY id", (job.id,))
+            await writer.execute(
+                "SELECT id, status, progress, message FROM job_event WHERE job_id = %s ORDER BY id", (job.id,)
+            )
         ).fetchall()
         assert [row[1:] for row in rows] == [
-            ("PENDING", 0, "queued"), ("PROCESSING", 0, "working"), ("PROCESSING", 50, "working"), ("COMPLETED", 100, "working"),
+            ("PENDING", 0, "queued"),
+            ("PROCESSING", 0, "working"),
+            ("PROCESSING", 50, "working"),
+            ("COMPLETED", 100, "working"),
         ]
         heard = [json.loads(n.payload) for n in [n async for n in listener.notifies(timeout=5, stop_after=len(rows))]]
         assert heard == [{"job": str(job.id), "event": row[0]} for row in rows]
@@ -155,10 +164,14 @@ async def test_resuming_with_last_event_id_skips_what_was_seen(stack: RunningSta
     events, headers = streamed.live.progress, streamed.tenant.headers()
     seen = events[len(events) // 2].id
     resumed = await read_stream(stack.http, stream_path(streamed.job_id), {**headers, "Last-Event-ID": str(seen)})
-    assert [event.id for event in resumed.progress] == [event.id for event in events if event.id and seen and event.id > seen]
+    assert [event.id for event in resumed.progress] == [
+        event.id for event in events if event.id and seen and event.id > seen
+    ]
     assert [frame.event for frame in resumed.frames][-1] == "end"
 
-    after_the_end = await read_stream(stack.http, stream_path(streamed.job_id), {**headers, "Last-Event-ID": str(events[-1].id)})
+    after_the_end = await read_stream(
+        stack.http, stream_path(streamed.job_id), {**headers, "Last-Event-ID": str(events[-1].id)}
+    )
     assert [(frame.event, frame.data) for frame in after_the_end.frames] == [("end", streamed.live.frames[-1].data)]
 
     for garbled in ("yesterday", "-1", str(2**63)):
@@ -217,8 +230,12 @@ async def test_a_stream_token_opens_that_jobs_stream_only_and_only_for_a_minute(
         found = await principal_for_key(session, tenant.keys[Role.MARKETER])
     assert found is not None
     key = found[0]
-    await refused(f"{stream_path(job_id)}?token={sign_stream_token(key, uuid.UUID(job_id), int(time.time()) - 1)}", "expired")
-    await refused(f"{stream_path(job_id)}?token={sign_stream_token(key, uuid.UUID(job_id), int(time.time()) + 3600)}", "not valid")
+    await refused(
+        f"{stream_path(job_id)}?token={sign_stream_token(key, uuid.UUID(job_id), int(time.time()) - 1)}", "expired"
+    )
+    await refused(
+        f"{stream_path(job_id)}?token={sign_stream_token(key, uuid.UUID(job_id), int(time.time()) + 3600)}", "not valid"
+    )
 
     # Revoking the key voids the tokens it made.
     admin = tenant.headers(Role.ADMIN)
@@ -233,7 +250,9 @@ async def test_a_stream_token_opens_that_jobs_stream_only_and_only_for_a_minute(
 @pytest.fixture(scope="module")
 async def slow(database_url: str, dev_temporal: WorkflowEnvironment) -> AsyncIterator[RunningStack]:
     """Jobs that take a few seconds, and a keep-alive every 0.2 s of silence."""
-    async with running_stack(database_url, dev_temporal.client, sse_keepalive_seconds=0.2, offline_latency_ms=800) as running:
+    async with running_stack(
+        database_url, dev_temporal.client, sse_keepalive_seconds=0.2, offline_latency_ms=800
+    ) as running:
         yield running
 
 

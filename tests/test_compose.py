@@ -122,4 +122,3 @@ def test_search_attributes_are_registered(compose: dict[str, Any]) -> None:
         assert name in script
         assert kind == "Keyword"
     assert "--type Keyword" in script
-

@@ -58,7 +58,9 @@ async def test_dna_job_end_to_end(stack: RunningStack, tenant: Tenant) -> None:
 
     jobs = (await stack.http.get(f"/api/v1/ai/companies/{company_id}/jobs/", headers=tenant.headers())).json()
     assert jobs["count"] == 1 and jobs["data"][0]["id"] == job_id
-    completed = await stack.http.get(f"/api/v1/ai/companies/{company_id}/jobs/?status=COMPLETED&jobType=generate_dna", headers=tenant.headers())
+    completed = await stack.http.get(
+        f"/api/v1/ai/companies/{company_id}/jobs/?status=COMPLETED&jobType=generate_dna", headers=tenant.headers()
+    )
     assert completed.json()["count"] == 1
     failed = await stack.http.get(f"/api/v1/ai/companies/{company_id}/jobs/?status=FAILED", headers=tenant.headers())
     assert failed.json()["count"] == 0
@@ -66,9 +68,13 @@ async def test_dna_job_end_to_end(stack: RunningStack, tenant: Tenant) -> None:
     assert bad_filter.status_code == 422
 
     # A second research run adds a version; the first is kept.
-    again = await stack.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna", headers=tenant.headers(Role.SUPERVISOR))
+    again = await stack.http.post(
+        f"/api/v1/ai/companies/{company_id}/scrape-dna", headers=tenant.headers(Role.SUPERVISOR)
+    )
     assert (await wait_for_job(stack.http, again.json()["jobId"], tenant.headers()))["status"] == "COMPLETED"
-    assert (await stack.http.get(f"/api/v1/companies/{company_id}/dna", headers=tenant.headers())).json()["version"] == 2
+    assert (await stack.http.get(f"/api/v1/companies/{company_id}/dna", headers=tenant.headers())).json()[
+        "version"
+    ] == 2
 
 
 async def test_a_running_job_shows_live_state_and_a_terminated_one_ends_failed(
@@ -76,7 +82,9 @@ async def test_a_running_job_shows_live_state_and_a_terminated_one_ends_failed(
 ) -> None:
     async with running_stack(database_url, dev_temporal.client, offline_latency_ms=30_000) as slow:
         company_id = await new_company(slow, tenant, "Live Co")
-        job_id = (await slow.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())).json()["jobId"]
+        job_id = (
+            await slow.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())
+        ).json()["jobId"]
         # Until the stage is in its (30 s) research call: on a busy machine "started" can still be showing.
         for _ in range(400):
             job = (await slow.http.get(f"/api/v1/ai/jobs/{job_id}/", headers=tenant.headers())).json()
@@ -85,7 +93,11 @@ async def test_a_running_job_shows_live_state_and_a_terminated_one_ends_failed(
             await asyncio.sleep(0.05)
         assert job["status"] == "PROCESSING"
         assert job["live"] == {
-            "workflowStatus": "RUNNING", "activity": "generate_dna", "attempt": 1, "lastFailure": None, "nextAttemptAt": None,
+            "workflowStatus": "RUNNING",
+            "activity": "generate_dna",
+            "attempt": 1,
+            "lastFailure": None,
+            "nextAttemptAt": None,
         }
         assert job["progressMessage"].startswith("researching Live Co")
         # An operator terminates the workflow in the Web UI: the job must not stay PROCESSING forever.
@@ -139,9 +151,13 @@ async def test_a_rate_limited_job_shows_its_retries_live_then_gives_up(
     database_url: str, dev_temporal: WorkflowEnvironment, tenant: Tenant
 ) -> None:
     # Every call is rate limited with Retry-After: 1 s: the job retries 3 times, then fails.
-    async with running_stack(database_url, dev_temporal.client, offline_fault="rate_limit", offline_fault_every=1) as limited:
+    async with running_stack(
+        database_url, dev_temporal.client, offline_fault="rate_limit", offline_fault_every=1
+    ) as limited:
         company_id = await new_company(limited, tenant, "Limited Co")
-        job_id = (await limited.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())).json()["jobId"]
+        job_id = (
+            await limited.http.post(f"/api/v1/ai/companies/{company_id}/scrape-dna/", headers=tenant.headers())
+        ).json()["jobId"]
         seen_live = None
         for _ in range(100):
             job = (await limited.http.get(f"/api/v1/ai/jobs/{job_id}/", headers=tenant.headers())).json()

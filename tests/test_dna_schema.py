@@ -10,7 +10,10 @@ def extraction(numbers: list[list[int]], names: list[str] | None = None) -> Comp
     names = names or [f"Point {i}" for i in range(len(numbers))]
     return CompanyDNAExtraction(
         summary="A company that makes things for people.",
-        data_points=[DataPoint(name=n, category="company", value="v", source_numbers=s) for n, s in zip(names, numbers, strict=True)],
+        data_points=[
+            DataPoint(name=n, category="company", value="v", source_numbers=s)
+            for n, s in zip(names, numbers, strict=True)
+        ],
     )
 
 

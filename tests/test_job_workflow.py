@@ -41,7 +41,9 @@ class FlakyResearch(OfflineProvider):
         self.hang = hang
         self.scheduled: list[datetime] = []
 
-    async def research(self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any) -> ResearchResult:
+    async def research(
+        self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any
+    ) -> ResearchResult:
         self.research_calls += 1
         # Server time, which the time-skipping server advances: shows the waits between attempts.
         self.scheduled.append(activity.info().started_time)
@@ -95,7 +97,13 @@ async def run_job(skipping_temporal: WorkflowEnvironment, db: Database) -> Async
         tasks.extend(asyncio.create_task(worker.run()) for worker in started)
         return await client.start_workflow(
             GenerationJobWorkflow.run,
-            JobRequest(job_id=job.id, job_type=JobType.GENERATE_DNA, tenant_id=job.tenant_id, company_id=job.company_id, tier=Tier.PRO),
+            JobRequest(
+                job_id=job.id,
+                job_type=JobType.GENERATE_DNA,
+                tenant_id=job.tenant_id,
+                company_id=job.company_id,
+                tier=Tier.PRO,
+            ),
             id=job.workflow_id or f"job-{job.id}",
             task_queue="pipeline" + suffix,
         )
@@ -117,11 +125,13 @@ def test_retry_delays_follow_the_seed() -> None:
 
 async def test_rate_limits_and_timeouts_retry_then_complete(run_job: Any, db: Database, tenant: Tenant) -> None:
     job = await new_job(db, tenant)
-    provider = FlakyResearch([
-        AIRateLimitError("quota", provider="offline", model="m", retry_after=7),
-        AITimeoutError("slow", provider="offline", model="m"),
-        AIRateLimitError("quota", provider="offline", model="m"),
-    ])
+    provider = FlakyResearch(
+        [
+            AIRateLimitError("quota", provider="offline", model="m", retry_after=7),
+            AITimeoutError("slow", provider="offline", model="m"),
+            AIRateLimitError("quota", provider="offline", model="m"),
+        ]
+    )
     handle = await run_job(job, provider)
     outcome = await handle.result()
     assert outcome.status == JobStatus.COMPLETED
@@ -204,12 +214,16 @@ async def test_failed_attempts_keep_their_usage(run_job: Any, db: Database, tena
 
 
 class BrokenResearch(FlakyResearch):
-    async def research(self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any) -> ResearchResult:
+    async def research(
+        self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any
+    ) -> ResearchResult:
         self.research_calls += 1
         raise RuntimeError("SELECT secret FROM internals")
 
 
-async def test_an_unexpected_error_fails_the_job_at_once_without_internals(run_job: Any, db: Database, tenant: Tenant) -> None:
+async def test_an_unexpected_error_fails_the_job_at_once_without_internals(
+    run_job: Any, db: Database, tenant: Tenant
+) -> None:
     job = await new_job(db, tenant)
     provider = BrokenResearch([])
     handle = await run_job(job, provider)

@@ -18,17 +18,25 @@ from models.tables import AIJob, Company, Pipeline
 from tests.conftest import RunningStack, Tenant, scratch_database
 
 
-async def test_the_inbox_answers_once_a_pipeline_has_passed_a_gate(stack: RunningStack, tenant: Tenant, db: Database) -> None:
+async def test_the_inbox_answers_once_a_pipeline_has_passed_a_gate(
+    stack: RunningStack, tenant: Tenant, db: Database
+) -> None:
     async with db.session() as session:
         company = Company(tenant_id=tenant.id, name="Gate passed")
         session.add(company)
         await session.flush()
-        pipeline = Pipeline(tenant_id=tenant.id, company_id=company.id, month="2030-01", workflow_id=f"wf-{uuid.uuid4()}")
+        pipeline = Pipeline(
+            tenant_id=tenant.id, company_id=company.id, month="2030-01", workflow_id=f"wf-{uuid.uuid4()}"
+        )
         session.add(pipeline)
         await session.commit()
     # The workflow's bookkeeping after a decision: no gate is open any more.
     record = PipelineRecord(
-        pipeline_id=pipeline.id, status=PipelineStatus.RUNNING, stage=PipelineStage.TOPICS, pending_gate=None, summary={"seq": 1}
+        pipeline_id=pipeline.id,
+        status=PipelineStatus.RUNNING,
+        stage=PipelineStage.TOPICS,
+        pending_gate=None,
+        summary={"seq": 1},
     )
     assert await ActivityEnvironment().run(PipelineActivities(db).record_pipeline, record)
 

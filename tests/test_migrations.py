@@ -13,8 +13,18 @@ from models.settings import psycopg_url
 from tests.conftest import scratch_database
 
 TABLES = {
-    "tenant", "api_key", "company", "company_dna", "persona", "topic", "blog_post",
-    "blog_post_revision", "social_post", "media_asset", "pipeline", "ai_job",
+    "tenant",
+    "api_key",
+    "company",
+    "company_dna",
+    "persona",
+    "topic",
+    "blog_post",
+    "blog_post_revision",
+    "social_post",
+    "media_asset",
+    "pipeline",
+    "ai_job",
 }
 
 

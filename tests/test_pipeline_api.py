@@ -27,7 +27,11 @@ def next_month() -> str:
 
 
 async def new_company(http: httpx.AsyncClient, tenant: Tenant) -> str:
-    body = {"name": f"Pipeline Co {uuid.uuid4().hex[:6]}", "website": "https://pipeline.example", "timezone": "Europe/Prague"}
+    body = {
+        "name": f"Pipeline Co {uuid.uuid4().hex[:6]}",
+        "website": "https://pipeline.example",
+        "timezone": "Europe/Prague",
+    }
     response = await http.post("/api/v1/companies", json=body, headers=tenant.headers())
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
@@ -40,7 +44,9 @@ async def start(http: httpx.AsyncClient, tenant: Tenant, company: str, **options
     return str(response.json()["pipelineId"])
 
 
-async def wait_for(http: httpx.AsyncClient, tenant: Tenant, pipeline: str, gate: str | None, seconds: float = 90) -> dict[str, Any]:
+async def wait_for(
+    http: httpx.AsyncClient, tenant: Tenant, pipeline: str, gate: str | None, seconds: float = 90
+) -> dict[str, Any]:
     """Polls until the given gate is pending (or, with None, until the pipeline has ended)."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
@@ -63,7 +69,9 @@ async def reflects_decision(http: httpx.AsyncClient, tenant: Tenant, pipeline: s
     """Read your writes: right after a 2xx decision, neither the pipeline nor the inbox shows the decided items."""
     state = (await http.get(f"/api/v1/ai/pipelines/{pipeline}/", headers=tenant.headers())).json()
     inbox = (await http.get("/api/v1/approvals/", headers=tenant.headers(Role.SUPERVISOR))).json()
-    shown = {i["id"] for g in state["pendingApprovals"] for i in g["items"]} | {i["id"] for g in inbox for i in g["items"]}
+    shown = {i["id"] for g in state["pendingApprovals"] for i in g["items"]} | {
+        i["id"] for g in inbox for i in g["items"]
+    }
     assert not shown & set(decided), (state["pendingApprovals"], inbox)
 
 
@@ -100,16 +108,28 @@ async def test_a_pipeline_from_research_to_published_posts_through_the_api(
         # Refusals: wrong role, another tenant, wrong gate, wrong count, unknown id, bad body; nothing changes.
         selection = {"selectedPersonaIds": personas[:3]}
         assert (await http.post(f"{base}/personas/", json=selection, headers=tenant.headers())).status_code == 403
-        assert (await http.post(f"{base}/personas/", json=selection, headers=other_tenant.headers(Role.SUPERVISOR))).status_code == 404
-        wrong_gate = await http.post(f"{base}/topics/", json={"approvedTopicIds": [], "rejected": []}, headers=supervisor)
+        assert (
+            await http.post(f"{base}/personas/", json=selection, headers=other_tenant.headers(Role.SUPERVISOR))
+        ).status_code == 404
+        wrong_gate = await http.post(
+            f"{base}/topics/", json={"approvedTopicIds": [], "rejected": []}, headers=supervisor
+        )
         assert wrong_gate.status_code == 409 and "personas gate is open" in wrong_gate.json()["detail"]
         two = await http.post(f"{base}/personas/", json={"selectedPersonaIds": personas[:2]}, headers=supervisor)
         assert two.status_code == 422 and "select 3 to 6" in two.json()["detail"]
-        unknown = await http.post(f"{base}/personas/", json={"selectedPersonaIds": [*personas[:2], str(uuid.uuid4())]}, headers=supervisor)
+        unknown = await http.post(
+            f"{base}/personas/", json={"selectedPersonaIds": [*personas[:2], str(uuid.uuid4())]}, headers=supervisor
+        )
         assert unknown.status_code == 422
-        assert (await http.post(f"{base}/personas/", json={"selected": personas}, headers=supervisor)).status_code == 422
+        assert (
+            await http.post(f"{base}/personas/", json={"selected": personas}, headers=supervisor)
+        ).status_code == 422
         async with db.session() as session:
-            chosen = (await session.exec(select(Persona).where(col(Persona.company_id) == uuid.UUID(company), col(Persona.selected)))).all()
+            chosen = (
+                await session.exec(
+                    select(Persona).where(col(Persona.company_id) == uuid.UUID(company), col(Persona.selected))
+                )
+            ).all()
         assert chosen == []
 
         ok = await http.post(f"{base}/personas/", json=selection, headers=supervisor)
@@ -120,20 +140,29 @@ async def test_a_pipeline_from_research_to_published_posts_through_the_api(
         state = await wait_for(http, tenant, pipeline, "topics")
         topics = [item["id"] for item in state["pendingApproval"]["items"]]
         assert len(topics) == 3
-        decision = {"approvedTopicIds": topics[1:], "rejected": [{"topicId": topics[0], "feedback": "Tell a customer story"}]}
+        decision = {
+            "approvedTopicIds": topics[1:],
+            "rejected": [{"topicId": topics[0], "feedback": "Tell a customer story"}],
+        }
         assert (await http.post(f"{base}/topics/", json=decision, headers=supervisor)).status_code == 200
         await reflects_decision(http, tenant, pipeline, topics)
         state = await wait_for(http, tenant, pipeline, "topics")
         [replacement] = state["pendingApproval"]["items"]
         assert replacement["revision"] == 1 and replacement["id"] not in topics
-        assert (await http.post(f"{base}/topics/", json={"approvedTopicIds": [replacement["id"]]}, headers=supervisor)).status_code == 200
+        assert (
+            await http.post(f"{base}/topics/", json={"approvedTopicIds": [replacement["id"]]}, headers=supervisor)
+        ).status_code == 200
 
         state = await wait_for(http, tenant, pipeline, "blogpost")
         first = state["pendingApproval"]["items"][0]
-        no_feedback = await http.post(f"{base}/blogposts/{first['id']}/", json={"decision": "request_changes"}, headers=supervisor)
+        no_feedback = await http.post(
+            f"{base}/blogposts/{first['id']}/", json={"decision": "request_changes"}, headers=supervisor
+        )
         assert no_feedback.status_code == 422
         sent_back = await http.post(
-            f"{base}/blogposts/{first['id']}/", json={"decision": "request_changes", "feedback": "Cite the survey"}, headers=supervisor
+            f"{base}/blogposts/{first['id']}/",
+            json={"decision": "request_changes", "feedback": "Cite the survey"},
+            headers=supervisor,
         )
         assert sent_back.status_code == 200, sent_back.text
         await reflects_decision(http, tenant, pipeline, [first["id"]])
@@ -146,7 +175,9 @@ async def test_a_pipeline_from_research_to_published_posts_through_the_api(
             for item in gate.get("items", []) if gate.get("gate") == "blogpost" else []:
                 if (item["id"], item["revision"]) not in decided:
                     decided.add((item["id"], item["revision"]))
-                    answer = await http.post(f"{base}/blogposts/{item['id']}/", json={"decision": "approve"}, headers=supervisor)
+                    answer = await http.post(
+                        f"{base}/blogposts/{item['id']}/", json={"decision": "approve"}, headers=supervisor
+                    )
                     assert answer.status_code in (200, 409), answer.text
             await asyncio.sleep(0.2)
 
@@ -166,33 +197,53 @@ async def test_a_pipeline_from_research_to_published_posts_through_the_api(
         media = posts[0].json["data"]["media"]
         assert media and all("signature=" in m["url"] for m in media)
         download = await http.get(media[0]["url"].replace(stack.base_url, ""))
-        assert download.status_code == 200 and download.content[:4] in (b"\x89PNG", b"\x00\x00\x00\x18", b"\x00\x00\x00\x1c", b"\x00\x00\x00 ")
+        assert download.status_code == 200 and download.content[:4] in (
+            b"\x89PNG",
+            b"\x00\x00\x00\x18",
+            b"\x00\x00\x00\x1c",
+            b"\x00\x00\x00 ",
+        )
         async with db.session() as session:
-            rows = (await session.exec(select(SocialPost).where(col(SocialPost.company_id) == uuid.UUID(company)))).all()
+            rows = (
+                await session.exec(select(SocialPost).where(col(SocialPost.company_id) == uuid.UUID(company)))
+            ).all()
         assert len(rows) == 6 and all(r.publish_state == PublishState.PUBLISHED and r.external_id for r in rows)
 
         assert (await http.get(f"/api/v1/ai/pipelines/{pipeline}/", headers=other_tenant.headers())).status_code == 404
-        assert (await http.post(f"/api/v1/ai/pipelines/{pipeline}/cancel/", headers=tenant.headers())).status_code == 409
+        assert (
+            await http.post(f"/api/v1/ai/pipelines/{pipeline}/cancel/", headers=tenant.headers())
+        ).status_code == 409
 
 
-async def test_cancel_during_a_gate_keeps_what_was_made_and_stops_everything(stack: RunningStack, tenant: Tenant, db: Database) -> None:
+async def test_cancel_during_a_gate_keeps_what_was_made_and_stops_everything(
+    stack: RunningStack, tenant: Tenant, db: Database
+) -> None:
     http = stack.http
     company = await new_company(http, tenant)
     pipeline = await start(http, tenant, company)
     await wait_for(http, tenant, pipeline, "personas")
-    assert (await http.post(f"/api/v1/ai/pipelines/{pipeline}/cancel/", headers=tenant.headers(Role.ADMIN))).status_code == 202
+    assert (
+        await http.post(f"/api/v1/ai/pipelines/{pipeline}/cancel/", headers=tenant.headers(Role.ADMIN))
+    ).status_code == 202
     final = await wait_for(http, tenant, pipeline, None)
     assert final["status"] == "CANCELLED" and final["pendingApproval"] is None
     assert len(final["artifacts"]["personas"]) == 6  # kept
     async with db.session() as session:
         open_jobs = (
             await session.exec(
-                select(AIJob).where(col(AIJob.pipeline_id) == uuid.UUID(pipeline), col(AIJob.status).not_in(["COMPLETED", "CANCELLED"]))
+                select(AIJob).where(
+                    col(AIJob.pipeline_id) == uuid.UUID(pipeline), col(AIJob.status).not_in(["COMPLETED", "CANCELLED"])
+                )
             )
         ).all()
     assert open_jobs == []
-    assert (await http.post(f"/api/v1/ai/pipelines/{pipeline}/approvals/personas/", json={"selectedPersonaIds": []},
-                            headers=tenant.headers(Role.SUPERVISOR))).status_code == 409
+    assert (
+        await http.post(
+            f"/api/v1/ai/pipelines/{pipeline}/approvals/personas/",
+            json={"selectedPersonaIds": []},
+            headers=tenant.headers(Role.SUPERVISOR),
+        )
+    ).status_code == 409
 
 
 async def test_cancel_during_a_running_stage_ends_its_job_cancelled(
@@ -202,7 +253,9 @@ async def test_cancel_during_a_running_stage_ends_its_job_cancelled(
     async with running_stack(database_url, dev_temporal.client, offline_latency_ms=1500) as slow:
         http = slow.http
         company = await new_company(http, tenant)
-        pipeline = await start(http, tenant, company, autoApprovePersonas=True, autoApproveTopics=True, autoApproveBlogposts=True)
+        pipeline = await start(
+            http, tenant, company, autoApprovePersonas=True, autoApproveTopics=True, autoApproveBlogposts=True
+        )
         deadline = asyncio.get_running_loop().time() + 90
         while True:
             state = (await http.get(f"/api/v1/ai/pipelines/{pipeline}/", headers=tenant.headers())).json()
@@ -210,7 +263,9 @@ async def test_cancel_during_a_running_stage_ends_its_job_cancelled(
                 break
             assert asyncio.get_running_loop().time() < deadline, state
             await asyncio.sleep(0.05)
-        assert (await http.post(f"/api/v1/ai/pipelines/{pipeline}/cancel/", headers=tenant.headers())).status_code == 202
+        assert (
+            await http.post(f"/api/v1/ai/pipelines/{pipeline}/cancel/", headers=tenant.headers())
+        ).status_code == 202
         final = await wait_for(http, tenant, pipeline, None)
     assert final["status"] == "CANCELLED"
     statuses = {j["status"] for j in final["jobs"]}
@@ -222,13 +277,17 @@ async def test_cancel_during_a_running_stage_ends_its_job_cancelled(
     async with db.session() as session:
         scheduled = (
             await session.exec(
-                select(SocialPost).where(col(SocialPost.company_id) == uuid.UUID(company), col(SocialPost.publish_state) == "SCHEDULED")
+                select(SocialPost).where(
+                    col(SocialPost.company_id) == uuid.UUID(company), col(SocialPost.publish_state) == "SCHEDULED"
+                )
             )
         ).all()
     assert scheduled == []
 
 
-async def test_start_refuses_bad_input_and_free_tenants_get_text_only(stack: RunningStack, tenant: Tenant, db: Database) -> None:
+async def test_start_refuses_bad_input_and_free_tenants_get_text_only(
+    stack: RunningStack, tenant: Tenant, db: Database
+) -> None:
     from models.enums import Tier
     from tests.conftest import make_tenant
 
@@ -251,7 +310,9 @@ async def test_start_refuses_bad_input_and_free_tenants_get_text_only(stack: Run
 
     free = await make_tenant(db, Tier.FREE, name="Free tenant")
     company = await new_company(http, free)
-    pipeline = await start(http, free, company, autoApprovePersonas=True, autoApproveTopics=True, autoApproveBlogposts=True)
+    pipeline = await start(
+        http, free, company, autoApprovePersonas=True, autoApproveTopics=True, autoApproveBlogposts=True
+    )
     # No webhook is set: each branch's posts fail to publish and the branch waits for a supervisor's decision.
     dropped: set[str] = set()
     deadline = asyncio.get_running_loop().time() + 120

@@ -38,7 +38,13 @@ async def test_posts_wait_for_their_real_publish_times_and_are_delivered_once(
             session.add(row)
             session.add(company)
             await session.flush()
-            pipeline = Pipeline(tenant_id=tenant.id, company_id=company.id, month=month, tier=Tier.FREE, workflow_id=f"pipeline-{uuid.uuid4()}")
+            pipeline = Pipeline(
+                tenant_id=tenant.id,
+                company_id=company.id,
+                month=month,
+                tier=Tier.FREE,
+                workflow_id=f"pipeline-{uuid.uuid4()}",
+            )
             session.add(pipeline)
             await session.commit()
 
@@ -49,7 +55,11 @@ async def test_posts_wait_for_their_real_publish_times_and_are_delivered_once(
             webhook_allow_private_networks=True,  # the receiver runs on 127.0.0.1
             _env_file=None,  # type: ignore[call-arg]
         )
-        deps = StageDeps(db=Database.from_url(database_url, pool_size=5), router=ProviderRouter.from_settings(settings), settings=settings)
+        deps = StageDeps(
+            db=Database.from_url(database_url, pool_size=5),
+            router=ProviderRouter.from_settings(settings),
+            settings=settings,
+        )
         workers: list[Worker] = build_workers(skipping_temporal.client, deps, settings)
         tasks = [asyncio.create_task(w.run()) for w in workers]
         try:
@@ -61,11 +71,17 @@ async def test_posts_wait_for_their_real_publish_times_and_are_delivered_once(
                 month=month,
                 platforms=[Platform.LINKEDIN, Platform.X],
                 options=PipelineOptions(
-                    topics_per_persona=1, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True
+                    topics_per_persona=1,
+                    auto_approve_personas=True,
+                    auto_approve_topics=True,
+                    auto_approve_blogposts=True,
                 ),
             )
             result: PipelineState = await skipping_temporal.client.execute_workflow(
-                ContentPipelineWorkflow.run, request, id=pipeline.workflow_id, task_queue=PIPELINE_QUEUE + settings.task_queue_suffix
+                ContentPipelineWorkflow.run,
+                request,
+                id=pipeline.workflow_id,
+                task_queue=PIPELINE_QUEUE + settings.task_queue_suffix,
             )
         finally:
             await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)

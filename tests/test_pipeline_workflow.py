@@ -85,7 +85,10 @@ class Fake:
         @activity.defn(name="gate_items")
         async def gate_items(request: ItemRequest) -> ItemList:
             return ItemList(
-                items=[GateItem(id=i, title=fake.titles.get(i, f"item {i}"), revision=fake.revisions.get(i, 0)) for i in request.ids]
+                items=[
+                    GateItem(id=i, title=fake.titles.get(i, f"item {i}"), revision=fake.revisions.get(i, 0))
+                    for i in request.ids
+                ]
             )
 
         @activity.defn(name="apply_persona_selection")
@@ -147,7 +150,9 @@ class Fake:
                     except asyncio.CancelledError:
                         fake.cancelled.append(job_type)
                         raise
-                count = {JobType.GENERATE_PERSONAS: 6, JobType.GENERATE_TOPICS: int(spec.params.get("count", 1))}.get(job_type, 1)
+                count = {JobType.GENERATE_PERSONAS: 6, JobType.GENERATE_TOPICS: int(spec.params.get("count", 1))}.get(
+                    job_type, 1
+                )
                 if job_type == JobType.GENERATE_BLOGPOST and spec.blog_post_id:
                     ids = [spec.blog_post_id]
                 else:
@@ -162,8 +167,18 @@ class Fake:
 
         stages = [stage(t) for t in JobType]
         return [
-            create_job, record_pipeline, gate_items, apply_persona_selection, apply_topic_verdicts,
-            apply_blog_verdict, finish_job, schedule_posts, publish_post, notify_tenant, requeue_posts, *stages,
+            create_job,
+            record_pipeline,
+            gate_items,
+            apply_persona_selection,
+            apply_topic_verdicts,
+            apply_blog_verdict,
+            finish_job,
+            schedule_posts,
+            publish_post,
+            notify_tenant,
+            requeue_posts,
+            *stages,
         ]
 
 
@@ -232,7 +247,12 @@ async def gate_of(
     for _ in range(400):
         state = await handle.query(ContentPipelineWorkflow.state)
         pending = state.pending_approval
-        if pending and pending.gate == gate and len(pending.items) >= count and not {i.id for i in pending.items} & set(seen or []):
+        if (
+            pending
+            and pending.gate == gate
+            and len(pending.items) >= count
+            and not {i.id for i in pending.items} & set(seen or [])
+        ):
             return state
         await asyncio.sleep(0.05)
     raise AssertionError(f"the {gate} gate never opened: {state}")
@@ -259,21 +279,33 @@ async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused
     personas = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
     assert state.status == PipelineStatus.AWAITING_APPROVAL
     assert "GateNotPending" in await refused(handle, ContentPipelineWorkflow.decide_topics, TopicDecision())
-    assert "InvalidDecision" in await refused(handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:2]))
     assert "InvalidDecision" in await refused(
-        handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=[*personas[:2], uuid.uuid4()])
+        handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:2])
+    )
+    assert "InvalidDecision" in await refused(
+        handle,
+        ContentPipelineWorkflow.select_personas,
+        SelectPersonas(selected_persona_ids=[*personas[:2], uuid.uuid4()]),
     )
     assert "twice" in await refused(
-        handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=[personas[0], personas[0], personas[1]])
+        handle,
+        ContentPipelineWorkflow.select_personas,
+        SelectPersonas(selected_persona_ids=[personas[0], personas[0], personas[1]]),
     )
     assert fake.verdicts == []  # nothing changed
-    await handle.execute_update(ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:3]))
-    assert "AlreadyDecided" in await refused(handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:3]))
+    await handle.execute_update(
+        ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:3])
+    )
+    assert "AlreadyDecided" in await refused(
+        handle, ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:3])
+    )
 
     state = await gate_of(handle, Gate.TOPICS, 3)
     topics = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
     assert len(fake.jobs(JobType.GENERATE_TOPICS)) == 3  # one per selected persona
-    assert "undecided" in await refused(handle, ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=topics[:2]))
+    assert "undecided" in await refused(
+        handle, ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=topics[:2])
+    )
     assert "twice" in await refused(
         handle,
         ContentPipelineWorkflow.decide_topics,
@@ -290,12 +322,16 @@ async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused
     assert len(regenerated) == 1
     assert regenerated[0].params["feedback"] == feedback
     assert regenerated[0].params["replaces_topic_id"] == str(topics[2])
-    await handle.execute_update(ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[replacement.id]))
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[replacement.id])
+    )
 
     state = await gate_of(handle, Gate.BLOGPOST, 3)
     posts = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
     assert "InvalidDecision" in await refused(
-        handle, ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="request_changes")
+        handle,
+        ContentPipelineWorkflow.decide_blogpost,
+        BlogPostDecision(blog_post_id=posts[0], decision="request_changes"),
     )
     assert "InvalidDecision" in await refused(
         handle, ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=uuid.uuid4(), decision="approve")
@@ -305,7 +341,9 @@ async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused
         BlogPostDecision(blog_post_id=posts[0], decision="request_changes", feedback="Shorter intro, cite the study"),
     )
     for post in posts[1:]:
-        await handle.execute_update(ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve"))
+        await handle.execute_update(
+            ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve")
+        )
     for _ in range(400):
         state = await handle.query(ContentPipelineWorkflow.state)
         gate = state.pending_approval
@@ -314,7 +352,9 @@ async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused
         await asyncio.sleep(0.05)
     rewrite = [s for s in fake.jobs(JobType.GENERATE_BLOGPOST) if s.blog_post_id == posts[0]]
     assert rewrite and rewrite[0].params["feedback"] == "Shorter intro, cite the study"
-    await handle.execute_update(ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve"))
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
+    )
 
     result = await finished(handle)
     assert result.status == PipelineStatus.COMPLETED, result.reason
@@ -339,10 +379,14 @@ async def test_revision_limit_leaves_only_approve(env: Any) -> None:
     [replacement] = state.pending_approval.items  # type: ignore[union-attr]
     assert replacement.revision == 1 and not replacement.can_reject
     message = await refused(
-        handle, ContentPipelineWorkflow.decide_topics, TopicDecision(rejected=[RejectedTopic(topic_id=replacement.id, feedback="no")])
+        handle,
+        ContentPipelineWorkflow.decide_topics,
+        TopicDecision(rejected=[RejectedTopic(topic_id=replacement.id, feedback="no")]),
     )
     assert "RevisionLimit" in message and "approve them or cancel" in message
-    await handle.execute_update(ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[replacement.id]))
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[replacement.id])
+    )
     # All three posts at the gate: no stage is running when the cancel comes. (A cancel racing a stage's completion
     # can make the time-skipping server reject the workflow task, ACTIVITY_UNKNOWN, and stop skipping time.)
     await gate_of(handle, Gate.BLOGPOST, 3)
@@ -390,7 +434,12 @@ async def test_cancel_during_a_gate_and_during_a_running_stage(env: Any) -> None
 @pytest.mark.parametrize(("tier", "images", "videos"), [(Tier.FREE, 0, 0), (Tier.PRO, 2, 0), (Tier.ULTIMATE, 2, 1)])
 async def test_tiers_gate_images_and_video(env: Any, tier: Tier, images: int, videos: int) -> None:
     _, _, fake = env
-    handle = await start(env, request(tier, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True, auto_select_count=3))
+    handle = await start(
+        env,
+        request(
+            tier, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True, auto_select_count=3
+        ),
+    )
     result = await finished(handle)
     assert result.status == PipelineStatus.COMPLETED
     assert len(fake.jobs(JobType.GENERATE_IMAGE)) == images * 3
@@ -412,25 +461,37 @@ async def test_a_failed_branch_waits_for_a_supervisor_who_retries_it_then_drops_
         return None
 
     fake.fail = fail
-    handle = await start(env, request(Tier.FREE, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True))
+    handle = await start(
+        env, request(Tier.FREE, auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True)
+    )
     state = await gate_of(handle, Gate.FAILURE)
     [item] = state.pending_approval.items  # type: ignore[union-attr]
     assert item.id == doomed[0] and "the model refused the topic" in item.detail and item.revision == 0
     assert state.status == PipelineStatus.AWAITING_APPROVAL
-    assert "InvalidDecision" in await refused(handle, ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=uuid.uuid4(), decision="retry"))
+    assert "InvalidDecision" in await refused(
+        handle, ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=uuid.uuid4(), decision="retry")
+    )
 
-    await handle.execute_update(ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry"))
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry")
+    )
     # Read your writes: the decision left the record before the update answered.
     assert str(item.id) not in str(fake.records[-1].summary.get("openGates"))
-    assert "AlreadyDecided" in await refused(handle, ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop"))
+    assert "AlreadyDecided" in await refused(
+        handle, ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop")
+    )
     for _ in range(400):
         state = await handle.query(ContentPipelineWorkflow.state)
         gate = state.pending_approval
         if gate and gate.gate == Gate.FAILURE and gate.items[0].revision == 1:
             break
         await asyncio.sleep(0.05)
-    assert [s.topic_id for s in fake.jobs(JobType.GENERATE_BLOGPOST)].count(doomed[0]) == 2  # retried from the blog stage
-    await handle.execute_update(ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop"))
+    assert [s.topic_id for s in fake.jobs(JobType.GENERATE_BLOGPOST)].count(
+        doomed[0]
+    ) == 2  # retried from the blog stage
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop")
+    )
 
     result = await finished(handle)
     assert result.status == PipelineStatus.PARTIAL, result.reason
@@ -456,12 +517,16 @@ async def test_a_retried_branch_runs_only_what_failed_and_then_completes(env: An
         return None
 
     fake.fail = fail
-    handle = await start(env, request(auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True))
+    handle = await start(
+        env, request(auto_approve_personas=True, auto_approve_topics=True, auto_approve_blogposts=True)
+    )
     state = await gate_of(handle, Gate.FAILURE)
     [item] = state.pending_approval.items  # type: ignore[union-attr]
     assert "generate_video failed: the video model is down" in item.detail
     images_before = len(fake.jobs(JobType.GENERATE_IMAGE))
-    await handle.execute_update(ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry"))
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry")
+    )
     result = await finished(handle)
     assert result.status == PipelineStatus.COMPLETED, result.reason
     assert len(fake.jobs(JobType.GENERATE_IMAGE)) == images_before == 6  # the images it had were kept
@@ -474,7 +539,9 @@ async def test_a_decision_is_recorded_before_the_update_answers(env: Any) -> Non
     handle = await start(env, request())
     state = await gate_of(handle, Gate.PERSONAS, 6)
     personas = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
-    await handle.execute_update(ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:3]))
+    await handle.execute_update(
+        ContentPipelineWorkflow.select_personas, SelectPersonas(selected_persona_ids=personas[:3])
+    )
     last = fake.records[-1]
     assert last.pending_gate is None and last.stage == PipelineStage.TOPICS and last.status == PipelineStatus.RUNNING
 
@@ -487,26 +554,34 @@ async def test_a_decision_is_recorded_before_the_update_answers(env: Any) -> Non
     last = fake.records[-1]
     assert last.pending_gate is None and last.stage == PipelineStage.TOPICS
     state = await gate_of(handle, Gate.TOPICS, 1, seen=topics)
-    await handle.execute_update(ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[state.pending_approval.items[0].id]))  # type: ignore[union-attr]
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[state.pending_approval.items[0].id])
+    )  # type: ignore[union-attr]
     assert fake.records[-1].pending_gate is None
 
     state = await gate_of(handle, Gate.BLOGPOST, 3)
     posts = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
-    await handle.execute_update(ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve"))
+    await handle.execute_update(
+        ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
+    )
     waiting = [i["id"] for g in fake.records[-1].summary["openGates"] for i in g["items"]]
     assert str(posts[0]) not in waiting and len(waiting) == 2
     assert "AlreadyDecided" in await refused(
         handle, ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
     )
     for post in posts[1:]:
-        await handle.execute_update(ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve"))
+        await handle.execute_update(
+            ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve")
+        )
     result = await finished(handle)  # no cancel while stages run: the time-skipping server would stop skipping
     assert result.status == PipelineStatus.COMPLETED, result.reason
 
 
 async def test_blog_posts_left_undecided_expire_their_branches_with_a_reason(env: Any) -> None:
     _, _, fake = env
-    handle = await start(env, request(auto_approve_personas=True, auto_approve_topics=True, approval_deadline_seconds=3600))
+    handle = await start(
+        env, request(auto_approve_personas=True, auto_approve_topics=True, approval_deadline_seconds=3600)
+    )
     await gate_of(handle, Gate.BLOGPOST, 3)
     result = await finished(handle)  # the server skips the hour
     assert result.status == PipelineStatus.EXPIRED

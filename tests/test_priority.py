@@ -31,17 +31,25 @@ async def test_paid_tiers_are_dispatched_first_under_contention(dev_temporal: Wo
     async def finish_job(finish: JobFinish) -> bool:
         return True
 
-    pipeline_worker = Worker(client, task_queue=PIPELINE_QUEUE + suffix, workflows=[GenerationJobWorkflow], activities=[finish_job])
+    pipeline_worker = Worker(
+        client, task_queue=PIPELINE_QUEUE + suffix, workflows=[GenerationJobWorkflow], activities=[finish_job]
+    )
     handles = []
     async with pipeline_worker:
         # Queue the free work first, then the paid work, with no AI worker running: the backlog is contended.
         for tier in [Tier.FREE] * 4 + [Tier.PRO] * 4 + [Tier.ULTIMATE] * 4:
             job_id = uuid.uuid4()
             tiers[job_id] = tier
-            request = JobRequest(job_id=job_id, job_type=JobType.GENERATE_DNA, tenant_id=uuid.uuid4(), company_id=uuid.uuid4(), tier=tier)
+            request = JobRequest(
+                job_id=job_id, job_type=JobType.GENERATE_DNA, tenant_id=uuid.uuid4(), company_id=uuid.uuid4(), tier=tier
+            )
             handles.append(
                 await client.start_workflow(
-                    GenerationJobWorkflow.run, request, id=f"job-{job_id}", task_queue=PIPELINE_QUEUE + suffix, priority=priority_for(tier)
+                    GenerationJobWorkflow.run,
+                    request,
+                    id=f"job-{job_id}",
+                    task_queue=PIPELINE_QUEUE + suffix,
+                    priority=priority_for(tier),
                 )
             )
         # Every workflow has scheduled its activity before the AI worker starts.
@@ -58,5 +66,7 @@ async def test_paid_tiers_are_dispatched_first_under_contention(dev_temporal: Wo
             max_concurrent_activity_task_polls=1,
         )
         async with ai_worker:
-            await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=timedelta(seconds=60).total_seconds())
+            await asyncio.wait_for(
+                asyncio.gather(*(h.result() for h in handles)), timeout=timedelta(seconds=60).total_seconds()
+            )
     assert order == [Tier.ULTIMATE] * 4 + [Tier.PRO] * 4 + [Tier.FREE] * 4, order

@@ -67,5 +67,7 @@ async def messages(db: Database, job_id: object) -> list[str]:
     from models.tables import JobEvent
 
     async with db.session() as session:
-        found = await session.exec(select(JobEvent.message).where(col(JobEvent.job_id) == job_id).order_by(col(JobEvent.id)))
+        found = await session.exec(
+            select(JobEvent.message).where(col(JobEvent.job_id) == job_id).order_by(col(JobEvent.id))
+        )
         return list(found.all())

@@ -42,15 +42,23 @@ class Fact(BaseModel):
 
 
 def make(server: ProviderServer, **kwargs: object) -> GeminiProvider:
-    options: dict[str, object] = {"timeout": 5.0, "image_model": "gemini-2.5-flash-image", "video_model": "veo-3.0-generate-001"}
+    options: dict[str, object] = {
+        "timeout": 5.0,
+        "image_model": "gemini-2.5-flash-image",
+        "video_model": "veo-3.0-generate-001",
+    }
     options.update(kwargs)
     return GeminiProvider(API_KEY, "gemini-2.5-pro", server.base_url, **options)  # type: ignore[arg-type]
 
 
 async def test_text_with_usage_and_cost(provider_server: ProviderServer) -> None:
-    provider_server.queue(GENERATE, Reply(json=gemini_text("Hello from Gemini", prompt_tokens=1000, output_tokens=2000)))
+    provider_server.queue(
+        GENERATE, Reply(json=gemini_text("Hello from Gemini", prompt_tokens=1000, output_tokens=2000))
+    )
     with track_usage() as log:
-        text = await make(provider_server).generate("Say hello", system="Be brief", temperature=0.2, sample_context={"x": 1})
+        text = await make(provider_server).generate(
+            "Say hello", system="Be brief", temperature=0.2, sample_context={"x": 1}
+        )
     assert text == "Hello from Gemini"
     [request] = provider_server.requests_for(GENERATE)
     assert request.path == "/v1beta/models/gemini-2.5-pro:generateContent"
@@ -66,7 +74,9 @@ async def test_text_with_usage_and_cost(provider_server: ProviderServer) -> None
 
 
 async def test_json_in_markdown_fences_and_schema_sent(provider_server: ProviderServer) -> None:
-    provider_server.queue(GENERATE, Reply(json=gemini_text('Here you go:\n```json\n{"name": "Founded", "year": 1999}\n```\nDone.')))
+    provider_server.queue(
+        GENERATE, Reply(json=gemini_text('Here you go:\n```json\n{"name": "Founded", "year": 1999}\n```\nDone.'))
+    )
     fact = await make(provider_server).generate_json("Give a fact", Fact, sample_context={})
     assert fact == Fact(name="Founded", year=1999)
     config = provider_server.requests_for(GENERATE)[0].json["generationConfig"]
@@ -76,7 +86,11 @@ async def test_json_in_markdown_fences_and_schema_sent(provider_server: Provider
 
 async def test_dict_schema_returns_dict(provider_server: ProviderServer) -> None:
     provider_server.queue(GENERATE, Reply(json=gemini_text('{"title": "x", "tags": ["a"]}')))
-    schema = {"type": "object", "properties": {"title": {"type": "string"}, "tags": {"type": "array"}}, "required": ["title", "tags"]}
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "tags": {"type": "array"}},
+        "required": ["title", "tags"],
+    }
     assert await make(provider_server).generate_json("t", schema) == {"title": "x", "tags": ["a"]}
 
 
@@ -113,7 +127,9 @@ async def test_validate_callable_goes_through_the_repair_round(provider_server: 
 
 
 async def test_invalid_twice_raises_invalid_output(provider_server: ProviderServer) -> None:
-    provider_server.queue(GENERATE, Reply(json=gemini_text("not json at all")), Reply(json=gemini_text("{still broken")))
+    provider_server.queue(
+        GENERATE, Reply(json=gemini_text("not json at all")), Reply(json=gemini_text("{still broken"))
+    )
     with pytest.raises(AIInvalidOutputError) as caught:
         await make(provider_server).generate_json("Give a fact", Fact)
     assert not caught.value.retryable
@@ -122,7 +138,9 @@ async def test_invalid_twice_raises_invalid_output(provider_server: ProviderServ
 
 
 async def test_rate_limit_with_retry_after_header(provider_server: ProviderServer) -> None:
-    provider_server.queue(GENERATE, Reply(status=429, json=google_error(429, "Quota exceeded"), headers={"Retry-After": "7"}))
+    provider_server.queue(
+        GENERATE, Reply(status=429, json=google_error(429, "Quota exceeded"), headers={"Retry-After": "7"})
+    )
     with track_usage() as log, pytest.raises(AIRateLimitError) as caught:
         await make(provider_server).generate("hi")
     assert caught.value.retry_after == 7
@@ -196,7 +214,11 @@ async def test_answer_blocked_by_finish_reason(provider_server: ProviderServer) 
     with track_usage() as log, pytest.raises(AIContentBlockedError):
         await make(provider_server).generate("hi")
     # A blocked answer is still billed: its tokens are recorded with the error.
-    assert (log.records[0].error, log.records[0].input_tokens, log.records[0].output_tokens) == ("AIContentBlockedError", 12, 34)
+    assert (log.records[0].error, log.records[0].input_tokens, log.records[0].output_tokens) == (
+        "AIContentBlockedError",
+        12,
+        34,
+    )
 
 
 async def test_research_returns_grounding_sources(provider_server: ProviderServer) -> None:
@@ -231,7 +253,10 @@ async def test_imagen_predict_bytes(provider_server: ProviderServer) -> None:
     [request] = provider_server.requests_for(PREDICT)
     assert request.path == "/v1beta/models/imagen-4.0-generate-001:predict"
     assert request.headers["x-goog-api-key"] == API_KEY
-    assert request.json == {"instances": [{"prompt": "a red square"}], "parameters": {"sampleCount": 1, "aspectRatio": "16:9"}}
+    assert request.json == {
+        "instances": [{"prompt": "a red square"}],
+        "parameters": {"sampleCount": 1, "aspectRatio": "16:9"},
+    }
     assert log.records[0].cost_usd == Decimal("0.04")
 
 
@@ -286,7 +311,9 @@ async def test_veo_operation_error_codes_are_grpc(
     code: int, error: type[AIProviderError], retryable: bool, provider_server: ProviderServer
 ) -> None:
     name = "models/veo-3.0-generate-001/operations/op123"
-    provider_server.queue(OPERATION, Reply(json={"name": name, "done": True, "error": {"code": code, "message": "bad prompt"}}))
+    provider_server.queue(
+        OPERATION, Reply(json={"name": name, "done": True, "error": {"code": code, "message": "bad prompt"}})
+    )
     provider = make(provider_server)
     operation = await provider.start_video("x")
     with pytest.raises(AIProviderError) as caught:

@@ -57,10 +57,14 @@ async def test_personas_topics_outline() -> None:
     assert len(personas.personas) == 6
     assert all(SAMPLE_MARKER in p.summary for p in personas.personas)
     names = [p.name for p in personas.personas[:3]]
-    plan = await offline.generate_json("topics", TopicPlan, sample_context={**CONTEXT, "persona_names": names, "month": "2026-03"})
+    plan = await offline.generate_json(
+        "topics", TopicPlan, sample_context={**CONTEXT, "persona_names": names, "month": "2026-03"}
+    )
     assert {t.persona_name for t in plan.topics} == set(names)
     assert all(t.persona_index is not None and names[t.persona_index] == t.persona_name for t in plan.topics)
-    outline = await offline.generate_json("outline", BlogOutline, sample_context={**CONTEXT, "topic_title": "AI", "target_words": 3000})
+    outline = await offline.generate_json(
+        "outline", BlogOutline, sample_context={**CONTEXT, "topic_title": "AI", "target_words": 3000}
+    )
     assert len(outline.meta_description) <= 160
     assert abs(outline.target_words - 3000) <= 300
 
@@ -79,7 +83,9 @@ async def test_blog_section_hits_word_count_and_cites_real_sources(words: int) -
 @pytest.mark.parametrize("platform", list(Platform))
 async def test_social_drafts_respect_platform_limits(platform: Platform) -> None:
     draft = await OfflineProvider().generate_json(
-        "social", SocialPostDraft, sample_context={**CONTEXT, "platform": platform.value, "topic_title": "Forging " * 30}
+        "social",
+        SocialPostDraft,
+        sample_context={**CONTEXT, "platform": platform.value, "topic_title": "Forging " * 30},
     )
     assert draft.platform == platform
     assert draft.check_limits() == []
@@ -102,10 +108,17 @@ async def test_media_prompts_and_unknown_schemas() -> None:
     assert len(value.title) >= 30 and 3 <= value.count <= 5 and len(value.tags) >= 2
     schema = {
         "type": "object",
-        "properties": {"name": {"type": "string"}, "score": {"type": "number"}, "ok": {"type": "boolean"},
-                       "kind": {"enum": ["a", "b"]}, "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}, "minItems": 2}},
+        "properties": {
+            "name": {"type": "string"},
+            "score": {"type": "number"},
+            "ok": {"type": "boolean"},
+            "kind": {"enum": ["a", "b"]},
+            "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}, "minItems": 2},
+        },
         "required": ["name", "score", "ok", "kind", "items"],
-        "$defs": {"Item": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 4}}, "required": ["n"]}},
+        "$defs": {
+            "Item": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 4}}, "required": ["n"]}
+        },
     }
     result = await offline.generate_json("x", schema)
     assert result["kind"] == "a" and len(result["items"]) == 2 and result["items"][0]["n"] >= 4
@@ -120,7 +133,9 @@ async def test_deterministic() -> None:
     )
 
 
-@pytest.mark.parametrize(("ratio", "expected"), [("1:1", 1.0), ("4:5", 0.8), ("9:16", 9 / 16), ("16:9", 16 / 9), ("1.91:1", 1.91)])
+@pytest.mark.parametrize(
+    ("ratio", "expected"), [("1:1", 1.0), ("4:5", 0.8), ("9:16", 9 / 16), ("16:9", 16 / 9), ("1.91:1", 1.91)]
+)
 async def test_image_is_png_with_aspect_ratio(ratio: str, expected: float) -> None:
     with track_usage() as log:
         image = await OfflineProvider().generate_image("A bright anvil on a workbench", ratio)

@@ -53,10 +53,17 @@ async def test_openai_text_with_usage_and_cost(provider_server: ProviderServer) 
     assert request.path == "/v1/chat/completions"
     assert request.headers["authorization"] == f"Bearer {API_KEY}"
     assert request.json["model"] == "gpt-4o-mini"
-    assert request.json["messages"] == [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Say hello"}]
+    assert request.json["messages"] == [
+        {"role": "system", "content": "Be brief"},
+        {"role": "user", "content": "Say hello"},
+    ]
     [usage] = log.records
     assert (usage.provider, usage.model, usage.kind, usage.input_tokens, usage.output_tokens) == (
-        "openai", "gpt-4o-mini", "text", 1000, 2000
+        "openai",
+        "gpt-4o-mini",
+        "text",
+        1000,
+        2000,
     )
     assert usage.cost_usd == Decimal("0.00135")  # 1000 x $0.15/M + 2000 x $0.60/M
 
@@ -69,7 +76,9 @@ async def test_perplexity_text_cost_includes_request_fee(provider_server: Provid
     assert log.records[0].cost_usd == Decimal("0.024")  # $0.003 + $0.015 + $0.006 request fee
 
 
-async def test_json_in_fences_from_either_provider(chat_provider: OpenAIChatProvider, provider_server: ProviderServer) -> None:
+async def test_json_in_fences_from_either_provider(
+    chat_provider: OpenAIChatProvider, provider_server: ProviderServer
+) -> None:
     provider_server.queue(CHAT, Reply(json=chat_completion('Sure!\n```json\n{"name": "Founded", "year": 1999}\n```')))
     fact = await chat_provider.generate_json("fact", Fact)
     assert fact.year == 1999 and len(provider_server.requests_for(CHAT)) == 1, "no repair needed for fenced JSON"
@@ -115,7 +124,8 @@ async def test_invalid_twice(chat_provider: OpenAIChatProvider, provider_server:
 
 async def test_rate_limit_retry_after(chat_provider: OpenAIChatProvider, provider_server: ProviderServer) -> None:
     provider_server.queue(
-        CHAT, Reply(status=429, json=openai_error("Rate limit reached", type_="rate_limit"), headers={"Retry-After": "7"})
+        CHAT,
+        Reply(status=429, json=openai_error("Rate limit reached", type_="rate_limit"), headers={"Retry-After": "7"}),
     )
     with pytest.raises(AIRateLimitError) as caught:
         await chat_provider.generate("hi")
@@ -194,7 +204,9 @@ async def test_perplexity_research_returns_citations(provider_server: ProviderSe
         ),
     )
     with track_usage() as log:
-        result = await perplexity_provider(provider_server).research("Research Acme", sample_context={"company_name": "Acme"})
+        result = await perplexity_provider(provider_server).research(
+            "Research Acme", sample_context={"company_name": "Acme"}
+        )
     assert result.text.startswith("Acme was founded")
     assert [(s.url, s.title) for s in result.sources] == [
         ("https://acme.example/about", "About Acme"),

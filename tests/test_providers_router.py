@@ -37,7 +37,13 @@ class Answer(BaseModel):
 
 
 def settings(**values: object) -> Settings:
-    base: dict[str, object] = {"ai_provider": "auto", "gemini_api_key": None, "perplexity_api_key": None, "openai_api_key": None, "openai_base_url": None}
+    base: dict[str, object] = {
+        "ai_provider": "auto",
+        "gemini_api_key": None,
+        "perplexity_api_key": None,
+        "openai_api_key": None,
+        "openai_base_url": None,
+    }
     base.update(values)
     return Settings(_env_file=None, **base)  # type: ignore[arg-type]
 
@@ -52,7 +58,9 @@ async def test_fallback_after_retryable_failure_is_recorded(provider_server: Pro
     gemini, openai = real_pair(provider_server)
     router = ProviderRouter(chains={"json": [gemini, openai]})
     provider_server.queue(GENERATE, Reply(status=429, json=google_error(429, "quota"), headers={"Retry-After": "7"}))
-    provider_server.queue(CHAT, Reply(json=chat_completion('{"answer": "42"}', prompt_tokens=100, completion_tokens=10)))
+    provider_server.queue(
+        CHAT, Reply(json=chat_completion('{"answer": "42"}', prompt_tokens=100, completion_tokens=10))
+    )
     with track_usage() as log:
         result = await router.generate_json("q", Answer, sample_context={})
     assert result == Answer(answer="42")
@@ -64,7 +72,9 @@ async def test_fallback_after_retryable_failure_is_recorded(provider_server: Pro
 
 
 @pytest.mark.parametrize(("status", "error"), [(401, AIAuthError), (400, AIInvalidRequestError)])
-async def test_no_fallback_on_non_retryable(provider_server: ProviderServer, status: int, error: type[Exception]) -> None:
+async def test_no_fallback_on_non_retryable(
+    provider_server: ProviderServer, status: int, error: type[Exception]
+) -> None:
     gemini, openai = real_pair(provider_server)
     router = ProviderRouter(chains={WorkKind.TEXT: [gemini, openai]})
     provider_server.queue(GENERATE, Reply(status=status, json=google_error(status, "no")))
@@ -132,7 +142,9 @@ async def test_usage_log_collects_across_gather_and_nesting() -> None:
     assert await offline.generate("alone")
 
 
-def test_from_settings_without_keys_is_offline(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_settings_without_keys_is_offline(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The choice is logged once per process: forget what earlier tests in this process logged.
     monkeypatch.setattr("providers.router._logged_descriptions", set())
     with caplog.at_level(logging.INFO, logger="providers.router"):
@@ -191,10 +203,14 @@ def test_from_settings_forced() -> None:
 
 
 async def test_offline_faults_from_settings() -> None:
-    router = ProviderRouter.from_settings(settings(ai_provider="offline", offline_fault="rate_limit", offline_fault_every=1))
+    router = ProviderRouter.from_settings(
+        settings(ai_provider="offline", offline_fault="rate_limit", offline_fault_every=1)
+    )
     with pytest.raises(AIRateLimitError):
         await router.generate("x")
-    timeouts = ProviderRouter.from_settings(settings(ai_provider="offline", offline_fault="timeout", offline_fault_every=2))
+    timeouts = ProviderRouter.from_settings(
+        settings(ai_provider="offline", offline_fault="timeout", offline_fault_every=2)
+    )
     await timeouts.generate("x")
     with pytest.raises(AITimeoutError):
         await timeouts.generate("x")
@@ -203,8 +219,18 @@ async def test_offline_faults_from_settings() -> None:
 def test_pricing_file() -> None:
     book = load_price_book()
     assert len(book.prices_as_of) == 10 and book.prices_as_of[4] == "-"
-    for model in ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-image", "imagen-4.0-generate-001",
-                  "veo-3.0-generate-001", "sonar", "sonar-pro", "gpt-4o", "gpt-4o-mini", "offline-sample"):
+    for model in (
+        "gemini-2.5-pro",
+        "gemini-2.5-flash",
+        "gemini-2.5-flash-image",
+        "imagen-4.0-generate-001",
+        "veo-3.0-generate-001",
+        "sonar",
+        "sonar-pro",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "offline-sample",
+    ):
         assert book.price_for(model) is not None, model
     assert book.cost("gpt-4o", input_tokens=1_000_000, output_tokens=1_000_000)[0] == Decimal("12.5")
     assert book.cost("models/gemini-2.5-flash", input_tokens=1_000_000)[0] == Decimal("0.3")
@@ -217,7 +243,9 @@ def test_pricing_file() -> None:
 
 def test_custom_pricing_file(tmp_path: Path) -> None:
     file = tmp_path / "prices.json"
-    file.write_text(json.dumps({"prices_as_of": "2030-01-01", "models": {"offline-sample": {"input_per_million": "1000000"}}}))
+    file.write_text(
+        json.dumps({"prices_as_of": "2030-01-01", "models": {"offline-sample": {"input_per_million": "1000000"}}})
+    )
     router = ProviderRouter.from_settings(settings(ai_provider="offline", ai_pricing_file=file))
     assert router.chain("text")[0].pricing.prices_as_of == "2030-01-01"
 
@@ -247,7 +275,10 @@ def test_dict_schema_check() -> None:
     schema = {
         "type": "object",
         "required": ["name", "tags"],
-        "properties": {"name": {"type": "string", "minLength": 2}, "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+        "properties": {
+            "name": {"type": "string", "minLength": 2},
+            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        },
     }
     assert check_against_json_schema({"name": "ok", "tags": ["a"]}, schema) == []
     problems = check_against_json_schema({"name": "x", "tags": [1]}, schema)

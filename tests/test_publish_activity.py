@@ -78,14 +78,18 @@ def test_the_backoff_doubles_from_5_s_up_to_5_min_and_honours_retry_after() -> N
 # ---- acknowledged -----------------------------------------------------------------------------------------------
 
 
-async def test_a_post_is_published_once_when_the_activity_runs_twice(acts: PublishActivities, db: Database, tenant: Tenant) -> None:
+async def test_a_post_is_published_once_when_the_activity_runs_twice(
+    acts: PublishActivities, db: Database, tenant: Tenant
+) -> None:
     post = await scheduled_post(db, tenant, with_image=True)
     async with receiving("ok") as receiver:
         await set_webhook(db, tenant.id, receiver.url, SECRET)
         first = await publish(acts, post.id)
         second = await publish(acts, post.id)
 
-    assert first == PublishOutcome(social_post_id=post.id, state=PublishState.PUBLISHED, external_id="ext-1", message="")
+    assert first == PublishOutcome(
+        social_post_id=post.id, state=PublishState.PUBLISHED, external_id="ext-1", message=""
+    )
     assert second == first
     assert len(receiver.requests) == 1
     row = await reload(db, post.id)
@@ -325,7 +329,9 @@ async def test_a_budget_spent_by_a_crash_on_the_last_send_ends_without_sending(
 # ---- nothing sent: retried with backoff, bounded ------------------------------------------------------------------
 
 
-async def test_a_refused_connection_is_retried_and_then_published_once(acts: PublishActivities, db: Database, tenant: Tenant) -> None:
+async def test_a_refused_connection_is_retried_and_then_published_once(
+    acts: PublishActivities, db: Database, tenant: Tenant
+) -> None:
     post = await scheduled_post(db, tenant)
     await set_webhook(db, tenant.id, refused_url(), SECRET)
     refused = await retried(acts, post.id)
@@ -371,7 +377,9 @@ async def test_nothing_sent_after_a_send_that_may_have_arrived_ends_unconfirmed(
     assert outcome.state == PublishState.UNCONFIRMED and f"after {MAX_SENDS} sends" in outcome.message
 
 
-async def test_a_throttled_post_is_retried_after_the_receivers_delay(acts: PublishActivities, db: Database, tenant: Tenant) -> None:
+async def test_a_throttled_post_is_retried_after_the_receivers_delay(
+    acts: PublishActivities, db: Database, tenant: Tenant
+) -> None:
     [post] = await make_posts(db, tenant.id, [Platform.X], state=PublishState.DRAFT)
     async with receiving("throttle") as receiver:
         await set_webhook(db, tenant.id, receiver.url, SECRET)
@@ -437,7 +445,9 @@ async def test_a_secret_from_before_standard_webhooks_fails_the_post_with_what_t
     assert "Nothing was sent" in outcome.message and receiver.requests == []
 
 
-async def test_without_a_webhook_the_post_fails_with_what_to_do(acts: PublishActivities, db: Database, tenant: Tenant) -> None:
+async def test_without_a_webhook_the_post_fails_with_what_to_do(
+    acts: PublishActivities, db: Database, tenant: Tenant
+) -> None:
     post = await scheduled_post(db, tenant)
     await set_webhook(db, tenant.id, None, None)
     outcome = await publish(acts, post.id)
@@ -534,7 +544,9 @@ async def test_a_notice_without_a_webhook_is_logged(
     with caplog.at_level(logging.INFO, logger="temporalio.activity"):
         delivered = await ActivityEnvironment().run(acts.notify_tenant, sent)
     assert delivered is False
-    assert any("approval.reminder" in r.getMessage() and str(sent.pipeline_id) in r.getMessage() for r in caplog.records)
+    assert any(
+        "approval.reminder" in r.getMessage() and str(sent.pipeline_id) in r.getMessage() for r in caplog.records
+    )
 
 
 @pytest.mark.parametrize("mode", ["error", "reject", "slow", "refused", "old_secret", "non_public"])

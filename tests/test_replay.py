@@ -25,6 +25,8 @@ def test_there_are_histories_for_each_ending() -> None:
 @pytest.mark.parametrize("name", sorted(HISTORIES))
 async def test_workflows_replay(name: str) -> None:
     history = WorkflowHistory.from_json(f"replay-{name}", HISTORIES[name])
-    replayer = Replayer(workflows=[GenerationJobWorkflow, ContentPipelineWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[GenerationJobWorkflow, ContentPipelineWorkflow], data_converter=pydantic_data_converter
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{name}: {result.replay_failure}"

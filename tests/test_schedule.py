@@ -131,7 +131,9 @@ def test_dst_in_new_york_keeps_the_local_hour() -> None:
     # And ends on Sunday 1 November 2026.
     last_edt = one(Platform.THREADS, 30, 31, month="2026-10", **ny)
     first_est = one(Platform.THREADS, 0, 30, month="2026-11", **ny)
-    assert local(last_edt, NEW_YORK).date() == date(2026, 10, 31) and local(first_est, NEW_YORK).date() == date(2026, 11, 1)
+    assert local(last_edt, NEW_YORK).date() == date(2026, 10, 31) and local(first_est, NEW_YORK).date() == date(
+        2026, 11, 1
+    )
     assert local(last_edt, NEW_YORK).hour == 19 and local(first_est, NEW_YORK).hour == 19
     assert (last_edt.hour, first_est.hour) == (23, 0)  # 19:00 EDT = 23:00 UTC; 19:00 EST = 00:00 UTC next day
 
@@ -181,7 +183,10 @@ def test_a_month_that_is_over_is_published_soon_after_not_before_even_across_a_y
     for slot in range(3):
         for platform, moment in zip(ALL, plan(ALL, slot, 3, month="2026-12", not_before=not_before), strict=True):
             assert moment >= not_before + LEAD_TIME
-            assert local(moment).year == 2027 and local(moment) < datetime(2027, 1, 8, tzinfo=PRAGUE), (platform, moment)
+            assert local(moment).year == 2027 and local(moment) < datetime(2027, 1, 8, tzinfo=PRAGUE), (
+                platform,
+                moment,
+            )
     february = plan(ALL, 0, 2, month="2026-02", not_before=datetime(2026, 3, 10, 8, 0, tzinfo=UTC))
     assert all(datetime(2026, 3, 10, 8, 10, tzinfo=UTC) <= t < datetime(2026, 3, 13, tzinfo=UTC) for t in february)
 
@@ -212,7 +217,9 @@ def test_every_time_lies_inside_the_month_whenever_the_month_still_has_room() ->
                     assert moment.astimezone(zone).hour == window.at.hour
                     assert window.allows(moment.astimezone(zone).date())
                     room = any(
-                        window.allows(d) and datetime.combine(d, window.at, tzinfo=zone) + timedelta(minutes=59) >= not_before + LEAD_TIME
+                        window.allows(d)
+                        and datetime.combine(d, window.at, tzinfo=zone) + timedelta(minutes=59)
+                        >= not_before + LEAD_TIME
                         for d in (first + timedelta(days=n) for n in range((last - first).days + 1))
                     )
                     latest_lane = datetime.combine(last, window.at, tzinfo=zone)
@@ -239,7 +246,9 @@ def test_the_plan_is_deterministic_and_checks_its_input() -> None:
 # ---- the schedule_posts activity -------------------------------------------------------------------------------------
 
 
-async def test_schedule_posts_writes_the_plan_once_and_keeps_it(database_url: str, db: Database, tenant: Tenant) -> None:
+async def test_schedule_posts_writes_the_plan_once_and_keeps_it(
+    database_url: str, db: Database, tenant: Tenant
+) -> None:
     platforms = [Platform.LINKEDIN, Platform.X, Platform.INSTAGRAM]
     posts = await make_posts(db, tenant.id, platforms, timezone="America/New_York", state=PublishState.DRAFT)
     acts = publish_activities(database_url, db)
@@ -279,20 +288,36 @@ async def test_schedule_posts_keeps_a_time_already_set_and_a_state_already_past_
 
     schedule = await env.run(
         acts.schedule_posts,
-        ScheduleRequest(pipeline_id=uuid.uuid4(), social_post_ids=[kept.id], slot=0, slots=1, month="2026-03", not_before=LONG_BEFORE),
+        ScheduleRequest(
+            pipeline_id=uuid.uuid4(),
+            social_post_ids=[kept.id],
+            slot=0,
+            slots=1,
+            month="2026-03",
+            not_before=LONG_BEFORE,
+        ),
     )
     assert schedule.posts[0].publish_at == fixed
     assert (await reload(db, kept.id)).publish_state == PublishState.SCHEDULED
 
     await env.run(
         acts.schedule_posts,
-        ScheduleRequest(pipeline_id=uuid.uuid4(), social_post_ids=[published.id], slot=0, slots=1, month="2026-03", not_before=LONG_BEFORE),
+        ScheduleRequest(
+            pipeline_id=uuid.uuid4(),
+            social_post_ids=[published.id],
+            slot=0,
+            slots=1,
+            month="2026-03",
+            not_before=LONG_BEFORE,
+        ),
     )
     row = await reload(db, published.id)
     assert row.publish_state == PublishState.PUBLISHED and row.publish_at is not None
 
 
-async def test_schedule_posts_refuses_unknown_posts_and_bad_slots(database_url: str, db: Database, tenant: Tenant) -> None:
+async def test_schedule_posts_refuses_unknown_posts_and_bad_slots(
+    database_url: str, db: Database, tenant: Tenant
+) -> None:
     [post] = await make_posts(db, tenant.id, [Platform.X], state=PublishState.DRAFT)
     acts = publish_activities(database_url, db)
     env = ActivityEnvironment()

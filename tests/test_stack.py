@@ -191,7 +191,11 @@ def test_a_child_dying_stops_the_stack_with_a_clear_error(tmp_path: Path) -> Non
     http = http_child(tmp_path, port)
     doomed = ChildProcess(
         name="doomed",
-        argv=[PY, "-c", "import time; print('about to fail: no such table', flush=True); time.sleep(0.5); raise SystemExit(3)"],
+        argv=[
+            PY,
+            "-c",
+            "import time; print('about to fail: no such table', flush=True); time.sleep(0.5); raise SystemExit(3)",
+        ],
         log_path=tmp_path / "doomed.log",
         cwd=tmp_path,
     )
@@ -232,8 +236,12 @@ def test_a_taken_port_fails_fast_naming_it(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        first = ChildProcess(name="first", argv=[PY, "-c", "import time; time.sleep(60)"], log_path=tmp_path / "f.log", cwd=tmp_path)
-        second = ChildProcess(name="API", argv=[PY, "-c", "pass"], log_path=tmp_path / "a.log", cwd=tmp_path, ports=(port,))
+        first = ChildProcess(
+            name="first", argv=[PY, "-c", "import time; time.sleep(60)"], log_path=tmp_path / "f.log", cwd=tmp_path
+        )
+        second = ChildProcess(
+            name="API", argv=[PY, "-c", "pass"], log_path=tmp_path / "a.log", cwd=tmp_path, ports=(port,)
+        )
         console, _ = quiet_console()
         begun = time.monotonic()
         with pytest.raises(PortInUseError) as failure:
@@ -384,7 +392,12 @@ def test_dev_stack_starts_stops_clean_and_keeps_its_data(tmp_path: Path) -> None
 
     def dev_stack() -> DevStack:
         return DevStack(
-            settings, data_dir=data_dir, console=console, temporal_port=temporal_port, ui_port=ui_port, api_port=api_port
+            settings,
+            data_dir=data_dir,
+            console=console,
+            temporal_port=temporal_port,
+            ui_port=ui_port,
+            api_port=api_port,
         )
 
     data_dir = tmp_path / "data"
@@ -467,7 +480,11 @@ def test_dev_stack_with_database_url_runs_no_embedded_server_and_passes_the_env(
 def test_a_second_signal_skips_the_graceful_wait(tmp_path: Path) -> None:
     stubborn = ChildProcess(
         name="stubborn",
-        argv=[PY, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"],
+        argv=[
+            PY,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)",
+        ],
         log_path=tmp_path / "stubborn.log",
         cwd=tmp_path,
         stop_timeout=60.0,

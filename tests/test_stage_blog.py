@@ -106,8 +106,13 @@ async def test_a_blog_post_fits_its_target_and_cites_real_sources(
     pages = round(revision.word_count / 500, 1)
     assert 4 <= pages <= 10
     assert result.summary == {
-        "blogPostId": str(post.id), "title": post.title, "words": revision.word_count,
-        "pages": pages, "revision": 1, "sources": len(revision.citations), "sample": True,
+        "blogPostId": str(post.id),
+        "title": post.title,
+        "words": revision.word_count,
+        "pages": pages,
+        "revision": 1,
+        "sources": len(revision.citations),
+        "sample": True,
     }
     # The company's own research sources are offered for citation next to the topic's research.
     (outline_prompt,) = provider.sent("Plan a blog post")
@@ -212,11 +217,15 @@ async def test_blog_inputs_that_fail_the_job(db: Database, tenant: Tenant) -> No
     ended = await job_row(db, no_topic.id)
     assert ended.status == JobStatus.FAILED and ended.error_message == "the job names no topic to write about"
 
-    bad_length = await new_job(db, company, JobType.GENERATE_BLOGPOST, topic_id=topic.id, params={"target_words": "long"})
+    bad_length = await new_job(
+        db, company, JobType.GENERATE_BLOGPOST, topic_id=topic.id, params={"target_words": "long"}
+    )
     with pytest.raises(ApplicationError) as failure:
         await run_stage(stage.generate_blogpost, bad_length.id)
     assert failure.value.type == "InvalidInput"
-    assert (await job_row(db, bad_length.id)).error_message == "target_words must be a whole number of words, got 'long'"
+    assert (
+        await job_row(db, bad_length.id)
+    ).error_message == "target_words must be a whole number of words, got 'long'"
 
     other_company, other_topic = await topic_for_post(db, tenant)
     foreign = await new_job(db, company, JobType.GENERATE_BLOGPOST, topic_id=other_topic.id)
@@ -229,7 +238,15 @@ async def test_blog_inputs_that_fail_the_job(db: Database, tenant: Tenant) -> No
 
 
 def test_target_words_are_held_to_four_to_ten_pages() -> None:
-    assert [clamp_target_words(v) for v in (None, "", 1000, 2000, "3000", 4200.7, 12000)] == [2000, 2000, 2000, 2000, 3000, 4200, 5000]
+    assert [clamp_target_words(v) for v in (None, "", 1000, 2000, "3000", 4200.7, 12000)] == [
+        2000,
+        2000,
+        2000,
+        2000,
+        3000,
+        4200,
+        5000,
+    ]
     assert clamp_target_words(None, default=3000) == 3000
     with pytest.raises(ValueError):
         clamp_target_words("ten pages")
@@ -237,13 +254,27 @@ def test_target_words_are_held_to_four_to_ten_pages() -> None:
 
 def test_sources_are_merged_once_per_url() -> None:
     research = [Source(url="https://a.example/x/", title="A"), Source(url="https://b.example/y", title="B")]
-    dna = [{"url": "HTTPS://A.example/x#top", "title": "A again"}, {"url": "ftp://nope"}, {"url": "https://c.example", "title": "C"}]
-    assert [s.url for s in merge_sources(research, dna)] == ["https://a.example/x/", "https://b.example/y", "https://c.example"]
+    dna = [
+        {"url": "HTTPS://A.example/x#top", "title": "A again"},
+        {"url": "ftp://nope"},
+        {"url": "https://c.example", "title": "C"},
+    ]
+    assert [s.url for s in merge_sources(research, dna)] == [
+        "https://a.example/x/",
+        "https://b.example/y",
+        "https://c.example",
+    ]
 
 
 def test_outline_targets_are_scaled_to_the_post() -> None:
     sections = [OutlineSection(heading=f"Part {i}", key_points=["x"], target_words=300) for i in range(5)]
-    outline = BlogOutline(title="A title", meta_description="A meta description long enough", slug="a-title", keywords=["k"], sections=sections)
+    outline = BlogOutline(
+        title="A title",
+        meta_description="A meta description long enough",
+        slug="a-title",
+        keywords=["k"],
+        sections=sections,
+    )
     assert abs(fit_outline(outline, 4000).target_words - 4000) <= 5
     assert fit_outline(outline, 2000).target_words == 2000
 
@@ -263,7 +294,10 @@ def test_citations_are_renumbered_to_the_cited_sources() -> None:
     assert [s.title for s in cited] == ["S4", "S2", "S5"]
     markdown = assemble_markdown("Title", [("One", bodies[0]), ("Two", bodies[1])], cited)
     assert markdown.startswith("# Title\n\n## One\n\nFirst [1]")
-    assert "## Sources\n\n- [1] [S4](https://s4.example)\n- [2] [S2](https://s2.example)\n- [3] [S5](https://s5.example)\n" in markdown
+    assert (
+        "## Sources\n\n- [1] [S4](https://s4.example)\n- [2] [S2](https://s2.example)\n- [3] [S5](https://s5.example)\n"
+        in markdown
+    )
 
 
 def test_slugs_count_up_when_taken() -> None:

@@ -53,13 +53,21 @@ async def seed(db: Database, *, image_prompts: bool = False) -> Seeded:
     """A tenant with a company, its persona, topic, blog post (one revision) and a social post per platform."""
     tenant = await make_tenant(db, name=f"Media tenant {uuid.uuid4().hex[:6]}")
     async with db.session() as session:
-        company = Company(tenant_id=tenant.id, name="Bright Beans", industry="Specialty coffee", website="https://bright.example")
+        company = Company(
+            tenant_id=tenant.id, name="Bright Beans", industry="Specialty coffee", website="https://bright.example"
+        )
         session.add(company)
         await session.flush()
         persona = Persona(tenant_id=tenant.id, company_id=company.id, name="Office Olivia", role="Office manager")
         session.add(persona)
         await session.flush()
-        topic = Topic(tenant_id=tenant.id, company_id=company.id, persona_id=persona.id, month="2026-03", title="Better office coffee")
+        topic = Topic(
+            tenant_id=tenant.id,
+            company_id=company.id,
+            persona_id=persona.id,
+            month="2026-03",
+            title="Better office coffee",
+        )
         session.add(topic)
         await session.flush()
         blog = BlogPost(
@@ -74,7 +82,10 @@ async def seed(db: Database, *, image_prompts: bool = False) -> Seeded:
         await session.flush()
         session.add(
             BlogPostRevision(
-                tenant_id=tenant.id, blog_post_id=blog.id, revision=1, markdown="# Better office coffee\n\n" + "Grind fresh. " * 400
+                tenant_id=tenant.id,
+                blog_post_id=blog.id,
+                revision=1,
+                markdown="# Better office coffee\n\n" + "Grind fresh. " * 400,
             )
         )
         posts = {
@@ -164,7 +175,9 @@ def gemini_router(server: ProviderServer, offline: OfflineProvider | None = None
     gemini = GeminiProvider(
         API_KEY, "gemini-2.5-pro", server.base_url, timeout=5.0, image_model="imagen-4.0-generate-001", video_model=VEO
     )
-    return ProviderRouter({WorkKind.JSON: [offline or OfflineProvider()], WorkKind.IMAGE: [gemini], WorkKind.VIDEO: [gemini]})
+    return ProviderRouter(
+        {WorkKind.JSON: [offline or OfflineProvider()], WorkKind.IMAGE: [gemini], WorkKind.VIDEO: [gemini]}
+    )
 
 
 def media_stage(db: Database, settings: Settings, router: ProviderRouter) -> MediaStage:
@@ -181,7 +194,13 @@ def test_media_path_is_tenant_and_asset_with_the_type_extension(tmp_path: Path) 
     assert media_path(tenant, asset, "video/mp4") == f"{tenant}/{asset}.mp4"
     assert media_path(tenant, asset, "application/x-unknown") == f"{tenant}/{asset}.bin"
     settings = Settings(media_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
-    row = MediaAsset(tenant_id=tenant, company_id=uuid.uuid4(), kind=MediaKind.IMAGE, mime_type="image/png", path=f"{tenant}/{asset}.png")
+    row = MediaAsset(
+        tenant_id=tenant,
+        company_id=uuid.uuid4(),
+        kind=MediaKind.IMAGE,
+        mime_type="image/png",
+        path=f"{tenant}/{asset}.png",
+    )
     assert media_file(settings, row) == tmp_path.resolve() / str(tenant) / f"{asset}.png"
     for bad in ("../outside.png", "/etc/passwd", f"{tenant}/../../x.png", ""):
         with pytest.raises(ValueError, match="outside the media store"):
@@ -225,8 +244,12 @@ async def test_an_image_fits_its_platform_and_is_stored(
     [asset] = await assets_of(db, job.id)
     assert result.artifact_ids == [asset.id]
     assert result.summary == {
-        "mediaId": str(asset.id), "kind": "image", "aspectRatio": ratio,
-        "width": expected[0], "height": expected[1], "bytes": asset.size_bytes,
+        "mediaId": str(asset.id),
+        "kind": "image",
+        "aspectRatio": ratio,
+        "width": expected[0],
+        "height": expected[1],
+        "bytes": asset.size_bytes,
     }
     path = media_file(settings, asset)
     assert asset.path == f"{seeded.tenant.id}/{asset.id}.png"
@@ -244,7 +267,9 @@ async def test_an_image_fits_its_platform_and_is_stored(
     if image_prompts:
         assert asset.prompt == post.image_prompt  # the social stage's prompt, used as it is
     else:
-        assert asset.prompt.startswith("Sample flat illustration about How to brew better coffee")  # written by generate_json
+        assert asset.prompt.startswith(
+            "Sample flat illustration about How to brew better coffee"
+        )  # written by generate_json
 
     row = await job_row(db, job.id)
     assert row.status == JobStatus.COMPLETED and row.progress == 100
@@ -309,7 +334,10 @@ async def test_a_failed_transaction_leaves_no_orphan_file(db: Database, settings
 async def test_a_missing_or_foreign_social_post_fails_the_job(db: Database, settings: Settings) -> None:
     seeded, other = await seed(db), await seed(db)
     stage = media_stage(db, settings, offline_router())
-    cases = [({}, "names no social post"), ({"social_post_id": other.posts[Platform.X].id}, "does not exist for this company")]
+    cases = [
+        ({}, "names no social post"),
+        ({"social_post_id": other.posts[Platform.X].id}, "does not exist for this company"),
+    ]
     for inputs, reason in cases:
         job = await new_job(db, seeded, JobType.GENERATE_IMAGE, **inputs)
         with pytest.raises(ApplicationError) as caught:
@@ -334,7 +362,9 @@ async def test_a_rate_limited_image_retries_after_the_providers_delay(
     row = await job_row(db, job.id)
     assert row.status == JobStatus.PROCESSING and row.progress_message.startswith("rate limited, retrying in 7 s")
     assert [r["error"] for r in row.usage_records] == ["AIRateLimitError"]
-    assert [r.json["parameters"]["aspectRatio"] for r in provider_server.requests_for(PREDICT)] == ["3:4"]  # Imagen's nearest to 4:5
+    assert [r.json["parameters"]["aspectRatio"] for r in provider_server.requests_for(PREDICT)] == [
+        "3:4"
+    ]  # Imagen's nearest to 4:5
 
     # The next attempt gets the image from Imagen through the real SDK.
     result = await Activity(attempt=2).run(stage.generate_image, job)
@@ -365,8 +395,13 @@ async def test_an_offline_video_is_rendered_and_stored(db: Database, settings: S
     assert asset.blog_post_id == seeded.blog_post.id and asset.social_post_id is None and asset.is_sample
     assert asset.prompt.startswith("Sample short video about How to brew better coffee")
     assert result.summary == {
-        "mediaId": str(asset.id), "kind": "video", "aspectRatio": "16:9", "width": 640, "height": 360,
-        "bytes": asset.size_bytes, "durationSeconds": 8.0,
+        "mediaId": str(asset.id),
+        "kind": "video",
+        "aspectRatio": "16:9",
+        "width": 640,
+        "height": 360,
+        "bytes": asset.size_bytes,
+        "durationSeconds": 8.0,
     }
     row = await job_row(db, job.id)
     assert row.status == JobStatus.COMPLETED
@@ -381,7 +416,9 @@ async def test_a_video_is_polled_until_done_with_the_operation_in_every_heartbea
 ) -> None:
     name = f"models/{VEO}/operations/op123"
     provider_server.files["vid123"] = VIDEO_BYTES
-    provider_server.queue(OPERATION, Reply(json={"name": name, "done": False}), Reply(json={"name": name, "done": False}))
+    provider_server.queue(
+        OPERATION, Reply(json={"name": name, "done": False}), Reply(json={"name": name, "done": False})
+    )
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
     run = Activity()
@@ -412,7 +449,9 @@ async def test_a_retried_attempt_resumes_the_heartbeated_operation(
     provider_server.files["vid123"] = VIDEO_BYTES
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
-    operation = VideoOperation(provider="gemini", model=VEO, name=name, prompt="a slow pan over a coffee bar", duration_seconds=6)
+    operation = VideoOperation(
+        provider="gemini", model=VEO, name=name, prompt="a slow pan over a coffee bar", duration_seconds=6
+    )
     details = VideoCheckpoint(job_id=job.id, operation=operation, started_at=0).details()
     offline = OfflineProvider()
     run = Activity(attempt=2, heartbeat_details=[{"progress": 30, "message": "rendering video", "checkpoint": details}])
@@ -430,7 +469,9 @@ async def test_a_rate_limited_poll_retries_and_the_retry_polls_the_same_operatio
     db: Database, settings: Settings, provider_server: ProviderServer
 ) -> None:
     provider_server.files["vid123"] = VIDEO_BYTES
-    provider_server.queue(OPERATION, Reply(status=429, json=google_error(429, "too many polls"), headers={"Retry-After": "3"}))
+    provider_server.queue(
+        OPERATION, Reply(status=429, json=google_error(429, "too many polls"), headers={"Retry-After": "3"})
+    )
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
     stage = media_stage(db, settings, gemini_router(provider_server))
@@ -456,7 +497,9 @@ async def test_an_operation_that_ends_with_a_permanent_error_fails_the_job(
     db: Database, settings: Settings, provider_server: ProviderServer
 ) -> None:
     name = f"models/{VEO}/operations/op123"
-    provider_server.queue(OPERATION, Reply(json={"name": name, "done": True, "error": {"code": 3, "message": "bad prompt"}}))
+    provider_server.queue(
+        OPERATION, Reply(json={"name": name, "done": True, "error": {"code": 3, "message": "bad prompt"}})
+    )
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
     with pytest.raises(ApplicationError) as caught:
@@ -523,7 +566,11 @@ async def test_a_video_job_needs_a_blog_post_with_text(db: Database, settings: S
     seeded = await seed(db)
     async with db.session() as session:
         empty = BlogPost(
-            tenant_id=seeded.tenant.id, company_id=seeded.company.id, topic_id=seeded.blog_post.topic_id, title="Empty", slug="empty"
+            tenant_id=seeded.tenant.id,
+            company_id=seeded.company.id,
+            topic_id=seeded.blog_post.topic_id,
+            title="Empty",
+            slug="empty",
         )
         session.add(empty)
         await session.commit()

@@ -102,7 +102,9 @@ async def test_topics_for_one_persona_and_month(db: Database, tenant: Tenant) ->
     company = await new_company(db, tenant, language="de")
     await add_dna(db, company)
     persona = await add_persona(db, company)
-    job = await new_job(db, company, JobType.GENERATE_TOPICS, persona_id=persona.id, params={"month": "2026-03", "count": 3})
+    job = await new_job(
+        db, company, JobType.GENERATE_TOPICS, persona_id=persona.id, params={"month": "2026-03", "count": 3}
+    )
     provider = RecordingProvider()
 
     result = await run_stage(TopicStage(stage_deps(db, provider)).generate_topics, job.id)
@@ -117,7 +119,9 @@ async def test_topics_for_one_persona_and_month(db: Database, tenant: Tenant) ->
         assert topic.status == TopicStatus.PROPOSED and topic.revision == 0 and topic.previous_id is None
         assert topic.is_sample
     assert result.artifact_ids == [t.id for t in topics]
-    assert result.summary["topics"] == [{"id": str(t.id), "title": t.title, "personaId": str(persona.id)} for t in topics]
+    assert result.summary["topics"] == [
+        {"id": str(t.id), "title": t.title, "personaId": str(persona.id)} for t in topics
+    ]
     (prompt,) = provider.sent("Plan the blog topics")
     assert "Operations Olivia" in prompt and "2026-03" in prompt and "in de" in prompt
     assert "Runs a 40-person plant" in prompt  # the persona's profile, not only its name
@@ -143,7 +147,9 @@ def test_a_plan_must_be_for_the_persona_and_long_enough() -> None:
     assert check_plan(TopicPlan(topics=[idea("First topic"), idea("Second topic"), idea("Third")]), persona, 2) == []
     problems = check_plan(TopicPlan(topics=[idea("First topic", "Founder Felix")]), persona, 2)
     assert "is for 'Founder Felix'" in problems[0] and "1 topics; exactly 2" in problems[1]
-    assert check_plan(TopicPlan(topics=[idea("Same title"), idea("same title")]), persona, 2) == ["topic titles must be distinct"]
+    assert check_plan(TopicPlan(topics=[idea("Same title"), idea("same title")]), persona, 2) == [
+        "topic titles must be distinct"
+    ]
     assert "repeats the rejected title" in check_plan(TopicPlan(topics=[idea("Old title")]), persona, 1, "Old Title")[0]
 
 
@@ -155,7 +161,10 @@ async def test_a_rejected_topic_is_regenerated_with_the_feedback(db: Database, t
     sibling = await add_topic(db, persona, title="Shift handover checklists that stick")
     feedback = "Too generic. Focus on plants with under 50 staff and give one real example with numbers."
     job = await new_job(
-        db, company, JobType.GENERATE_TOPICS, persona_id=persona.id,
+        db,
+        company,
+        JobType.GENERATE_TOPICS,
+        persona_id=persona.id,
         params={"replaces_topic_id": str(rejected.id), "feedback": feedback, "count": 4},
     )
     provider = RecordingProvider()
@@ -175,7 +184,10 @@ async def test_a_rejected_topic_is_regenerated_with_the_feedback(db: Database, t
 
     # Rejected again: the next one counts on from the replacement.
     again = await new_job(
-        db, company, JobType.GENERATE_TOPICS, persona_id=persona.id,
+        db,
+        company,
+        JobType.GENERATE_TOPICS,
+        persona_id=persona.id,
         params={"replaces_topic_id": str(replacement.id), "feedback": "Still too broad."},
     )
     await run_stage(TopicStage(stage_deps(db)).generate_topics, again.id)

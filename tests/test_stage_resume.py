@@ -212,24 +212,18 @@ async def shut_down_after_three_sections(db: Database, tenant: Tenant) -> tuple[
     return job, hanging
 
 
-async def test_a_worker_shutdown_mid_sections_resumes_with_the_saved_sections(
-    db: Database, tenant: Tenant
-) -> None:
+async def test_a_worker_shutdown_mid_sections_resumes_with_the_saved_sections(db: Database, tenant: Tenant) -> None:
     job, hanging = await shut_down_after_three_sections(db, tenant)
     assert (await job_row(db, job.id)).status == JobStatus.PROCESSING, "a shutdown is not the user's cancel"
     saved = await steps_of(db, job.id)
     assert saved == ["outline", "research", "section:0", "section:1", "section:2"]
 
     provider = Metering()
-    result = await environment(2).run(
-        BlogStage(stage_deps(db, provider)).generate_blogpost, StageInput(job_id=job.id)
-    )
+    result = await environment(2).run(BlogStage(stage_deps(db, provider)).generate_blogpost, StageInput(job_id=job.id))
 
     # Only the five sections that were not saved are paid for again.
     assert provider.calls == 5 and provider.sent(OUTLINE) == []
-    written = {
-        n for n in range(1, 9) for prompt in provider.sent(SECTION) if f"Write section {n} of 8:" in prompt
-    }
+    written = {n for n in range(1, 9) for prompt in provider.sent(SECTION) if f"Write section {n} of 8:" in prompt}
     assert written == {4, 5, 6, 7, 8}
     assert result.summary["sample"] is True and (await job_row(db, job.id)).status == JobStatus.COMPLETED
     events = [event.message for event in await rows(db, JobEvent, JobEvent.job_id == job.id)]
@@ -268,9 +262,7 @@ async def test_a_revision_resumes_from_its_own_steps(db: Database, tenant: Tenan
     await add_dna(db, company)
     topic = await add_topic(db, await add_persona(db, company))
     first = await new_job(db, company, JobType.GENERATE_BLOGPOST, topic_id=topic.id)
-    created = await environment(1).run(
-        BlogStage(stage_deps(db)).generate_blogpost, StageInput(job_id=first.id)
-    )
+    created = await environment(1).run(BlogStage(stage_deps(db)).generate_blogpost, StageInput(job_id=first.id))
     post_id = created.artifact_ids[0]
 
     def revision(feedback: str) -> Awaitable[AIJob]:
@@ -301,9 +293,7 @@ async def test_a_revision_resumes_from_its_own_steps(db: Database, tenant: Tenan
     assert result.summary["revision"] == 3 and await steps_of(db, shorter.id) == []
 
 
-async def test_the_dna_stage_keeps_its_research_when_the_extraction_fails(
-    db: Database, tenant: Tenant
-) -> None:
+async def test_the_dna_stage_keeps_its_research_when_the_extraction_fails(db: Database, tenant: Tenant) -> None:
     company = await new_company(db, tenant)
     job = await new_job(db, company, JobType.GENERATE_DNA)
     provider = EveryThirdCallTimesOut(every=2)  # the extraction of the first attempt times out

@@ -52,7 +52,12 @@ class LongFirstForX(RecordingProvider):
     def sample_for(self, schema: SchemaArg, prompt: str, context: dict[str, Any]) -> Any:
         if schema is SocialPostDraft and context.get("platform") == "x" and self.long_answers > 0:
             self.long_answers -= 1
-            return {"platform": "x", "text": LONG_X, "hashtags": ["downtime", "maintenance"], "image_prompt": "a quiet plant"}
+            return {
+                "platform": "x",
+                "text": LONG_X,
+                "hashtags": ["downtime", "maintenance"],
+                "image_prompt": "a quiet plant",
+            }
         return super().sample_for(schema, prompt, context)
 
 
@@ -65,7 +70,9 @@ async def post_to_share(db: Database, tenant: Tenant) -> tuple[Company, BlogPost
 
 async def x_post(db: Database, tenant: Tenant, provider: RecordingProvider) -> SocialPost:
     company, post = await post_to_share(db, tenant)
-    job = await new_job(db, company, JobType.GENERATE_SOCIAL, blog_post_id=post.id, params={"platforms": ["x"], "link_url": LINK})
+    job = await new_job(
+        db, company, JobType.GENERATE_SOCIAL, blog_post_id=post.id, params={"platforms": ["x"], "link_url": LINK}
+    )
     result = await run_stage(SocialStage(stage_deps(db, provider)).generate_social, job.id)
     (row,) = await rows(db, SocialPost, SocialPost.job_id == job.id)
     assert result.artifact_ids == [row.id] and result.summary["posts"][0]["chars"] == len(row.text)
@@ -76,7 +83,9 @@ async def x_post(db: Database, tenant: Tenant, provider: RecordingProvider) -> S
 async def test_one_post_per_platform_within_its_limits(db: Database, tenant: Tenant) -> None:
     company, post = await post_to_share(db, tenant)
     platforms = ["linkedin", "x", "instagram", "facebook", "threads", "bluesky"]
-    job = await new_job(db, company, JobType.GENERATE_SOCIAL, blog_post_id=post.id, params={"platforms": platforms, "link_url": LINK})
+    job = await new_job(
+        db, company, JobType.GENERATE_SOCIAL, blog_post_id=post.id, params={"platforms": platforms, "link_url": LINK}
+    )
     provider = RecordingProvider()
 
     result = await run_stage(SocialStage(stage_deps(db, provider)).generate_social, job.id)
@@ -96,7 +105,9 @@ async def test_one_post_per_platform_within_its_limits(db: Database, tenant: Ten
     assert result.summary["posts"] == [{"id": str(p.id), "platform": p.platform, "chars": len(p.text)} for p in posts]
     # Each platform's prompt names its own limit and carries the article without its source list.
     (x_prompt,) = provider.sent('- `platform`: "x"')
-    assert "at most 280 characters" in x_prompt and "Unplanned downtime costs" in x_prompt and "## Sources" not in x_prompt
+    assert (
+        "at most 280 characters" in x_prompt and "Unplanned downtime costs" in x_prompt and "## Sources" not in x_prompt
+    )
     assert "at most 30 hashtags" in provider.sent('- `platform`: "instagram"')[0]
     assert "no fixed hashtag limit" in provider.sent('- `platform`: "linkedin"')[0]
     done = await job_row(db, job.id)
@@ -114,7 +125,9 @@ async def test_a_link_pattern_gets_the_posts_slug(db: Database, tenant: Tenant) 
 
 async def test_social_posts_are_stored_once_per_job_and_platform(db: Database, tenant: Tenant) -> None:
     company, post = await post_to_share(db, tenant)
-    job = await new_job(db, company, JobType.GENERATE_SOCIAL, blog_post_id=post.id, params={"platforms": ["x", "linkedin", "x"]})
+    job = await new_job(
+        db, company, JobType.GENERATE_SOCIAL, blog_post_id=post.id, params={"platforms": ["x", "linkedin", "x"]}
+    )
     stage = SocialStage(stage_deps(db))
     first = await run_stage(stage.generate_social, job.id)
     assert [p["platform"] for p in first.summary["posts"]] == ["x", "linkedin"]
@@ -158,9 +171,17 @@ async def test_a_rewrite_still_too_long_is_shortened_at_a_word_boundary(db: Data
     [
         ({}, "MissingInput", "the job names no platforms to write social posts for"),
         ({"platforms": []}, "MissingInput", "the job names no platforms to write social posts for"),
-        ({"platforms": ["x", "myspace"]}, "InvalidInput", "unknown platforms ['myspace']; known: bluesky, facebook, instagram, linkedin, threads, x"),
+        (
+            {"platforms": ["x", "myspace"]},
+            "InvalidInput",
+            "unknown platforms ['myspace']; known: bluesky, facebook, instagram, linkedin, threads, x",
+        ),
         ({"platforms": {"x": 1}}, "InvalidInput", "platforms must be a list of platform names, got {'x': 1}"),
-        ({"platforms": ["x"], "link_url": "acme.example/post"}, "InvalidInput", "link_url must be an http(s) URL, got 'acme.example/post'"),
+        (
+            {"platforms": ["x"], "link_url": "acme.example/post"},
+            "InvalidInput",
+            "link_url must be an http(s) URL, got 'acme.example/post'",
+        ),
     ],
 )
 async def test_social_inputs_that_fail_the_job(

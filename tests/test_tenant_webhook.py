@@ -49,7 +49,9 @@ async def tenant_row(db: Database, tenant: Tenant) -> TenantRow:
     return row
 
 
-async def test_an_admin_sets_replaces_and_removes_the_webhook(stack: RunningStack, tenant: Tenant, db: Database) -> None:
+async def test_an_admin_sets_replaces_and_removes_the_webhook(
+    stack: RunningStack, tenant: Tenant, db: Database
+) -> None:
     admin = tenant.headers(Role.ADMIN)
     before = await stack.http.get("/api/v1/tenant", headers=tenant.headers())
     assert before.status_code == 200 and before.json()["webhookUrl"] is None
@@ -83,7 +85,9 @@ async def test_an_admin_sets_replaces_and_removes_the_webhook(stack: RunningStac
 
 async def test_the_secret_returned_is_the_one_that_signs(stack: RunningStack, tenant: Tenant) -> None:
     async with receiving("notice", secret="placeholder") as receiver:
-        answer = await stack.http.put("/api/v1/tenant/webhook", json={"url": receiver.url}, headers=tenant.headers(Role.ADMIN))
+        answer = await stack.http.put(
+            "/api/v1/tenant/webhook", json={"url": receiver.url}, headers=tenant.headers(Role.ADMIN)
+        )
         receiver.secret = answer.json()["secret"]
         sent = await send_notification(
             receiver.url, receiver.secret, "webhook.test", {}, timeout_seconds=2, allow_private_networks=True
@@ -93,7 +97,9 @@ async def test_the_secret_returned_is_the_one_that_signs(stack: RunningStack, te
 
 
 @pytest.mark.parametrize("role", [Role.MARKETER, Role.SUPERVISOR])
-async def test_only_an_admin_may_change_the_webhook(stack: RunningStack, tenant: Tenant, db: Database, role: Role) -> None:
+async def test_only_an_admin_may_change_the_webhook(
+    stack: RunningStack, tenant: Tenant, db: Database, role: Role
+) -> None:
     put = await stack.http.put("/api/v1/tenant/webhook", json={"url": HOOK}, headers=tenant.headers(role))
     delete = await stack.http.delete("/api/v1/tenant/webhook", headers=tenant.headers(role))
     for response in (put, delete):
@@ -106,7 +112,9 @@ async def test_the_webhook_needs_a_key(stack: RunningStack) -> None:
     for response in (
         await stack.http.put("/api/v1/tenant/webhook", json={"url": HOOK}),
         await stack.http.delete("/api/v1/tenant/webhook"),
-        await stack.http.put("/api/v1/tenant/webhook", json={"url": HOOK}, headers={"Authorization": "Bearer cpk_nope"}),
+        await stack.http.put(
+            "/api/v1/tenant/webhook", json={"url": HOOK}, headers={"Authorization": "Bearer cpk_nope"}
+        ),
     ):
         assert response.status_code == 401
         assert response.headers["content-type"].startswith(PROBLEM)
@@ -129,9 +137,25 @@ async def test_the_webhook_needs_a_key(stack: RunningStack) -> None:
         {"url": HOOK, "secret": "mine"},
         {},
     ],
-    ids=["ftp", "no-scheme", "words", "no-host", "userinfo", "bad-port", "javascript", "too-long", "empty", "number", "nul", "extra-field", "missing"],
+    ids=[
+        "ftp",
+        "no-scheme",
+        "words",
+        "no-host",
+        "userinfo",
+        "bad-port",
+        "javascript",
+        "too-long",
+        "empty",
+        "number",
+        "nul",
+        "extra-field",
+        "missing",
+    ],
 )
-async def test_a_bad_webhook_url_is_422(stack: RunningStack, tenant: Tenant, db: Database, body: dict[str, object]) -> None:
+async def test_a_bad_webhook_url_is_422(
+    stack: RunningStack, tenant: Tenant, db: Database, body: dict[str, object]
+) -> None:
     response = await stack.http.put("/api/v1/tenant/webhook", json=body, headers=tenant.headers(Role.ADMIN))
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
@@ -171,9 +195,13 @@ async def test_a_non_public_webhook_is_422_naming_the_address_and_changes_nothin
     assert address in problem["detail"] and "public internet address" in problem["detail"]
     assert problem["errors"][0]["field"] == "url" and problem["errors"][0]["type"] == "non_public_address"
     after = await tenant_row(db, tenant)
-    assert (after.webhook_url, after.webhook_secret) == (before.webhook_url, before.webhook_secret) == (
-        HOOK,
-        first.json()["secret"],
+    assert (
+        (after.webhook_url, after.webhook_secret)
+        == (before.webhook_url, before.webhook_secret)
+        == (
+            HOOK,
+            first.json()["secret"],
+        )
     )
 
 

@@ -55,12 +55,19 @@ async def test_sigterm_lets_the_running_activity_finish(
             company = Company(tenant_id=tenant.id, name="Graceful Co")
             session.add(company)
             await session.flush()
-            job = AIJob(tenant_id=tenant.id, company_id=company.id, job_type=JobType.GENERATE_DNA, workflow_id=f"job-{uuid.uuid4()}")
+            job = AIJob(
+                tenant_id=tenant.id,
+                company_id=company.id,
+                job_type=JobType.GENERATE_DNA,
+                workflow_id=f"job-{uuid.uuid4()}",
+            )
             session.add(job)
             await session.commit()
         handle = await dev_temporal.client.start_workflow(
             GenerationJobWorkflow.run,
-            JobRequest(job_id=job.id, job_type=JobType.GENERATE_DNA, tenant_id=tenant.id, company_id=company.id, tier=Tier.FREE),
+            JobRequest(
+                job_id=job.id, job_type=JobType.GENERATE_DNA, tenant_id=tenant.id, company_id=company.id, tier=Tier.FREE
+            ),
             id=job.workflow_id or "",
             task_queue="pipeline" + suffix,
             priority=Priority(priority_key=3),

@@ -46,7 +46,9 @@ async def test_four_kills_during_one_video_stage_cost_no_provider_attempt(
             await asyncio.to_thread(worker.start)
             try:
                 started = await http.post(
-                    f"/api/v1/ai/companies/{company.id}/generate-video/", json={"blogPostId": str(post.id)}, headers=tenant.headers()
+                    f"/api/v1/ai/companies/{company.id}/generate-video/",
+                    json={"blogPostId": str(post.id)},
+                    headers=tenant.headers(),
                 )
                 assert started.status_code == 202, started.text
                 job_id = uuid.UUID(started.json()["jobId"])
@@ -94,7 +96,9 @@ async def events(db: Database, job_id: uuid.UUID) -> list[str]:
     from models.tables import JobEvent
 
     async with db.session() as session:
-        found = await session.exec(select(JobEvent.message).where(col(JobEvent.job_id) == job_id).order_by(col(JobEvent.id)))
+        found = await session.exec(
+            select(JobEvent.message).where(col(JobEvent.job_id) == job_id).order_by(col(JobEvent.id))
+        )
         return list(found.all())
 
 

@@ -80,9 +80,7 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while WORKER_READY_LINE not in self.log_text():
             if not self.alive():
-                raise RuntimeError(
-                    f"the worker exited before it was ready; {self.log_path}:\n{self.log_tail()}"
-                )
+                raise RuntimeError(f"the worker exited before it was ready; {self.log_path}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"the worker was not ready within {timeout:g} s; {self.log_path}:\n{self.log_tail()}"

@@ -231,7 +231,9 @@ class ContentPipelineWorkflow:
                 await self._wait_for_gate(Gate.TOPICS, pending, lambda: self._topic_decision is not None)
                 decision = self._topic_decision or TopicDecision()
             rejected = {r.topic_id: r.feedback for r in decision.rejected}
-            await self._quick("apply_topic_verdicts", TopicVerdicts(approved=decision.approved_topic_ids, rejected=rejected))
+            await self._quick(
+                "apply_topic_verdicts", TopicVerdicts(approved=decision.approved_topic_ids, rejected=rejected)
+            )
             approved.extend(decision.approved_topic_ids)
             self._counts["topicsApproved"] = len(approved)
             self._counts["topicsRejected"] = self._counts.get("topicsRejected", 0) + len(rejected)
@@ -239,7 +241,9 @@ class ContentPipelineWorkflow:
             pending = await self._regenerate_topics(by_id, rejected) if rejected else []
         return approved
 
-    async def _regenerate_topics(self, by_id: dict[uuid.UUID, GateItem], rejected: dict[uuid.UUID, str]) -> list[GateItem]:
+    async def _regenerate_topics(
+        self, by_id: dict[uuid.UUID, GateItem], rejected: dict[uuid.UUID, str]
+    ) -> list[GateItem]:
         await self._enter(PipelineStage.TOPICS)
 
         async def regenerate(topic_id: uuid.UUID, feedback: str) -> list[uuid.UUID]:
@@ -266,7 +270,9 @@ class ContentPipelineWorkflow:
         """One branch per approved topic, in parallel: a failed branch does not stop the others."""
         titles = {item.id: item.title for item in await self._gate_items(Gate.TOPICS, topic_ids)}
         for slot, topic_id in enumerate(topic_ids):
-            self._branches[topic_id] = Branch(view=BranchView(topic_id=topic_id, title=titles.get(topic_id, "")), slot=slot)
+            self._branches[topic_id] = Branch(
+                view=BranchView(topic_id=topic_id, title=titles.get(topic_id, "")), slot=slot
+            )
         self._publish_epoch = workflow.now()
         await self._enter(PipelineStage.BLOGPOSTS)
         await asyncio.gather(*(self._branch(self._branches[t]) for t in topic_ids))
@@ -446,7 +452,9 @@ class ContentPipelineWorkflow:
             {"topicId": str(item.id), "title": item.title, "error": item.detail, "deadline": deadline.isoformat()},
         )
         try:
-            await self._wait_with_reminder(lambda: branch.failure is not None, deadline, f"the failed topic {item.title!r}", [item])
+            await self._wait_with_reminder(
+                lambda: branch.failure is not None, deadline, f"the failed topic {item.title!r}", [item]
+            )
         except GateExpired as expired:
             branch.view.error = f"{branch.view.error} | {expired}"
         finally:
@@ -475,12 +483,15 @@ class ContentPipelineWorkflow:
         notes = []
         if dropped:
             notes.append(
-                f"{len(dropped)} of {len(views)} topics failed and were dropped: " + "; ".join(f"{v.title}: {v.error}" for v in dropped)
+                f"{len(dropped)} of {len(views)} topics failed and were dropped: "
+                + "; ".join(f"{v.title}: {v.error}" for v in dropped)
             )
         if expired:
             notes.append(f"{len(expired)} blog posts were not approved in time: " + "; ".join(v.title for v in expired))
         if unconfirmed:
-            notes.append(f"{unconfirmed} posts are UNCONFIRMED: the receiver may hold them; check it before sending them again")
+            notes.append(
+                f"{unconfirmed} posts are UNCONFIRMED: the receiver may hold them; check it before sending them again"
+            )
         if self._reason:
             notes.append(self._reason)
         reason = " | ".join(notes) or None
@@ -556,7 +567,9 @@ class ContentPipelineWorkflow:
         approved = decision.decision == "approve"
         branch.verdict = BlogVerdict(blog_post_id=decision.blog_post_id, approved=approved, feedback=decision.feedback)
         await self._decided_item(Gate.BLOGPOST, decision.blog_post_id, branch, "approved" if approved else "writing")
-        return DecisionAccepted(gate=Gate.BLOGPOST, message="approved" if approved else "changes requested; a new revision is being written")
+        return DecisionAccepted(
+            gate=Gate.BLOGPOST, message="approved" if approved else "changes requested; a new revision is being written"
+        )
 
     @decide_blogpost.validator
     def _check_blogpost(self, decision: BlogPostDecision) -> None:
@@ -579,7 +592,11 @@ class ContentPipelineWorkflow:
         branch.failure = decision
         retry = decision.decision == "retry"
         await self._decided_item(Gate.FAILURE, decision.topic_id, branch, branch.failed_in if retry else "dropped")
-        message = f"retrying from where it failed ({branch.failed_in})" if retry else "dropped; its posts will not be published"
+        message = (
+            f"retrying from where it failed ({branch.failed_in})"
+            if retry
+            else "dropped; its posts will not be published"
+        )
         return DecisionAccepted(gate=Gate.FAILURE, message=message)
 
     @decide_failure.validator
@@ -641,7 +658,10 @@ class ContentPipelineWorkflow:
             item.deadline = deadline
         self._gates[gate] = OpenGate(gate=gate, items={i.id: i for i in items}, opened_at=opened, deadline=deadline)
         await self._enter(
-            {Gate.PERSONAS: PipelineStage.AWAITING_PERSONA_SELECTION, Gate.TOPICS: PipelineStage.AWAITING_TOPIC_APPROVAL}[gate]
+            {
+                Gate.PERSONAS: PipelineStage.AWAITING_PERSONA_SELECTION,
+                Gate.TOPICS: PipelineStage.AWAITING_TOPIC_APPROVAL,
+            }[gate]
         )
         try:
             await self._wait_with_reminder(decided, deadline, f"the {gate.value} approval", items)
@@ -658,7 +678,9 @@ class ContentPipelineWorkflow:
         self._open_item(Gate.BLOGPOST, item)
         await self._branch_state(branch, "awaiting_approval")
         try:
-            await self._wait_with_reminder(lambda: branch.verdict is not None, item.deadline, f"the approval of {item.title!r}", [item])
+            await self._wait_with_reminder(
+                lambda: branch.verdict is not None, item.deadline, f"the approval of {item.title!r}", [item]
+            )
         finally:
             branch.pending = None
             self._close_item(Gate.BLOGPOST, item.id)
@@ -681,7 +703,9 @@ class ContentPipelineWorkflow:
         else:
             open_gate.deadline = min(i.deadline or open_gate.deadline for i in open_gate.items.values())
 
-    async def _wait_with_reminder(self, decided: Callable[[], bool], deadline: datetime, what: str, items: list[GateItem]) -> None:
+    async def _wait_with_reminder(
+        self, decided: Callable[[], bool], deadline: datetime, what: str, items: list[GateItem]
+    ) -> None:
         half = (deadline - workflow.now()) / 2
         try:
             await workflow.wait_condition(decided, timeout=half)
@@ -691,12 +715,16 @@ class ContentPipelineWorkflow:
         for open_gate in self._gates.values():
             if any(i.id in open_gate.items for i in items):
                 open_gate.reminded = True
-        await self._notify("approval.reminder", {"what": what, "deadline": deadline.isoformat(), "items": [str(i.id) for i in items]})
+        await self._notify(
+            "approval.reminder", {"what": what, "deadline": deadline.isoformat(), "items": [str(i.id) for i in items]}
+        )
         try:
             await workflow.wait_condition(decided, timeout=max(timedelta(seconds=1), deadline - workflow.now()))
         except TimeoutError:
             await self._notify("approval.expired", {"what": what, "deadline": deadline.isoformat()})
-            raise GateExpired(f"{what} was not decided by its deadline {deadline.isoformat()}; everything produced is kept") from None
+            raise GateExpired(
+                f"{what} was not decided by its deadline {deadline.isoformat()}; everything produced is kept"
+            ) from None
 
     # ---- running a stage as an AIJob --------------------------------------------------------------------
 
@@ -761,7 +789,9 @@ class ContentPipelineWorkflow:
         return listing.items
 
     async def _notify(self, event: str, data: dict[str, Any]) -> None:
-        notice = TenantNotice(tenant_id=self.request.tenant_id, event=event, pipeline_id=self.request.pipeline_id, data=data)
+        notice = TenantNotice(
+            tenant_id=self.request.tenant_id, event=event, pipeline_id=self.request.pipeline_id, data=data
+        )
         workflow.logger.info("pipeline %s: %s %s", self.request.pipeline_id, event, data)
         try:
             await workflow.execute_activity(
@@ -804,7 +834,13 @@ class ContentPipelineWorkflow:
     def _gate_views(self) -> list[GateView]:
         """Every open gate, the earliest deadline first."""
         views = [
-            GateView(gate=g.gate, items=list(g.items.values()), deadline=g.deadline, opened_at=g.opened_at, reminded=g.reminded)
+            GateView(
+                gate=g.gate,
+                items=list(g.items.values()),
+                deadline=g.deadline,
+                opened_at=g.opened_at,
+                reminded=g.reminded,
+            )
             for g in self._gates.values()
         ]
         return sorted(views, key=lambda view: view.deadline)
@@ -867,7 +903,9 @@ class ContentPipelineWorkflow:
             self._stage = PipelineStage.DONE
         await self._record(finished=True)
         if not cancelled:
-            await self._notify("pipeline.finished", {"status": status.value, "reason": reason, "counts": dict(self._counts)})
+            await self._notify(
+                "pipeline.finished", {"status": status.value, "reason": reason, "counts": dict(self._counts)}
+            )
 
     # ---- small things -----------------------------------------------------------------------------------
 
@@ -900,4 +938,3 @@ class ContentPipelineWorkflow:
         fraction = min(1.0, max(0.0, (publish_at - start) / (end - start)))
         epoch = self._publish_epoch or now
         return max(timedelta(0), epoch + timedelta(seconds=compress * fraction) - now)
-

@@ -46,7 +46,9 @@ TENANCY = "Another tenant's company answers 404."
 
 def read(path: str, model: Any, summary: str, description: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
     """A GET of this router: marketer and up, problem+json errors, the tenancy rule said in its description."""
-    return router.get(path, response_model=model, responses=PROBLEMS, summary=summary, description=f"{description} {TENANCY}")
+    return router.get(
+        path, response_model=model, responses=PROBLEMS, summary=summary, description=f"{description} {TENANCY}"
+    )
 
 
 @dataclass
@@ -92,7 +94,9 @@ def public(model: type[Public], row: SQLModel, **extra: Any) -> Public:
 
 
 def media_public(settings: Settings, asset: MediaAsset) -> MediaPublic:
-    return public(MediaPublic, asset, download_url=f"{settings.public_base_url.rstrip('/')}/api/v1/media/{asset.id}/file")
+    return public(
+        MediaPublic, asset, download_url=f"{settings.public_base_url.rstrip('/')}/api/v1/media/{asset.id}/file"
+    )
 
 
 @read(
@@ -116,7 +120,9 @@ async def list_personas(
     listing: ListingDep,
     selected: Annotated[bool | None, Query(description="only selected (true) or unselected (false) personas")] = None,
 ) -> Page[PersonaPublic]:
-    rows, count = await listing.rows(Persona, [col(Persona.position), col(Persona.created_at), col(Persona.id)], selected=selected)
+    rows, count = await listing.rows(
+        Persona, [col(Persona.position), col(Persona.created_at), col(Persona.id)], selected=selected
+    )
     return listing.page([PersonaPublic.model_validate(row) for row in rows], count)
 
 
@@ -129,9 +135,13 @@ async def list_personas(
 )
 async def list_topics(
     listing: ListingDep,
-    month: Annotated[str | None, Query(pattern=MONTH_PATTERN, description="only this month, YYYY-MM", examples=["2026-03"])] = None,
+    month: Annotated[
+        str | None, Query(pattern=MONTH_PATTERN, description="only this month, YYYY-MM", examples=["2026-03"])
+    ] = None,
     status: Annotated[TopicStatus | None, Query(description="only topics with this status")] = None,
-    persona_id: Annotated[uuid.UUID | None, Query(alias="personaId", description="only topics for this persona")] = None,
+    persona_id: Annotated[
+        uuid.UUID | None, Query(alias="personaId", description="only topics for this persona")
+    ] = None,
 ) -> Page[TopicPublic]:
     order = [col(Topic.month), col(Topic.position), col(Topic.revision), col(Topic.created_at), col(Topic.id)]
     rows, count = await listing.rows(Topic, order, month=month, status=status, persona_id=persona_id)
@@ -153,14 +163,20 @@ async def list_blog_posts(
     order = [col(BlogPost.created_at).desc(), col(BlogPost.id).desc()]
     posts, count = await listing.rows(BlogPost, order, status=status, topic_id=topic_id)
     # The summaries' columns only: a list of posts does not read every revision's Markdown.
-    columns = [col(BlogPostRevision.blog_post_id), *(col(getattr(BlogPostRevision, name)) for name in RevisionSummary.model_fields)]
+    columns = [
+        col(BlogPostRevision.blog_post_id),
+        *(col(getattr(BlogPostRevision, name)) for name in RevisionSummary.model_fields),
+    ]
     summaries = await listing.session.exec(
         select(*columns)  # type: ignore[call-overload]
         .where(col(BlogPostRevision.blog_post_id).in_([post.id for post in posts]))
         .order_by(col(BlogPostRevision.revision))
     )
     by_post = grouped(summaries.all(), lambda row: row.blog_post_id)
-    data = [public(BlogPostPublic, post, revisions=[RevisionSummary.model_validate(row) for row in by_post[post.id]]) for post in posts]
+    data = [
+        public(BlogPostPublic, post, revisions=[RevisionSummary.model_validate(row) for row in by_post[post.id]])
+        for post in posts
+    ]
     return listing.page(data, count)
 
 
@@ -183,7 +199,9 @@ async def get_blog_post(
     if post is None or post.tenant_id != principal.tenant_id or post.company_id != company_id:
         raise not_found("the blog post")
     rows = await session.exec(
-        select(BlogPostRevision).where(col(BlogPostRevision.blog_post_id) == post.id).order_by(col(BlogPostRevision.revision))
+        select(BlogPostRevision)
+        .where(col(BlogPostRevision.blog_post_id) == post.id)
+        .order_by(col(BlogPostRevision.revision))
     )
     revisions = [BlogRevision.model_validate(row) for row in rows.all()]
     current = next((r for r in revisions if r.revision == post.current_revision), None)
@@ -210,12 +228,18 @@ async def get_blog_post(
 async def list_social_posts(
     listing: ListingDep,
     settings: SettingsDep,
-    blog_post_id: Annotated[uuid.UUID | None, Query(alias="blogPostId", description="only posts promoting this blog post")] = None,
+    blog_post_id: Annotated[
+        uuid.UUID | None, Query(alias="blogPostId", description="only posts promoting this blog post")
+    ] = None,
     platform: Annotated[Platform | None, Query(description="only posts for this platform")] = None,
-    publish_state: Annotated[PublishState | None, Query(alias="publishState", description="only posts in this state")] = None,
+    publish_state: Annotated[
+        PublishState | None, Query(alias="publishState", description="only posts in this state")
+    ] = None,
 ) -> Page[SocialPostPublic]:
     order = [col(SocialPost.publish_at).asc().nulls_last(), col(SocialPost.created_at), col(SocialPost.id)]
-    posts, count = await listing.rows(SocialPost, order, blog_post_id=blog_post_id, platform=platform, publish_state=publish_state)
+    posts, count = await listing.rows(
+        SocialPost, order, blog_post_id=blog_post_id, platform=platform, publish_state=publish_state
+    )
     assets = await listing.session.exec(
         select(MediaAsset)
         .where(col(MediaAsset.social_post_id).in_([post.id for post in posts]))
@@ -236,9 +260,15 @@ async def list_media(
     listing: ListingDep,
     settings: SettingsDep,
     kind: Annotated[MediaKind | None, Query(description="only images or only videos")] = None,
-    social_post_id: Annotated[uuid.UUID | None, Query(alias="socialPostId", description="only the media of this social post")] = None,
-    blog_post_id: Annotated[uuid.UUID | None, Query(alias="blogPostId", description="only the media of this blog post")] = None,
+    social_post_id: Annotated[
+        uuid.UUID | None, Query(alias="socialPostId", description="only the media of this social post")
+    ] = None,
+    blog_post_id: Annotated[
+        uuid.UUID | None, Query(alias="blogPostId", description="only the media of this blog post")
+    ] = None,
 ) -> Page[MediaPublic]:
     order = [col(MediaAsset.created_at).desc(), col(MediaAsset.id).desc()]
-    assets, count = await listing.rows(MediaAsset, order, kind=kind, social_post_id=social_post_id, blog_post_id=blog_post_id)
+    assets, count = await listing.rows(
+        MediaAsset, order, kind=kind, social_post_id=social_post_id, blog_post_id=blog_post_id
+    )
     return listing.page([media_public(settings, asset) for asset in assets], count)

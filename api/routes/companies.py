@@ -53,7 +53,11 @@ async def list_companies(
     count = (await session.exec(select(sa.func.count()).select_from(Company).where(where))).one()
     rows = (
         await session.exec(
-            select(Company).where(where).order_by(col(Company.created_at).desc(), col(Company.id).desc()).limit(limit).offset(offset)
+            select(Company)
+            .where(where)
+            .order_by(col(Company.created_at).desc(), col(Company.id).desc())
+            .limit(limit)
+            .offset(offset)
         )
     ).all()
     return {"data": rows, "count": count, "limit": limit, "offset": offset}
@@ -64,12 +68,17 @@ async def get_company(company_id: uuid.UUID, principal: MarketerDep, session: Se
     return await company_of_tenant(session, principal.tenant_id, company_id)
 
 
-@router.get("/{company_id}/dna", response_model=CompanyDNAPublic, responses=PROBLEMS, summary="The company's latest DNA")
+@router.get(
+    "/{company_id}/dna", response_model=CompanyDNAPublic, responses=PROBLEMS, summary="The company's latest DNA"
+)
 async def get_company_dna(company_id: uuid.UUID, principal: MarketerDep, session: SessionDep) -> CompanyDNA:
     await company_of_tenant(session, principal.tenant_id, company_id)
     dna = (
         await session.exec(
-            select(CompanyDNA).where(CompanyDNA.company_id == company_id).order_by(col(CompanyDNA.version).desc()).limit(1)
+            select(CompanyDNA)
+            .where(CompanyDNA.company_id == company_id)
+            .order_by(col(CompanyDNA.version).desc())
+            .limit(1)
         )
     ).first()
     if dna is None:

@@ -61,7 +61,9 @@ router = SlashRouter(prefix="/ai", tags=["jobs"])
 JOB_TYPE = SearchAttributeKey.for_keyword("JobType")
 
 STARTED: dict[int | str, dict[str, Any]] = {
-    202: {"description": "the job was accepted and its workflow started (or, for a repeated Idempotency-Key, the first request's job)"},
+    202: {
+        "description": "the job was accepted and its workflow started (or, for a repeated Idempotency-Key, the first request's job)"
+    },
     **PROBLEMS,
     **START_PROBLEMS,
 }
@@ -88,7 +90,10 @@ class JobStarter:
 
     def needs(self, tier: Tier, what: str) -> None:
         if not self.guard.principal.tier.includes(tier):
-            raise Problem(403, f"{what} needs the {tier.value} tier or higher; this tenant is on {self.guard.principal.tier.value}")
+            raise Problem(
+                403,
+                f"{what} needs the {tier.value} tier or higher; this tenant is on {self.guard.principal.tier.value}",
+            )
 
     async def owned(self, table: Any, object_id: uuid.UUID, company: Company, field: str, what: str) -> Any:
         row = await self.session.get(table, object_id)
@@ -97,11 +102,15 @@ class JobStarter:
         return row
 
     async def require_dna(self, company: Company) -> None:
-        found = (await self.session.exec(select(CompanyDNA.id).where(col(CompanyDNA.company_id) == company.id).limit(1))).first()
+        found = (
+            await self.session.exec(select(CompanyDNA.id).where(col(CompanyDNA.company_id) == company.id).limit(1))
+        ).first()
         if found is None:
             raise Problem(409, f"research the company's DNA first: POST /api/v1/ai/companies/{company.id}/scrape-dna/")
 
-    async def start(self, company: Company, job_type: JobType, params: dict[str, Any] | None = None, **links: Any) -> JobAccepted:
+    async def start(
+        self, company: Company, job_type: JobType, params: dict[str, Any] | None = None, **links: Any
+    ) -> JobAccepted:
         """Writes the AIJob (PENDING) and starts its workflow, without waiting for any AI work; a repeated
         Idempotency-Key returns the first request's job (and starts its workflow if that request could not)."""
         session, guard = self.session, self.guard
@@ -136,11 +145,21 @@ class JobStarter:
             await self.session.exec(  # type: ignore[call-overload]
                 sa.update(AIJob)
                 .where(col(AIJob.id) == job.id, col(AIJob.status) == JobStatus.PENDING.value)
-                .values(status=JobStatus.FAILED.value, error_message="the workflow engine did not accept the job; nothing ran", completed_at=utcnow())
+                .values(
+                    status=JobStatus.FAILED.value,
+                    error_message="the workflow engine did not accept the job; nothing ran",
+                    completed_at=utcnow(),
+                )
             )
             await self.session.commit()
 
-        request = JobRequest(job_id=job.id, job_type=job.job_type, tenant_id=job.tenant_id, company_id=job.company_id, tier=self.guard.principal.tier)
+        request = JobRequest(
+            job_id=job.id,
+            job_type=job.job_type,
+            tenant_id=job.tenant_id,
+            company_id=job.company_id,
+            tier=self.guard.principal.tier,
+        )
         await self.guard.launch(
             self.session,
             self.temporal,
@@ -154,7 +173,9 @@ class JobStarter:
         )
 
 
-def job_starter(company: OwnCompanyDep, guard: StartGuardDep, session: SessionDep, settings: SettingsDep, temporal: TemporalDep) -> JobStarter:
+def job_starter(
+    company: OwnCompanyDep, guard: StartGuardDep, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> JobStarter:
     """In this order: the company (404), the Idempotency-Key (422), then the engine (503); the body comes after."""
     return JobStarter(company=company, session=session, temporal=temporal, settings=settings, guard=guard)
 
@@ -163,7 +184,13 @@ StarterDep = Annotated[JobStarter, Depends(job_starter)]
 
 
 def start_route(endpoint: str, summary: str) -> Callable[[Any], Any]:
-    return router.post(f"/companies/{{company_id}}/{endpoint}/", status_code=202, response_model=JobAccepted, responses=STARTED, summary=summary)
+    return router.post(
+        f"/companies/{{company_id}}/{endpoint}/",
+        status_code=202,
+        response_model=JobAccepted,
+        responses=STARTED,
+        summary=summary,
+    )
 
 
 @start_route("scrape-dna", "Research the company's DNA (30+ sourced data points)")
@@ -194,7 +221,9 @@ async def generate_blogpost(body: BlogPostJobCreate, starter: StarterDep) -> Job
     company = starter.company
     topic = await starter.owned(Topic, body.topic_id, company, "topicId", "topic")
     params = {"target_words": body.target_words, "language": body.language}
-    return await starter.start(company, JobType.GENERATE_BLOGPOST, params, persona_id=topic.persona_id, topic_id=topic.id)
+    return await starter.start(
+        company, JobType.GENERATE_BLOGPOST, params, persona_id=topic.persona_id, topic_id=topic.id
+    )
 
 
 @start_route("generate-social", "Turn a blog post into one social post per platform")
@@ -293,11 +322,17 @@ async def reconcile_ended(session: SessionDep, job: AIJob, live: LiveState) -> b
     if ended is None:
         return False
     cancelled, message = ended
-    values: dict[str, Any] = {"status": (JobStatus.CANCELLED if cancelled else JobStatus.FAILED).value, "completed_at": utcnow(), "progress_message": message}
+    values: dict[str, Any] = {
+        "status": (JobStatus.CANCELLED if cancelled else JobStatus.FAILED).value,
+        "completed_at": utcnow(),
+        "progress_message": message,
+    }
     if not cancelled:
         values["error_message"] = message
     await session.exec(  # type: ignore[call-overload]
-        sa.update(AIJob).where(col(AIJob.id) == job.id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES)).values(**values)
+        sa.update(AIJob)
+        .where(col(AIJob.id) == job.id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES))
+        .values(**values)
     )
     await session.commit()
     await session.refresh(job)
@@ -319,7 +354,12 @@ async def get_job(
     return job_public(job, settings, live)
 
 
-@router.get("/companies/{company_id}/jobs/", response_model=Page[AIJobPublic], responses=PROBLEMS, summary="A company's jobs, newest first")
+@router.get(
+    "/companies/{company_id}/jobs/",
+    response_model=Page[AIJobPublic],
+    responses=PROBLEMS,
+    summary="A company's jobs, newest first",
+)
 async def list_company_jobs(
     company_id: uuid.UUID,
     principal: MarketerDep,
@@ -339,7 +379,11 @@ async def list_company_jobs(
     count = (await session.exec(select(sa.func.count()).select_from(AIJob).where(*conditions))).one()
     rows = (
         await session.exec(
-            select(AIJob).where(*conditions).order_by(col(AIJob.created_at).desc(), col(AIJob.id).desc()).limit(limit).offset(offset)
+            select(AIJob)
+            .where(*conditions)
+            .order_by(col(AIJob.created_at).desc(), col(AIJob.id).desc())
+            .limit(limit)
+            .offset(offset)
         )
     ).all()
     return {"data": [job_public(job, settings) for job in rows], "count": count, "limit": limit, "offset": offset}
@@ -352,7 +396,10 @@ async def list_company_jobs(
     responses={
         202: {"description": "cancellation was requested (or the job is already CANCELLED); the job ends CANCELLED"},
         **PROBLEMS,
-        **problems(_409="the job has already finished, or it belongs to a pipeline (cancel the pipeline)", _503="the workflow engine is not reachable"),
+        **problems(
+            _409="the job has already finished, or it belongs to a pipeline (cancel the pipeline)",
+            _503="the workflow engine is not reachable",
+        ),
     },
     summary="Cancel a job (idempotent)",
 )
@@ -378,7 +425,9 @@ async def cancel_job(
         await temporal.get_workflow_handle(job_workflow_id(job.id)).cancel()
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
-            raise Problem(503, "the workflow engine is not reachable; nothing was cancelled", headers={"Retry-After": "5"}) from None
+            raise Problem(
+                503, "the workflow engine is not reachable; nothing was cancelled", headers={"Retry-After": "5"}
+            ) from None
         # No workflow to cancel (its start never happened, or it is gone): the row is the whole job.
         await mark_cancelled(session, job)
     await session.refresh(job)
@@ -396,18 +445,28 @@ async def mark_cancelled(session: SessionDep, job: AIJob) -> None:
 
 def iso_only(value: object) -> object:
     """pydantic would read a bare number as unix time; the parameter is documented as an ISO 8601 date-time."""
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).replace("e", "", 1).replace("E", "", 1).isdigit():
+    if (
+        isinstance(value, str)
+        and value.strip().lstrip("+-").replace(".", "", 1).replace("e", "", 1).replace("E", "", 1).isdigit()
+    ):
         raise ValueError("use an ISO 8601 date-time such as 2026-11-01T00:00:00Z")
     return value
 
 
-@router.get("/companies/{company_id}/jobs/stats/", response_model=JobStats, responses=PROBLEMS, summary="A company's job statistics")
+@router.get(
+    "/companies/{company_id}/jobs/stats/",
+    response_model=JobStats,
+    responses=PROBLEMS,
+    summary="A company's job statistics",
+)
 async def company_job_stats(
     company_id: uuid.UUID,
     principal: MarketerDep,
     session: SessionDep,
     since: Annotated[
-        datetime | None, BeforeValidator(iso_only), Query(description="only jobs created at or after this time (ISO 8601)")
+        datetime | None,
+        BeforeValidator(iso_only),
+        Query(description="only jobs created at or after this time (ISO 8601)"),
     ] = None,
 ) -> JobStats:
     """Counts by status and by type, p50 and p95 durations (start to completion of COMPLETED jobs) per type,
@@ -436,13 +495,21 @@ async def company_job_stats(
             sa.func.percentile_cont(0.5).within_group(seconds),
             sa.func.percentile_cont(0.95).within_group(seconds),
         )
-        .where(*conditions, col(AIJob.status) == JobStatus.COMPLETED.value, col(AIJob.started_at).is_not(None), col(AIJob.completed_at).is_not(None))
+        .where(
+            *conditions,
+            col(AIJob.status) == JobStatus.COMPLETED.value,
+            col(AIJob.started_at).is_not(None),
+            col(AIJob.completed_at).is_not(None),
+        )
         .group_by(col(AIJob.job_type))
     )
     stats = JobStats(
         total=0,
         by_status=dict.fromkeys(JobStatus, 0),
-        by_type={t: JobTypeStats(by_status=dict.fromkeys(JobStatus, 0), durations=Durations(), usage=UsageTotals()) for t in JobType},
+        by_type={
+            t: JobTypeStats(by_status=dict.fromkeys(JobStatus, 0), durations=Durations(), usage=UsageTotals())
+            for t in JobType
+        },
         usage=UsageTotals(),
     )
     for job_type, status, count, input_tokens, output_tokens, cost in counts.all():
@@ -456,5 +523,7 @@ async def company_job_stats(
         stats.by_status[JobStatus(status)] += count
         stats.total += count
     for job_type, count, p50, p95 in durations.all():
-        stats.by_type[JobType(job_type)].durations = Durations(count=count, p50_seconds=round(float(p50), 3), p95_seconds=round(float(p95), 3))
+        stats.by_type[JobType(job_type)].durations = Durations(
+            count=count, p50_seconds=round(float(p50), 3), p95_seconds=round(float(p95), 3)
+        )
     return stats

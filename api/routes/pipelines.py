@@ -90,7 +90,11 @@ def pipeline_workflow_id(company_id: uuid.UUID, month: str, pipeline_id: uuid.UU
     "/companies/{company_id}/pipelines/",
     status_code=202,
     response_model=PipelineAccepted,
-    responses={**PROBLEMS, **START_PROBLEMS, **problems(_409="a pipeline for this company and month is already running")},
+    responses={
+        **PROBLEMS,
+        **START_PROBLEMS,
+        **problems(_409="a pipeline for this company and month is already running"),
+    },
     summary="Start a month of content for a company",
 )
 async def start_pipeline(
@@ -110,12 +114,18 @@ async def start_pipeline(
         running = (
             await session.exec(
                 select(Pipeline).where(
-                    col(Pipeline.company_id) == company.id, col(Pipeline.month) == body.month, col(Pipeline.status).not_in(FINISHED)
+                    col(Pipeline.company_id) == company.id,
+                    col(Pipeline.month) == body.month,
+                    col(Pipeline.status).not_in(FINISHED),
                 )
             )
         ).first()
         if running is not None:
-            raise Problem(409, f"pipeline {running.id} for {body.month} is still {running.status}; cancel it first", pipelineId=str(running.id))
+            raise Problem(
+                409,
+                f"pipeline {running.id} for {body.month} is still {running.status}; cancel it first",
+                pipelineId=str(running.id),
+            )
         pipeline = Pipeline(
             tenant_id=principal.tenant_id,
             company_id=company.id,
@@ -242,14 +252,18 @@ def open_gates(pipeline: Pipeline) -> list[GateView]:
 
 async def pipeline_public(session: SessionDep, settings: Settings, pipeline: Pipeline) -> PipelinePublic:
     jobs = (
-        await session.exec(select(AIJob).where(col(AIJob.pipeline_id) == pipeline.id).order_by(col(AIJob.created_at), col(AIJob.id)))
+        await session.exec(
+            select(AIJob).where(col(AIJob.pipeline_id) == pipeline.id).order_by(col(AIJob.created_at), col(AIJob.id))
+        )
     ).all()
     job_ids = [job.id for job in jobs]
 
     async def ids_of(table: Any) -> list[uuid.UUID]:
         if not job_ids:
             return []
-        rows = await session.exec(select(table.id).where(col(table.job_id).in_(job_ids)).order_by(col(table.created_at)))
+        rows = await session.exec(
+            select(table.id).where(col(table.job_id).in_(job_ids)).order_by(col(table.created_at))
+        )
         return list(rows.all())
 
     summary = pipeline.summary or {}
@@ -284,9 +298,18 @@ async def pipeline_public(session: SessionDep, settings: Settings, pipeline: Pip
     )
 
 
-@router.get("/pipelines/{pipeline_id}/", response_model=PipelinePublic, responses=PROBLEMS, summary="A pipeline: stage, pending gate, jobs, artifacts")
+@router.get(
+    "/pipelines/{pipeline_id}/",
+    response_model=PipelinePublic,
+    responses=PROBLEMS,
+    summary="A pipeline: stage, pending gate, jobs, artifacts",
+)
 async def get_pipeline(
-    pipeline_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep, temporal: OptionalTemporalDep
+    pipeline_id: uuid.UUID,
+    principal: MarketerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: OptionalTemporalDep,
 ) -> PipelinePublic:
     pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
     await reconcile(session, temporal, pipeline)
@@ -299,7 +322,9 @@ async def decide(temporal: Client, pipeline: Pipeline, update: Any, decision: An
         raise Problem(409, f"the pipeline has ended ({pipeline.status}); no decision is pending")
     handle = temporal.get_workflow_handle(pipeline.workflow_id)
     try:
-        result: DecisionAccepted = await asyncio.wait_for(handle.execute_update(update, decision), timeout=UPDATE_WAIT_SECONDS)
+        result: DecisionAccepted = await asyncio.wait_for(
+            handle.execute_update(update, decision), timeout=UPDATE_WAIT_SECONDS
+        )
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         kind = cause.type if isinstance(cause, ApplicationError) else None
@@ -308,7 +333,9 @@ async def decide(temporal: Client, pipeline: Pipeline, update: Any, decision: An
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             raise Problem(409, "the pipeline is no longer running; no decision is pending") from None
-        raise Problem(503, "the workflow engine is not reachable; nothing was decided", headers={"Retry-After": "5"}) from None
+        raise Problem(
+            503, "the workflow engine is not reachable; nothing was decided", headers={"Retry-After": "5"}
+        ) from None
     except TimeoutError:
         raise Problem(
             504, "the pipeline did not answer in time (is a worker running?); read the pipeline before deciding again"
@@ -322,7 +349,9 @@ async def decide(temporal: Client, pipeline: Pipeline, update: Any, decision: An
     responses=DECISION_PROBLEMS,
     summary="Gate 1: select 3 to 6 of the 6 personas",
 )
-async def select_personas(pipeline: DecidedPipelineDep, body: SelectPersonas, temporal: TemporalDep) -> DecisionAccepted:
+async def select_personas(
+    pipeline: DecidedPipelineDep, body: SelectPersonas, temporal: TemporalDep
+) -> DecisionAccepted:
     return await decide(temporal, pipeline, ContentPipelineWorkflow.select_personas, body)
 
 
@@ -366,7 +395,10 @@ async def decide_failure(
     "/pipelines/{pipeline_id}/cancel/",
     status_code=202,
     response_model=PipelineAccepted,
-    responses={**PROBLEMS, **problems(_409="the pipeline has already ended", _503="the workflow engine is not reachable")},
+    responses={
+        **PROBLEMS,
+        **problems(_409="the pipeline has already ended", _503="the workflow engine is not reachable"),
+    },
     summary="Cancel a pipeline: running stages stop, everything produced is kept",
 )
 async def cancel_pipeline(
@@ -379,14 +411,23 @@ async def cancel_pipeline(
         await temporal.get_workflow_handle(pipeline.workflow_id).cancel()
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
-            raise Problem(503, "the workflow engine is not reachable; nothing was cancelled", headers={"Retry-After": "5"}) from None
+            raise Problem(
+                503, "the workflow engine is not reachable; nothing was cancelled", headers={"Retry-After": "5"}
+            ) from None
         await reconcile(session, temporal, pipeline)
         raise Problem(409, "the pipeline is no longer running") from None
     return PipelineAccepted(pipeline_id=pipeline.id, workflow_id=pipeline.workflow_id)
 
 
-@inbox_router.get("/approvals/", response_model=list[ApprovalInboxItem], responses=PROBLEMS, summary="The supervisor's inbox of open gates")
-async def approvals_inbox(principal: SupervisorDep, session: SessionDep, settings: SettingsDep) -> list[ApprovalInboxItem]:
+@inbox_router.get(
+    "/approvals/",
+    response_model=list[ApprovalInboxItem],
+    responses=PROBLEMS,
+    summary="The supervisor's inbox of open gates",
+)
+async def approvals_inbox(
+    principal: SupervisorDep, session: SessionDep, settings: SettingsDep
+) -> list[ApprovalInboxItem]:
     rows = (
         await session.exec(
             select(Pipeline, Company)

@@ -165,7 +165,9 @@ async def stream_job(
     db: DatabaseDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    token: Annotated[str | None, Query(max_length=200, description="a token from `stream-token/`, instead of a key")] = None,
+    token: Annotated[
+        str | None, Query(max_length=200, description="a token from `stream-token/`, instead of a key")
+    ] = None,
     last_event_id: Annotated[int | None, Header(ge=0, le=BIGINT_MAX, description="resume after this event id")] = None,
 ) -> EventSourceResponse:
     """`event: progress` with `id: <n>` and `data: {jobId, status, progress, message, at}` for each change of the
@@ -242,14 +244,18 @@ async def read_since(db: Database, job_id: uuid.UUID, after: int) -> tuple[AIJob
         job = await session.get(AIJob, job_id)
         events = (
             await session.exec(
-                select(JobEvent).where(col(JobEvent.job_id) == job_id, col(JobEvent.id) > after).order_by(col(JobEvent.id))
+                select(JobEvent)
+                .where(col(JobEvent.job_id) == job_id, col(JobEvent.id) > after)
+                .order_by(col(JobEvent.id))
             )
         ).all()
     return job, events
 
 
 def progress_frame(event: JobEvent) -> bytes:
-    data = JobProgress(job_id=event.job_id, status=event.status, progress=event.progress, message=event.message, at=event.created_at)
+    data = JobProgress(
+        job_id=event.job_id, status=event.status, progress=event.progress, message=event.message, at=event.created_at
+    )
     return format_sse_event(event="progress", id=str(event.id), data_str=data.model_dump_json(by_alias=True))
 
 

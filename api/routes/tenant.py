@@ -43,7 +43,9 @@ async def list_keys(principal: AdminDep, session: SessionDep) -> list[ApiKey]:
     return list(rows.all())
 
 
-@router.post("/apikeys", status_code=201, response_model=ApiKeyCreated, responses=PROBLEMS, summary="Create an API key (admin)")
+@router.post(
+    "/apikeys", status_code=201, response_model=ApiKeyCreated, responses=PROBLEMS, summary="Create an API key (admin)"
+)
 async def create_key(body: ApiKeyCreate, principal: AdminDep, session: SessionDep) -> ApiKeyCreated:
     key, row = await add_key(session, principal.tenant_id, body.role)
     await session.commit()
@@ -91,7 +93,9 @@ async def set_webhook(
     return WebhookCreated(url=body.url, secret=secret)
 
 
-@router.delete("/tenant/webhook", status_code=204, responses=PROBLEMS, summary="Remove the webhook and its secret (admin)")
+@router.delete(
+    "/tenant/webhook", status_code=204, responses=PROBLEMS, summary="Remove the webhook and its secret (admin)"
+)
 async def delete_webhook(principal: AdminDep, session: SessionDep) -> None:
     tenant = await session.get(Tenant, principal.tenant_id)
     if tenant is None:

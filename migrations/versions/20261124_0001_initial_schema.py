@@ -235,13 +235,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("blog_post_id", "revision"),
     )
-    op.create_index(
-        op.f("ix_blog_post_revision_blog_post_id"), "blog_post_revision", ["blog_post_id"], unique=False
-    )
+    op.create_index(op.f("ix_blog_post_revision_blog_post_id"), "blog_post_revision", ["blog_post_id"], unique=False)
     op.create_index(op.f("ix_blog_post_revision_job_id"), "blog_post_revision", ["job_id"], unique=False)
-    op.create_index(
-        op.f("ix_blog_post_revision_tenant_id"), "blog_post_revision", ["tenant_id"], unique=False
-    )
+    op.create_index(op.f("ix_blog_post_revision_tenant_id"), "blog_post_revision", ["tenant_id"], unique=False)
     op.create_table(
         "social_post",
         sa.Column("id", sa.Uuid(), nullable=False),

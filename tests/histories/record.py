@@ -46,7 +46,9 @@ async def record(only: set[str]) -> None:
             async with running_stack(url, env.client, **overrides) as stack:
                 headers = tenant.headers()
                 company = (await stack.http.post("/api/v1/companies", json={"name": name}, headers=headers)).json()
-                job_id = (await stack.http.post(f"/api/v1/ai/companies/{company['id']}/scrape-dna/", headers=headers)).json()["jobId"]
+                job_id = (
+                    await stack.http.post(f"/api/v1/ai/companies/{company['id']}/scrape-dna/", headers=headers)
+                ).json()["jobId"]
                 handle: WorkflowHandle = env.client.get_workflow_handle(f"job-{job_id}")
                 if name == "job_dna_cancelled":
                     await asyncio.sleep(2)
