@@ -554,9 +554,10 @@ async def test_a_decision_is_recorded_before_the_update_answers(env: Any) -> Non
     last = fake.records[-1]
     assert last.pending_gate is None and last.stage == PipelineStage.TOPICS
     state = await gate_of(handle, Gate.TOPICS, 1, seen=topics)
+    assert state.pending_approval is not None
     await handle.execute_update(
         ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[state.pending_approval.items[0].id])
-    )  # type: ignore[union-attr]
+    )
     assert fake.records[-1].pending_gate is None
 
     state = await gate_of(handle, Gate.BLOGPOST, 3)
