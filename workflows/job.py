@@ -8,9 +8,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.jobs import JobActivities
     from models.contracts import JobFinish, JobOutcome, JobRequest, StageInput, StageResult
     from models.enums import JobStatus, JobType, Tier
+    from models.names import Activity, ErrorType
     from workflows.policies import (
         HEARTBEAT_TIMEOUT,
         QUICK_RETRY,
@@ -37,7 +37,7 @@ async def run_stage(job_type: JobType, job_id: uuid.UUID, tier: Tier) -> StageRe
     The stage records CANCELLED and drops its half-done work before the workflow goes on."""
     schedule = stage_schedule(job_type)
     result: StageResult = await workflow.execute_activity(
-        job_type.value,
+        Activity.stage(job_type),
         StageInput(job_id=job_id),
         result_type=StageResult,
         task_queue=sibling_queue(workflow.info().task_queue, schedule.queue),
@@ -70,7 +70,7 @@ class GenerationJobWorkflow:
             message = failure_message(error)
             self._status = JobStatus.FAILED
             await self._finish(request, JobStatus.FAILED, message)
-            raise ApplicationError(message, type="JobFailed", non_retryable=True) from error
+            raise ApplicationError(message, type=ErrorType.JOB_FAILED, non_retryable=True) from error
         except asyncio.CancelledError:
             return await self._cancelled(request)
         self._status = JobStatus.COMPLETED
@@ -82,8 +82,8 @@ class GenerationJobWorkflow:
         raise asyncio.CancelledError("the job was cancelled")
 
     async def _finish(self, request: JobRequest, status: JobStatus, message: str) -> None:
-        await workflow.execute_activity_method(
-            JobActivities.finish_job,
+        await workflow.execute_activity(
+            Activity.FINISH_JOB,
             JobFinish(job_id=request.job_id, status=status, message=message),
             task_queue=workflow.info().task_queue,
             start_to_close_timeout=QUICK_TIMEOUT,

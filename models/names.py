@@ -1,0 +1,106 @@
+"""Names that cross rooms, defined once: workflow and activity names, search attributes, the `type` of the
+errors that cross Temporal, and the kinds of refusal a gate answers with.
+
+The API starts and messages workflows by these names, the workflows call activities by them, the worker
+registers under them, and the tests look for them: a rename is one edit here.
+"""
+
+from enum import StrEnum
+
+from temporalio.common import SearchAttributeKey
+
+from models.enums import JobType
+
+
+class WorkflowName(StrEnum):
+    PIPELINE = "ContentPipelineWorkflow"
+    TOPIC_BRANCH = "TopicBranchWorkflow"
+    JOB = "GenerationJobWorkflow"
+
+
+class Activity(StrEnum):
+    """Every activity by name. A stage activity is named after its JobType (`generate_blogpost`)."""
+
+    # the stages, one per JobType
+    GENERATE_DNA = JobType.GENERATE_DNA.value
+    GENERATE_PERSONAS = JobType.GENERATE_PERSONAS.value
+    GENERATE_TOPICS = JobType.GENERATE_TOPICS.value
+    GENERATE_BLOGPOST = JobType.GENERATE_BLOGPOST.value
+    GENERATE_SOCIAL = JobType.GENERATE_SOCIAL.value
+    GENERATE_IMAGE = JobType.GENERATE_IMAGE.value
+    GENERATE_VIDEO = JobType.GENERATE_VIDEO.value
+    # records
+    FINISH_JOB = "finish_job"
+    RECORD_PIPELINE = "record_pipeline"
+    APPLY_PERSONA_SELECTION = "apply_persona_selection"
+    APPLY_TOPIC_VERDICTS = "apply_topic_verdicts"
+    APPLY_BLOG_VERDICT = "apply_blog_verdict"
+    REQUEUE_POSTS = "requeue_posts"
+    GATE_ITEMS = "gate_items"
+    # publishing
+    SCHEDULE_POSTS = "schedule_posts"
+    PUBLISH_POST = "publish_post"
+    NOTIFY_TENANT = "notify_tenant"
+
+    @classmethod
+    def stage(cls, job_type: JobType) -> "Activity":
+        return cls(job_type.value)
+
+
+# Search attributes an operator filters runs by in the Web UI (registered by the stack and the compose file).
+TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
+COMPANY_ID = SearchAttributeKey.for_keyword("CompanyId")
+JOB_TYPE = SearchAttributeKey.for_keyword("JobType")
+PIPELINE_STAGE = SearchAttributeKey.for_keyword("PipelineStage")
+SEARCH_ATTRIBUTES = (TENANT_ID, COMPANY_ID, JOB_TYPE, PIPELINE_STAGE)
+
+
+class Refusal(StrEnum):
+    """Why a gate refused a decision (the update's ApplicationError type); nothing changed.
+    The API answers the first three with 409 Conflict, an invalid decision with 422."""
+
+    GATE_NOT_PENDING = "GateNotPending"
+    ALREADY_DECIDED = "AlreadyDecided"
+    REVISION_LIMIT = "RevisionLimit"
+    INVALID_DECISION = "InvalidDecision"
+
+    @property
+    def is_conflict(self) -> bool:
+        return self != Refusal.INVALID_DECISION
+
+
+class ErrorType(StrEnum):
+    """The `type` of the ApplicationErrors that cross Temporal between rooms."""
+
+    # providers: the AI gateway's error taxonomy (the class names in providers/base.py)
+    AI_PROVIDER = "AIProviderError"
+    AI_RATE_LIMIT = "AIRateLimitError"
+    AI_TIMEOUT = "AITimeoutError"
+    AI_SERVER = "AIServerError"
+    AI_AUTH = "AIAuthError"
+    AI_INVALID_REQUEST = "AIInvalidRequestError"
+    AI_CONTENT_BLOCKED = "AIContentBlockedError"
+    AI_INVALID_OUTPUT = "AIInvalidOutputError"
+    # jobs and stages
+    JOB_FAILED = "JobFailed"
+    JOB_NOT_FOUND = "JobNotFound"
+    JOB_ALREADY_ENDED = "JobAlreadyEnded"
+    WRONG_JOB_TYPE = "WrongJobType"
+    COMPANY_NOT_FOUND = "CompanyNotFound"
+    BAD_FINISH = "BadFinish"
+    WORKER_LOST = "WorkerLost"
+    NOT_STARTED = "NotStarted"
+    # publishing
+    SOCIAL_POST_NOT_FOUND = "SocialPostNotFound"
+    INVALID_SCHEDULE = "InvalidSchedule"
+    PUBLISH_IN_PROGRESS = "PublishInProgress"
+    PUBLISH_CLAIM_LOST = "PublishClaimLost"
+
+
+# Provider errors that no retry can fix: the stage fails at once.
+PERMANENT_PROVIDER_ERRORS = (
+    ErrorType.AI_AUTH,
+    ErrorType.AI_INVALID_REQUEST,
+    ErrorType.AI_CONTENT_BLOCKED,
+    ErrorType.AI_INVALID_OUTPUT,
+)
