@@ -160,6 +160,7 @@ class Metered:
 
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0  # of input_tokens, those read from the provider's prompt cache (billed lower)
     images: int = 0
     video_seconds: float = 0.0
     note: str = ""
@@ -390,8 +391,10 @@ class BaseProvider(ABC):
             model,
             input_tokens=meter.input_tokens,
             output_tokens=meter.output_tokens,
+            cached_input_tokens=meter.cached_input_tokens,
             images=meter.images,
             video_seconds=meter.video_seconds,
+            provider=self.name,
         )
         if error is not None:
             cost = type(cost)("0")

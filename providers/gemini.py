@@ -391,7 +391,11 @@ def _meter(response: types.GenerateContentResponse) -> Metered:
         return Metered()
     # Thinking tokens are billed as output on the 2.5 models.
     output = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
-    return Metered(input_tokens=usage.prompt_token_count or 0, output_tokens=output)
+    return Metered(
+        input_tokens=usage.prompt_token_count or 0,
+        output_tokens=output,
+        cached_input_tokens=usage.cached_content_token_count or 0,
+    )
 
 
 def _text_of(response: types.GenerateContentResponse) -> str:

@@ -115,6 +115,7 @@ class OpenAIChatProvider(BaseProvider):
             meter = Metered(
                 input_tokens=usage.prompt_tokens if usage else 0,
                 output_tokens=usage.completion_tokens if usage else 0,
+                cached_input_tokens=_cached_tokens(usage),
             )
             problem: AIProviderError | None = None
             if not completion.choices:
@@ -189,6 +190,12 @@ class OpenAIChatProvider(BaseProvider):
         if isinstance(exc, openai.APIConnectionError):
             return self._error(AIServerError, f"connection failed: {detail}", model=model)
         return super()._map_error(exc, model)
+
+
+def _cached_tokens(usage: Any) -> int:
+    """Prompt tokens served from OpenAI's prompt cache (`prompt_tokens_details.cached_tokens`), when reported."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    return int(getattr(details, "cached_tokens", None) or 0)
 
 
 def _openai_error_detail(exc: Exception) -> str:

@@ -1,0 +1,202 @@
+"""OfflineProvider: the gateway's interface served from the sample generators, with injectable latency and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from collections.abc import Callable
+from typing import Any, Literal
+
+from models.generation import ResearchResult
+from providers.base import (
+    AIAuthError,
+    AIRateLimitError,
+    AITimeoutError,
+    BaseProvider,
+    GeneratedImage,
+    GeneratedVideo,
+    Metered,
+    VideoOperation,
+    WorkKind,
+    aspect_size,
+    estimate_tokens,
+)
+from providers.offline.images import draw_png
+from providers.offline.research import sample_research
+from providers.offline.sampling import sample_text
+from providers.offline.schema_fill import sample_for
+from providers.offline.video import render_video
+from providers.structured import SchemaArg
+
+OFFLINE_MODEL = "offline-sample"
+Fault = Literal["none", "rate_limit", "timeout", "invalid_json", "auth"]
+
+
+class OfflineProvider(BaseProvider):
+    """Sample content without any network: for fresh machines, demos, benchmarks and failure tests."""
+
+    name = "offline"
+    kinds = frozenset(WorkKind)
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        model: str = OFFLINE_MODEL,
+        base_url: str | None = None,
+        *,
+        latency_ms: int = 0,
+        jitter_ms: int = 0,
+        fault: Fault = "none",
+        fault_every: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(api_key, model, base_url, **kwargs)
+        self.latency_ms = latency_ms
+        self.jitter_ms = jitter_ms
+        self.fault = fault
+        self.fault_every = fault_every
+        self.calls = 0
+        self._jitter = random.Random(0)
+
+    # -- latency and injected faults --
+
+    async def _before_call(self, kind: WorkKind) -> bool:
+        """Sleep the configured latency; raise the injected fault on every n-th call. True: return bad JSON."""
+        self.calls += 1
+        number = self.calls  # this call's own number: calls that overlap during the latency keep theirs
+        delay = self.latency_ms + (self._jitter.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0)
+        if delay > 0:
+            await asyncio.sleep(delay / 1000)
+        if self.fault == "none" or self.fault_every <= 0 or number % self.fault_every:
+            return False
+        if self.fault == "rate_limit":
+            raise AIRateLimitError(
+                "injected rate limit", provider=self.name, model=self.model, retry_after=1.0, status_code=429
+            )
+        if self.fault == "timeout":
+            raise AITimeoutError("injected timeout", provider=self.name, model=self.model)
+        if self.fault == "auth":
+            raise AIAuthError("injected auth failure: the API key was refused", provider=self.name, model=self.model)
+        return self.fault == "invalid_json" and kind is WorkKind.JSON
+
+    async def _run(self, kind: WorkKind, produce: Callable[[bool], tuple[Any, Metered]], note: str = "") -> Any:
+        async def call() -> tuple[Any, Metered]:
+            broken = await self._before_call(kind)
+            return produce(broken)
+
+        return await self._metered(kind, self.model, call, note=note)
+
+    # -- text, JSON, research --
+
+    async def _complete(
+        self,
+        prompt: str,
+        *,
+        kind: WorkKind,
+        schema: SchemaArg | None = None,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        sample_context: dict[str, Any] | None = None,
+        repair: bool = False,
+    ) -> str:
+        context = dict(sample_context or {})
+
+        def produce(broken: bool) -> tuple[str, Metered]:
+            if broken:
+                text = '{"sample": "this JSON is broken on purpose (offline_fault=invalid_json)",'
+            elif schema is None:
+                text = sample_text(prompt, context)
+            else:
+                text = json.dumps(self.sample_for(schema, prompt, context), ensure_ascii=False)
+            return text, Metered(
+                input_tokens=estimate_tokens(prompt) + estimate_tokens(system or ""),
+                output_tokens=estimate_tokens(text),
+            )
+
+        result: str = await self._run(kind, produce, note="repair" if repair else "")
+        return result
+
+    async def research(
+        self, query: str, *, sample_context: dict[str, Any] | None = None, **options: Any
+    ) -> ResearchResult:
+        context = dict(sample_context or {})
+
+        def produce(_: bool) -> tuple[ResearchResult, Metered]:
+            research = sample_research(query, context)
+            return research, Metered(input_tokens=estimate_tokens(query), output_tokens=estimate_tokens(research.text))
+
+        result: ResearchResult = await self._run(WorkKind.RESEARCH, produce)
+        return result
+
+    def sample_for(self, schema: SchemaArg, prompt: str, context: dict[str, Any]) -> Any:
+        """A JSON value that satisfies `schema`: made to measure for the stage schemas, generic otherwise."""
+        return sample_for(schema, prompt, context)
+
+    # -- media --
+
+    async def generate_image(
+        self,
+        prompt: str,
+        aspect_ratio: str = "1:1",
+        *,
+        sample_context: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> GeneratedImage:
+        async def call() -> tuple[GeneratedImage, Metered]:
+            await self._before_call(WorkKind.IMAGE)
+            width, height = aspect_size(aspect_ratio, 1024)
+            data = await asyncio.to_thread(draw_png, prompt, width, height)
+            image = GeneratedImage(
+                data=data, mime_type="image/png", width=width, height=height, provider=self.name, model=self.model
+            )
+            return image, Metered(input_tokens=estimate_tokens(prompt), images=1)
+
+        result: GeneratedImage = await self._metered(WorkKind.IMAGE, self.model, call)
+        return result
+
+    async def start_video(
+        self,
+        prompt: str,
+        *,
+        duration_seconds: int = 8,
+        aspect_ratio: str = "16:9",
+        sample_context: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> VideoOperation:
+        aspect_size(aspect_ratio, 16)  # refuse a malformed ratio now, not at the first poll
+
+        def produce(_: bool) -> tuple[VideoOperation, Metered]:
+            digest = hashlib.sha256(f"{prompt}|{duration_seconds}|{aspect_ratio}".encode()).hexdigest()[:16]
+            operation = VideoOperation(
+                provider=self.name,
+                model=self.model,
+                name=f"offline-video-{digest}",
+                prompt=prompt,
+                duration_seconds=duration_seconds,
+                aspect_ratio=aspect_ratio,
+            )
+            return operation, Metered(input_tokens=estimate_tokens(prompt), note="video started")
+
+        result: VideoOperation = await self._run(WorkKind.VIDEO, produce)
+        return result
+
+    async def poll_video(self, operation: VideoOperation) -> VideoOperation:
+        if operation.done and operation.video is not None:
+            return operation
+
+        async def call() -> tuple[VideoOperation, Metered]:
+            await self._before_call(WorkKind.VIDEO)
+            seconds = max(1, min(operation.duration_seconds, 8))
+            width, height = aspect_size(operation.aspect_ratio, 640)
+            data, mime = await asyncio.to_thread(render_video, operation.prompt, width, height, seconds)
+            video = GeneratedVideo(
+                data=data, mime_type=mime, duration_seconds=float(seconds), width=width, height=height
+            )
+            done = operation.model_copy(update={"done": True, "video": video})
+            return done, Metered(video_seconds=float(seconds), note="video done")
+
+        result: VideoOperation = await self._metered(WorkKind.VIDEO, self.model, call)
+        return result
