@@ -18,6 +18,7 @@ from activities.deps import StageDeps
 from activities.dna import DnaStage
 from activities.jobs import JobActivities
 from activities.ledger import LEDGER_FOLDER, AttemptLedger, AttemptLedgerInterceptor, fail_lost_attempts
+from activities.logcontext import LogContextInterceptor
 from activities.media import MediaStage
 from activities.personas import PersonaStage
 from activities.pipeline import PipelineActivities
@@ -25,15 +26,17 @@ from activities.publish import PublishActivities
 from activities.social import SocialStage
 from activities.topics import TopicStage
 from models.db import Database
+from models.logs import install_logging
 from models.settings import Settings, get_settings
 from providers.router import ProviderRouter
+from workflows.branch import TopicBranchWorkflow
 from workflows.job import GenerationJobWorkflow
 from workflows.pipeline import ContentPipelineWorkflow
 from workflows.policies import AI_QUEUE, MEDIA_QUEUE, PIPELINE_QUEUE, PUBLISH_QUEUE
 
 logger = logging.getLogger("worker")
 
-WORKFLOWS = [GenerationJobWorkflow, ContentPipelineWorkflow]
+WORKFLOWS = [GenerationJobWorkflow, ContentPipelineWorkflow, TopicBranchWorkflow]
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
@@ -65,6 +68,7 @@ def build_workers(
         jobs.finish_job,
         pipeline.create_job,
         pipeline.record_pipeline,
+        pipeline.record_branch,
         pipeline.apply_persona_selection,
         pipeline.apply_topic_verdicts,
         pipeline.apply_blog_verdict,
@@ -109,7 +113,7 @@ async def run(settings: Settings) -> None:
     if lost:
         logger.info("failed %d attempts of a lost worker; they run again now", lost)
     ledger = AttemptLedger(ledger_folder)
-    workers = build_workers(client, deps, settings, [AttemptLedgerInterceptor(ledger)])
+    workers = build_workers(client, deps, settings, [LogContextInterceptor(), AttemptLedgerInterceptor(ledger)])
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -132,7 +136,7 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_logging()  # one JSON object a line, with the attempt's ids (LOG_FORMAT=text: the plain lines)
     settings = get_settings()
     asyncio.run(run(settings))
     # Everything is drained and closed. Skip interpreter teardown: the Temporal core's Rust threads

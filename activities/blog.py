@@ -17,13 +17,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.deps import StageDeps
-from activities.jobs import INVALID_INPUT, OFFLINE_PROVIDER, ArtifactWriter, StageRun, execute_stage, fail_job
+from activities.jobs import (
+    INVALID_INPUT,
+    OFFLINE_PROVIDER,
+    ArtifactWriter,
+    ParamProblems,
+    StageRun,
+    execute_stage,
+    fail_job,
+)
 from activities.personas import company_context, latest_dna, persona_profile
 from activities.prompts import render
 from activities.steps import JobSteps, gather_draining
 from models.contracts import StageInput, StageResult
 from models.enums import BlogPostStatus, JobType
 from models.generation import BlogOutline, BlogSection, OutlineSection, ResearchResult, Source
+from models.job_params import BlogPostParams
 from models.pipeline import PAGE_WORDS
 from models.tables import BlogPost, BlogPostRevision, CompanyDNA, Persona, Topic
 
@@ -33,6 +42,9 @@ T = TypeVar("T")
 MIN_TARGET_WORDS = 4 * PAGE_WORDS
 MAX_TARGET_WORDS = 10 * PAGE_WORDS
 DEFAULT_TARGET_WORDS = MIN_TARGET_WORDS
+BLOG_PARAM_PROBLEMS: ParamProblems = {
+    "target_words": lambda value: f"target_words must be a whole number of words, got {value!r}",
+}
 # A post is long enough at 90 % of its target; below that the shortest sections get one expansion round.
 LENGTH_TOLERANCE = 0.9
 # Bounds of OutlineSection.target_words.
@@ -274,11 +286,11 @@ class BlogStage:
 
     @activity.defn(name="generate_blogpost")
     async def generate_blogpost(self, stage: StageInput) -> StageResult:
-        return await execute_stage(self.deps, stage, JobType.GENERATE_BLOGPOST, self._blogpost)
+        return await execute_stage(self.deps, stage, JobType.GENERATE_BLOGPOST, self._blogpost, BLOG_PARAM_PROBLEMS)
 
     async def _read_request(self, run: StageRun) -> BlogRequest:
         job = run.job
-        params = job.params or {}
+        params = run.params_as(BlogPostParams)
         async with self.deps.db.session() as session:
             post: BlogPost | None = None
             previous: BlogPostRevision | None = None
@@ -303,14 +315,11 @@ class BlogStage:
             if topic is None or topic.company_id != run.company.id or topic.tenant_id != job.tenant_id:
                 await fail_job(run, f"topic {topic_id} does not exist for this company")
             persona = await session.get(Persona, topic.persona_id)
-        raw_target = params.get("target_words")
-        try:
-            target_words = clamp_target_words(
-                raw_target, post.target_words if post and post.target_words else DEFAULT_TARGET_WORDS
-            )
-        except ValueError:
-            await fail_job(run, f"target_words must be a whole number of words, got {raw_target!r}", INVALID_INPUT)
-        feedback = str(params.get("feedback") or "").strip()
+        # No target (0, rows of old): as long as the post it revises, else the default length.
+        target_words = clamp_target_words(
+            params.target_words or None, post.target_words if post and post.target_words else DEFAULT_TARGET_WORDS
+        )
+        feedback = (params.feedback or "").strip()
         return BlogRequest(topic, persona, post, previous, target_words, feedback)
 
     async def _blogpost(self, run: StageRun) -> tuple[ArtifactWriter, dict[str, Any]]:

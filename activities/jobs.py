@@ -1,18 +1,19 @@
-"""The AIJob row's life during a stage: PROCESSING with progress, then COMPLETED, FAILED or CANCELLED, exactly once."""
+"""A stage's run of its AIJob: PROCESSING with progress, then COMPLETED, FAILED or CANCELLED, exactly once (the row's
+status moves through models.stores.jobs.JobStore); retries, heartbeats and what the provider calls cost."""
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 import sqlalchemy as sa
 import sqlalchemy.exc
-from sqlmodel import col
+from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -27,121 +28,35 @@ from models.contracts import (
     StageResult,
 )
 from models.db import Database
-from models.enums import TERMINAL_JOB_STATUSES, JobStatus, JobType
-from models.tables import AIJob, Company, JobStep
+from models.enums import JobStatus, JobType
+from models.job_params import AnyJobParams, params_of
+from models.names import ErrorType
+from models.stores.jobs import JobStore
+from models.tables import AIJob, Company
 from providers.base import AIProviderError, AIRateLimitError, AITimeoutError
 from providers.usage import UsageLog, current_usage_log, track_usage
 
 HEARTBEAT_EVERY_SECONDS = 1.0
 OFFLINE_PROVIDER = "offline"
 
+P = TypeVar("P", bound=AnyJobParams)
 
-class JobStore:
-    """Conditional updates of AIJob rows: a terminal row is never changed again."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+def charge(usage: UsageLog, attempt: int, recovered: Sequence[dict[str, Any]] = ()) -> Callable[[AIJob], None]:
+    """What completing a job adds to its row: this attempt's provider calls, and those of attempts that died
+    before recording theirs."""
 
-    async def load(self, job_id: uuid.UUID) -> AIJob:
-        async with self.db.session() as session:
-            job = await session.get(AIJob, job_id)
-        if job is None:
-            raise ApplicationError(f"AIJob {job_id} does not exist", type="JobNotFound", non_retryable=True)
-        return job
-
-    async def _update(
-        self, job_id: uuid.UUID, *, then: Callable[[AsyncSession], Awaitable[object]] | None = None, **values: Any
-    ) -> bool:
-        """Changes a job that has not ended; `then` runs in the same transaction when it did change."""
-        statement = (
-            sa.update(AIJob)
-            .where(col(AIJob.id) == job_id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES))
-            .values(**values)
-        )
-        async with self.db.session() as session:
-            result = await session.exec(statement)  # type: ignore[call-overload]
-            if result.rowcount and then is not None:
-                await then(session)
-            await session.commit()
-        return bool(result.rowcount)
-
-    async def start(self, job_id: uuid.UUID, message: str) -> None:
-        now = datetime.now(UTC)
-        await self._update(
-            job_id,
-            status=JobStatus.PROCESSING.value,
-            progress_message=message,
-            started_at=sa.func.coalesce(AIJob.started_at, now),
-        )
-
-    async def count_provider_failure(self, job_id: uuid.UUID) -> int:
-        """One more attempt ended in a provider error; answers how many have. Only these count against the
-        seed's budget: an attempt lost with its worker (a crash, a deploy) never does."""
-        statement = (
-            sa.update(AIJob)
-            .where(col(AIJob.id) == job_id)
-            .values(provider_failures=AIJob.provider_failures + 1)
-            .returning(col(AIJob.provider_failures))
-        )
-        async with self.db.session() as session:
-            failures = (await session.exec(statement)).scalar_one()  # type: ignore[call-overload]
-            await session.commit()
-        return int(failures)
-
-    async def progress(self, job_id: uuid.UUID, percent: int, message: str) -> None:
-        await self._update(job_id, progress=max(0, min(100, percent)), progress_message=message)
-
-    async def finish(self, job_id: uuid.UUID, status: JobStatus, message: str) -> bool:
-        """FAILED or CANCELLED with the reason, and the job's saved steps dropped (a retry from the inbox is a new
-        job); a no-op when the job already ended."""
-        values: dict[str, Any] = {"status": status.value, "completed_at": datetime.now(UTC)}
-        if status == JobStatus.FAILED:
-            values["error_message"] = message
-            values["progress_message"] = "failed"
-        else:
-            values["progress_message"] = message or "cancelled"
-
-        async def drop_steps(session: AsyncSession) -> None:
-            await session.exec(sa.delete(JobStep).where(col(JobStep.job_id) == job_id))  # type: ignore[call-overload]
-
-        return await self._update(job_id, then=drop_steps, **values)
-
-    async def complete(
-        self,
-        session: AsyncSession,
-        job: AIJob,
-        result: StageResult,
-        usage: UsageLog,
-        attempt: int,
-        recovered: Sequence[dict[str, Any]] = (),
-    ) -> None:
-        """COMPLETED with result and usage, in the caller's transaction (the one that stored the artifacts)."""
-        row = await session.get(AIJob, job.id, with_for_update=True)
-        if row is None or JobStatus(row.status).is_terminal:
-            raise ApplicationError(
-                f"AIJob {job.id} ended ({row.status if row else 'deleted'}) while the stage ran; nothing stored",
-                type="JobAlreadyEnded",
-                non_retryable=True,
-            )
-        row.status = JobStatus.COMPLETED
-        row.progress = 100
-        row.progress_message = "completed"
-        row.result_data = result.to_result_data()
-        row.completed_at = datetime.now(UTC)
+    def add(row: AIJob) -> None:
         add_usage(row, usage, attempt)
         add_recovered_usage(row, recovered)
-        session.add(row)
 
-    async def record_usage(self, job_id: uuid.UUID, usage: UsageLog, attempt: int) -> None:
-        """The calls of an attempt that did not complete: failed and retried attempts cost money too."""
-        if not usage.records:
-            return
-        async with self.db.session() as session:
-            row = await session.get(AIJob, job_id, with_for_update=True)
-            if row is not None:
-                add_usage(row, usage, attempt)
-                session.add(row)
-                await session.commit()
+    return add
+
+
+async def record_usage(store: JobStore, job_id: uuid.UUID, usage: UsageLog, attempt: int) -> None:
+    """The calls of an attempt that did not complete: failed and retried attempts cost money too."""
+    if usage.records:
+        await store.amend(job_id, lambda row: add_usage(row, usage, attempt))
 
 
 def add_usage(row: AIJob, usage: UsageLog, attempt: int) -> None:
@@ -180,11 +95,23 @@ class StageRun:
     company: Company
     deps: StageDeps
     store: JobStore
+    # What the job was asked to do, as its stage's params model (see `params_as`).
+    params: AnyJobParams
     # Where a retried attempt can pick up (e.g. a started video operation). Temporal hands the next attempt
     # only the last heartbeat's details, and an empty heartbeat clears them: so every heartbeat carries it.
     checkpoint: dict[str, Any] | None = None
     # Usage of earlier attempts that died before recording it, recovered from their saved steps.
     recovered_usage: list[dict[str, Any]] = field(default_factory=list)
+
+    def params_as(self, model: type[P]) -> P:
+        """The job's params as the stage's own model (execute_stage read them for the job's type)."""
+        if not isinstance(self.params, model):
+            raise ApplicationError(
+                f"AIJob {self.job.id} has {type(self.params).__name__}, not {model.__name__}",
+                type=ErrorType.WRONG_JOB_TYPE,
+                non_retryable=True,
+            )
+        return self.params
 
     def heartbeat(self, **details: Any) -> None:
         if self.checkpoint is not None:
@@ -211,6 +138,22 @@ class StageRun:
 # Error types of a job that cannot run with what it was given: permanent, never retried.
 MISSING_INPUT = "MissingInput"
 INVALID_INPUT = "InvalidInput"
+
+# How a stage words a param of the wrong type, by field: given the value as stored, the job's error message.
+ParamProblems = Mapping[str, Callable[[Any], str]]
+
+
+def invalid_params_message(error: ValidationError, raw: Mapping[str, Any] | None, problems: ParamProblems) -> str:
+    """The job's error message for params that do not fit their model: the stage's own wording for the first
+    field it has one for, else pydantic's."""
+    details = error.errors()
+    for detail in details:
+        name = str(detail["loc"][0]) if detail["loc"] else ""
+        if name in problems:
+            return problems[name]((raw or {}).get(name))
+    first = details[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"the job's params are invalid: {where}: {first['msg']}"
 
 
 async def fail_job(run: StageRun, message: str, error_type: str = MISSING_INPUT) -> NoReturn:
@@ -279,30 +222,52 @@ def describe_retry(error: AIProviderError, delay: timedelta, attempt: int) -> st
     return f"{kind}, retrying in {int(delay.total_seconds())} s, attempt {attempt + 1} of {AI_MAX_ATTEMPTS}"
 
 
-async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, body: StageBody) -> StageResult:
-    """Runs one stage for one AIJob, idempotently: a retry after success returns the stored result."""
+async def execute_stage(
+    deps: StageDeps, stage: StageInput, job_type: JobType, body: StageBody, problems: ParamProblems | None = None
+) -> StageResult:
+    """Runs one stage for one AIJob, idempotently: a retry after success returns the stored result. Params of the
+    wrong type fail the job at once, worded by `problems` (see `invalid_params_message`)."""
     store = JobStore(deps.db)
+    if stage.spec is not None:
+        if stage.spec.job_id != stage.job_id or stage.spec.job_type != job_type:
+            raise ApplicationError(
+                f"the spec of AIJob {stage.spec.job_id} ({stage.spec.job_type}) is not for AIJob {stage.job_id} "
+                f"({job_type})",
+                type=ErrorType.WRONG_JOB_TYPE,
+                non_retryable=True,
+            )
+        await store.create(stage.spec)  # a pipeline's stage makes its own row; a retry finds it there
     job = await store.load(stage.job_id)
     if job.job_type != job_type:
         raise ApplicationError(
-            f"AIJob {job.id} is {job.job_type}, not {job_type}", type="WrongJobType", non_retryable=True
+            f"AIJob {job.id} is {job.job_type}, not {job_type}", type=ErrorType.WRONG_JOB_TYPE, non_retryable=True
         )
     if job.status == JobStatus.COMPLETED and job.result_data is not None:
         return StageResult.from_result_data(job.id, job.result_data)
     if JobStatus(job.status).is_terminal:
-        raise ApplicationError(f"AIJob {job.id} already ended {job.status}", type="JobAlreadyEnded", non_retryable=True)
+        raise ApplicationError(
+            f"AIJob {job.id} already ended {job.status}", type=ErrorType.JOB_ALREADY_ENDED, non_retryable=True
+        )
 
     async with deps.db.session() as session:
         company = await session.get(Company, job.company_id)
     if company is None or company.tenant_id != job.tenant_id:
         await store.finish(job.id, JobStatus.FAILED, "the company no longer exists")
-        raise ApplicationError(f"company {job.company_id} not found", type="CompanyNotFound", non_retryable=True)
+        raise ApplicationError(
+            f"company {job.company_id} not found", type=ErrorType.COMPANY_NOT_FOUND, non_retryable=True
+        )
+    try:
+        params = params_of(job_type, job.params)
+    except ValidationError as error:
+        message = invalid_params_message(error, job.params, problems or {})
+        await store.finish(job.id, JobStatus.FAILED, message)
+        raise ApplicationError(message, type=INVALID_INPUT, non_retryable=True) from None
 
     info = activity.info()
     attempt = info.attempt  # Temporal's count: every attempt, including those lost with a worker
     provider_attempt = job.provider_failures + 1  # the seed's count: attempts that ended in a provider error
     await store.start(job.id, start_message(attempt, provider_attempt))
-    run = StageRun(job=job, company=company, deps=deps, store=store)
+    run = StageRun(job=job, company=company, deps=deps, store=store, params=params)
     with track_usage() as usage:
         try:
             try:
@@ -320,12 +285,12 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
             async with deps.db.session() as session:
                 artifact_ids = await writer(session)
                 result = StageResult(job_id=job.id, artifact_ids=artifact_ids, summary=summary)
-                await store.complete(session, job, result, usage, attempt, run.recovered_usage)
+                await store.complete(session, job.id, result, charge(usage, attempt, run.recovered_usage))
                 await session.commit()
             activity.logger.info("job %s %s completed: %s", job.id, job_type.value, summary)
             return result
         except asyncio.CancelledError:
-            await asyncio.shield(store.record_usage(job.id, usage, attempt))
+            await asyncio.shield(record_usage(store, job.id, usage, attempt))
             details = activity.cancellation_details()
             # A worker shutdown or heartbeat timeout is not the user's cancel: the retry picks the job up again.
             if details is not None and details.cancel_requested:
@@ -334,7 +299,7 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
                 )
             raise
         except AIProviderError as error:
-            await store.record_usage(job.id, usage, attempt)
+            await record_usage(store, job.id, usage, attempt)
             failures = await store.count_provider_failure(job.id) if error.retryable else provider_attempt
             if error.retryable and failures < AI_MAX_ATTEMPTS:
                 delay = retry_delay(error, failures)
@@ -354,7 +319,7 @@ async def execute_stage(deps: StageDeps, stage: StageInput, job_type: JobType, b
         except Exception as error:
             # The seed: anything else ends the job FAILED. The message names the error, not its internals.
             activity.logger.exception("job %s %s failed unexpectedly", job.id, job_type.value)
-            await store.record_usage(job.id, usage, attempt)
+            await record_usage(store, job.id, usage, attempt)
             message = (
                 f"internal error in the {job_type.value} stage ({type(error).__name__}); the worker log has the details"
             )
@@ -389,5 +354,7 @@ class JobActivities:
     @activity.defn(name="finish_job")
     async def finish_job(self, finish: JobFinish) -> bool:
         if finish.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-            raise ApplicationError("finish_job only records FAILED or CANCELLED", type="BadFinish", non_retryable=True)
+            raise ApplicationError(
+                "finish_job only records FAILED or CANCELLED", type=ErrorType.BAD_FINISH, non_retryable=True
+            )
         return await self.store.finish(finish.job_id, finish.status, finish.message)

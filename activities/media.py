@@ -24,6 +24,7 @@ from models.contracts import StageInput, StageResult
 from models.db import Database
 from models.enums import JobType, MediaKind, Platform
 from models.generation import PLATFORM_ASPECT_RATIOS, ImagePrompt, VideoPrompt
+from models.job_params import VideoParams
 from models.media_store import media_path, media_root, resolve_media_path
 from models.tables import AIJob, BlogPost, BlogPostRevision, MediaAsset, SocialPost
 from providers.base import AIProviderError, GeneratedVideo, VideoOperation, aspect_size
@@ -32,7 +33,6 @@ from providers.base import AIProviderError, GeneratedVideo, VideoOperation, aspe
 POLL_EVERY_SECONDS = 5.0
 # Only for the progress bar: a typical Veo render; a slower one stays at the bar's top until done.
 EXPECTED_RENDER_SECONDS = 120
-DEFAULT_VIDEO_ASPECT_RATIO = "16:9"
 # "One short video": what video models render in one go (Veo: 4 to 8 s).
 MIN_VIDEO_SECONDS, MAX_VIDEO_SECONDS = 4, 8
 BLOG_EXCERPT_CHARS = 1500
@@ -294,9 +294,8 @@ class MediaStage:
     # -- videos --
 
     async def _video(self, run: StageRun, files: AttemptFiles) -> tuple[ArtifactWriter, dict[str, Any]]:
-        job = run.job
         post, revision = await self._blog_post(run)
-        aspect_ratio = str(job.params.get("aspectRatio") or DEFAULT_VIDEO_ASPECT_RATIO)
+        aspect_ratio = run.params_as(VideoParams).aspect_ratio
         try:
             aspect_size(aspect_ratio, 16)
         except ValueError as error:

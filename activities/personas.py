@@ -13,6 +13,7 @@ from activities.prompts import render
 from models.contracts import StageInput, StageResult
 from models.enums import JobType
 from models.generation import PersonaSet
+from models.job_params import BlogPostParams, PersonasParams, TopicsParams
 from models.tables import CompanyDNA, Persona
 
 PERSONA_COUNT = 6
@@ -35,7 +36,9 @@ async def latest_dna(run: StageRun) -> CompanyDNA | None:
 
 def content_language(run: StageRun) -> str:
     """The job's language when it was started with one, else the company's."""
-    return str(run.job.params.get("language") or run.company.language or "en")
+    params = run.params
+    language = params.language if isinstance(params, PersonasParams | TopicsParams | BlogPostParams) else None
+    return language or run.company.language or "en"
 
 
 def dna_facts(dna: CompanyDNA | None, limit: int = PROMPT_DATA_POINTS) -> str:

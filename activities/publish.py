@@ -312,7 +312,13 @@ class PublishActivities:
                 session.add(post)
             await session.commit()
         scheduled = [
-            ScheduledPost(social_post_id=p.id, platform=p.platform, publish_at=_aware(p.publish_at)) for p in posts
+            ScheduledPost(
+                social_post_id=p.id,
+                platform=p.platform,
+                publish_at=_aware(p.publish_at),
+                local_time=f"{_aware(p.publish_at).astimezone(zone):%Y-%m-%d %H:%M} {zone.key}",
+            )
+            for p in posts
         ]
         activity.logger.info(
             "pipeline %s topic %d of %d: %s",

@@ -11,12 +11,13 @@ from temporalio import activity
 
 from activities.blog import gather_or_cancel
 from activities.deps import StageDeps
-from activities.jobs import INVALID_INPUT, ArtifactWriter, StageRun, execute_stage, fail_job
+from activities.jobs import INVALID_INPUT, ArtifactWriter, ParamProblems, StageRun, execute_stage, fail_job
 from activities.personas import company_context, persona_profile
 from activities.prompts import render
 from models.contracts import StageInput, StageResult
 from models.enums import JobType, Platform, PublishState
 from models.generation import PLATFORM_ASPECT_RATIOS, PLATFORM_LIMITS, SocialPostDraft
+from models.job_params import SocialParams
 from models.tables import BlogPost, BlogPostRevision, Persona, SocialPost, Topic
 from providers.base import AIInvalidOutputError
 
@@ -135,6 +136,11 @@ def read_platforms(raw: object) -> tuple[list[Platform], str | None]:
     return list(dict.fromkeys(Platform(str(p).strip().lower()) for p in raw)), None
 
 
+SOCIAL_PARAM_PROBLEMS: ParamProblems = {
+    "platforms": lambda value: read_platforms(value)[1] or f"platforms must be a list of platform names, got {value!r}"
+}
+
+
 def article_excerpt(markdown: str) -> str:
     """The post without its source list, cut to ARTICLE_PROMPT_CHARS."""
     article = markdown.split("\n## Sources\n", 1)[0].strip()
@@ -160,17 +166,15 @@ class SocialStage:
 
     @activity.defn(name="generate_social")
     async def generate_social(self, stage: StageInput) -> StageResult:
-        return await execute_stage(self.deps, stage, JobType.GENERATE_SOCIAL, self._social)
+        return await execute_stage(self.deps, stage, JobType.GENERATE_SOCIAL, self._social, SOCIAL_PARAM_PROBLEMS)
 
     async def _read_request(self, run: StageRun) -> SocialRequest:
         job = run.job
-        params = job.params or {}
-        platforms, problem = read_platforms(params.get("platforms"))
-        if problem is not None:
-            await fail_job(run, problem, INVALID_INPUT)
+        params = run.params_as(SocialParams)
+        platforms = list(dict.fromkeys(params.platforms))
         if not platforms:
             await fail_job(run, "the job names no platforms to write social posts for")
-        link = str(params.get("link_url") or "").strip()
+        link = (params.link_url or "").strip()
         if link and not link.startswith(("http://", "https://")):
             await fail_job(run, f"link_url must be an http(s) URL, got {link!r}", INVALID_INPUT)
         if job.blog_post_id is None:

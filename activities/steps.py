@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from models.db import Database
-from models.enums import TERMINAL_JOB_STATUSES
+from models.stores.jobs import still_open
 from models.tables import AIJob, JobStep
 from providers.usage import track_usage
 
@@ -98,7 +98,7 @@ class JobSteps:
                 sa.literal(data, data_type),
                 sa.func.now(),
             )
-            .where(col(AIJob.id) == job.id, col(AIJob.status).not_in(TERMINAL_JOB_STATUSES))
+            .where(col(AIJob.id) == job.id, still_open())
             .with_for_update(read=True, key_share=True)
         )
         statement = (

@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.deps import StageDeps
-from activities.jobs import INVALID_INPUT, ArtifactWriter, StageRun, execute_stage, fail_job
+from activities.jobs import INVALID_INPUT, ArtifactWriter, ParamProblems, StageRun, execute_stage, fail_job
 from activities.personas import (
     company_context,
     dna_facts,
@@ -21,12 +21,16 @@ from activities.prompts import render
 from models.contracts import StageInput, StageResult
 from models.enums import JobType, TopicStatus
 from models.generation import TopicIdea, TopicPlan
+from models.job_params import TopicsParams
 from models.tables import Persona, Topic
 
-DEFAULT_TOPICS_PER_PERSONA = 2
 MAX_TOPICS_PER_PERSONA = 8
 MAX_KEYWORDS = 12
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+TOPIC_PARAM_PROBLEMS: ParamProblems = {
+    "count": lambda value: f"count must be a whole number, got {value!r}",
+    "replaces_topic_id": lambda value: f"replaces_topic_id {value!r} is not a topic id",
+}
 
 
 @dataclass
@@ -77,19 +81,16 @@ class TopicStage:
 
     @activity.defn(name="generate_topics")
     async def generate_topics(self, stage: StageInput) -> StageResult:
-        return await execute_stage(self.deps, stage, JobType.GENERATE_TOPICS, self._topics)
+        return await execute_stage(self.deps, stage, JobType.GENERATE_TOPICS, self._topics, TOPIC_PARAM_PROBLEMS)
 
     async def _read_request(self, run: StageRun) -> TopicRequest:
         job = run.job
-        params = job.params or {}
+        params = run.params_as(TopicsParams)
         async with self.deps.db.session() as session:
             rejected: Topic | None = None
-            replaces = params.get("replaces_topic_id")
-            if replaces:
-                try:
-                    rejected = await session.get(Topic, uuid.UUID(str(replaces)))
-                except ValueError:
-                    await fail_job(run, f"replaces_topic_id {replaces!r} is not a topic id", INVALID_INPUT)
+            replaces = params.replaces_topic_id
+            if replaces is not None:
+                rejected = await session.get(Topic, replaces)
                 if rejected is None or rejected.company_id != run.company.id or rejected.tenant_id != job.tenant_id:
                     await fail_job(run, f"the topic {replaces} to replace does not exist for this company")
             persona_id = job.persona_id or (rejected.persona_id if rejected is not None else None)
@@ -102,22 +103,18 @@ class TopicStage:
             await fail_job(run, f"persona {persona_id} does not exist for this company")
 
         if rejected is not None:
-            feedback = str(params.get("feedback") or "").strip()
+            feedback = (params.feedback or "").strip()
             if not feedback:
                 await fail_job(run, "a topic regeneration needs the supervisor's feedback")
             # The replacement belongs to the rejected topic's month, whatever else the job says.
             return TopicRequest(persona=persona, month=rejected.month, count=1, rejected=rejected, feedback=feedback)
 
-        month = str(params.get("month") or "").strip()
+        month = params.month.strip()
         if not month:
             await fail_job(run, "the job names no month (YYYY-MM) to plan topics for")
         if not _MONTH.match(month):
             await fail_job(run, f"month must look like YYYY-MM, got {month!r}", INVALID_INPUT)
-        raw_count = params.get("count", DEFAULT_TOPICS_PER_PERSONA)
-        try:
-            count = int(raw_count if raw_count is not None else DEFAULT_TOPICS_PER_PERSONA)
-        except (TypeError, ValueError):
-            await fail_job(run, f"count must be a whole number, got {raw_count!r}", INVALID_INPUT)
+        count = params.count
         if not 1 <= count <= MAX_TOPICS_PER_PERSONA:
             await fail_job(
                 run, f"count must be 1 to {MAX_TOPICS_PER_PERSONA} topics per persona, got {count}", INVALID_INPUT

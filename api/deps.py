@@ -1,4 +1,4 @@
-"""FastAPI dependencies as Annotated aliases: the session, the caller, the Temporal client, the settings."""
+"""FastAPI dependencies as Annotated aliases: the session, the caller, the Temporal client, the settings, the stores."""
 
 import asyncio
 import logging
@@ -16,7 +16,10 @@ from api.errors import Problem, database_unreachable, outage_summary
 from api.keys import principal_for_key
 from models.db import Database
 from models.enums import Role, Tier
+from models.logs import bind_log_ids
 from models.settings import Settings
+from models.stores.jobs import JobStore
+from models.stores.pipelines import PipelineStore
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,20 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 
 
+def get_job_store(db: DatabaseDep) -> JobStore:
+    return JobStore(db)
+
+
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
+
+
+def get_pipeline_store(db: DatabaseDep) -> PipelineStore:
+    return PipelineStore(db)
+
+
+PipelineStoreDep = Annotated[PipelineStore, Depends(get_pipeline_store)]
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a tenant, through one of its keys, with that key's role."""
@@ -103,6 +120,7 @@ async def authenticate(
     if found is None:
         raise Problem(401, "the API key is not valid or has been revoked", headers=unauthorized)
     api_key, tenant = found
+    bind_log_ids(tenant_id=tenant.id)  # every line of this request from here on, and its access line, name the tenant
     return Principal(tenant_id=tenant.id, tier=Tier(tenant.tier), role=Role(api_key.role), key_id=api_key.id)
 
 

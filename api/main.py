@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from temporalio.client import Client
@@ -15,8 +15,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from api.errors import ProblemDetail, install_error_handlers
 from api.events import JobEventHub
 from api.limits import install_limits
-from api.routes import artifacts, companies, health, jobs, media, pipelines, streams, tenant
+from api.logcontext import RequestLogScope, bind_route_ids
+from api.routes import approvals, artifacts, companies, health, job_starts, jobs, media, pipelines, streams, tenant
 from models.db import Database
+from models.logs import install_logging
 from models.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ def install_openapi(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    install_logging()  # JSON lines with the request's ids, uvicorn's too (LOG_FORMAT=text: plain lines)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,13 +99,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_limits(app)
     install_openapi(app)
+    app.add_middleware(RequestLogScope)
+    app.router.dependencies.append(Depends(bind_route_ids))
     app.include_router(health.router)
     app.include_router(companies.router, prefix=API_PREFIX)
     app.include_router(artifacts.router, prefix=API_PREFIX)
+    app.include_router(job_starts.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(streams.router, prefix=API_PREFIX)
     app.include_router(pipelines.router, prefix=API_PREFIX)
     app.include_router(media.router, prefix=API_PREFIX)
-    app.include_router(pipelines.inbox_router, prefix=API_PREFIX)
+    app.include_router(approvals.inbox_router, prefix=API_PREFIX)
     app.include_router(tenant.router, prefix=API_PREFIX)
     return app

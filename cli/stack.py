@@ -464,6 +464,8 @@ class DevStack:
                 "API_HOST": self.api_host,
                 "API_PORT": str(self.api_port),
                 "PYTHONUNBUFFERED": "1",  # the worker's "worker ready" line must reach the log at once
+                # Plain lines in .data/logs, as the console shows their tails when a process dies; JSON when asked.
+                "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),
             }
         )
         if "public_base_url" not in self.settings.model_fields_set:  # not set in the environment or .env

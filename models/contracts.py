@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from models.enums import JobStatus, JobType, Tier
+from models.pipeline import JobSpec
 
 # Temporal priority keys: 1 is served first, 5 last, 3 is the default.
 TIER_PRIORITY: dict[Tier, int] = {Tier.ULTIMATE: 1, Tier.PRO: 2, Tier.FREE: 3}
@@ -22,9 +23,11 @@ class JobRequest(BaseModel):
 
 
 class StageInput(BaseModel):
-    """What a stage activity receives: the AIJob whose row names the inputs."""
+    """What a stage activity receives: the AIJob whose row names the inputs. With a `spec`, the stage first
+    creates that row if it does not exist yet (a pipeline's stage); without, the row was written before."""
 
     job_id: uuid.UUID
+    spec: JobSpec | None = None
 
 
 class StageResult(BaseModel):

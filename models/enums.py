@@ -128,5 +128,59 @@ class MediaKind(StrEnum):
     VIDEO = "video"
 
 
-TERMINAL_JOB_STATUSES = [s.value for s in JobStatus if s.is_terminal]
 TERMINAL_PIPELINE_STATUSES = [s.value for s in PipelineStatus if s.is_terminal]
+
+
+class BranchState(StrEnum):
+    """Where one approved topic's branch is, from writing its blog post to its published posts."""
+
+    WAITING = "waiting"
+    WRITING = "writing"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    SOCIAL = "social"
+    MEDIA = "media"
+    SCHEDULED = "scheduled"
+    PUBLISHING = "publishing"
+    DONE = "done"
+    # a stage failed for good: waiting for a supervisor to retry it from there, or to drop it
+    FAILED = "failed"
+    DROPPED = "dropped"
+    EXPIRED = "expired"
+
+    @property
+    def is_settled(self) -> bool:
+        return self in (BranchState.DONE, BranchState.DROPPED, BranchState.EXPIRED)
+
+
+# The stage a pipeline shows while its branches run: the first of these that some branch is in.
+BRANCH_STAGES = (
+    (BranchState.AWAITING_APPROVAL, PipelineStage.AWAITING_BLOGPOST_APPROVAL),
+    (BranchState.FAILED, PipelineStage.AWAITING_FAILURE_DECISION),
+    (BranchState.WRITING, PipelineStage.BLOGPOSTS),
+    (BranchState.WAITING, PipelineStage.BLOGPOSTS),
+    (BranchState.APPROVED, PipelineStage.SOCIAL),
+    (BranchState.SOCIAL, PipelineStage.SOCIAL),
+    (BranchState.MEDIA, PipelineStage.MEDIA),
+    (BranchState.SCHEDULED, PipelineStage.PUBLISHING),
+    (BranchState.PUBLISHING, PipelineStage.PUBLISHING),
+)
+
+
+class Count(StrEnum):
+    """What a pipeline counts (the `counts` of its record and its API view)."""
+
+    PERSONAS = "personas"
+    PERSONAS_SELECTED = "personasSelected"
+    TOPICS = "topics"
+    TOPICS_APPROVED = "topicsApproved"
+    TOPICS_REJECTED = "topicsRejected"
+    BLOG_POSTS = "blogPosts"
+    BLOG_REVISIONS = "blogRevisions"
+    SOCIAL_POSTS = "socialPosts"
+    IMAGES = "images"
+    VIDEOS = "videos"
+    PUBLISHED = "published"
+    UNCONFIRMED = "unconfirmed"
+    PUBLISH_FAILED = "publishFailed"
+    BRANCH_FAILURES = "branchFailures"

@@ -5,6 +5,9 @@ The API starts and messages workflows by these names, the workflows call activit
 registers under them, and the tests look for them: a rename is one edit here.
 """
 
+import re
+import unicodedata
+import uuid
 from enum import StrEnum
 
 from temporalio.common import SearchAttributeKey
@@ -35,6 +38,7 @@ class Activity(StrEnum):
     APPLY_PERSONA_SELECTION = "apply_persona_selection"
     APPLY_TOPIC_VERDICTS = "apply_topic_verdicts"
     APPLY_BLOG_VERDICT = "apply_blog_verdict"
+    RECORD_BRANCH = "record_branch"
     REQUEUE_POSTS = "requeue_posts"
     GATE_ITEMS = "gate_items"
     # publishing
@@ -45,6 +49,22 @@ class Activity(StrEnum):
     @classmethod
     def stage(cls, job_type: JobType) -> "Activity":
         return cls(job_type.value)
+
+
+def slug(name: str, limit: int = 40) -> str:
+    """`Acme Coffee, s.r.o.` -> `acme-coffee-s-r-o`: ASCII, lower case, dashes, at most `limit` characters."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:limit].strip("-")
+
+
+def pipeline_workflow_id(company_name: str, company_id: uuid.UUID, month: str, pipeline_id: uuid.UUID) -> str:
+    """`pipeline-acme-coffee-2026-12-1a2b3c4d`: the company's slug (its id when the name has no letters)."""
+    return f"pipeline-{slug(company_name) or company_id}-{month}-{pipeline_id.hex[:8]}"
+
+
+def branch_workflow_id(pipeline_workflow_id: str, topic_id: uuid.UUID) -> str:
+    """A topic branch is its pipeline's child: `<pipeline workflow id>-topic-<12 hex of the topic id>`."""
+    return f"{pipeline_workflow_id}-topic-{topic_id.hex[:12]}"
 
 
 # Search attributes an operator filters runs by in the Web UI (registered by the stack and the compose file).

@@ -5,11 +5,22 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from models.api import CamelModel, InputModel
-from models.enums import Gate, JobStatus, JobType, PipelineStage, PipelineStatus, Platform, PublishState, Tier
+from models.enums import (
+    BranchState,
+    Gate,
+    JobStatus,
+    JobType,
+    PipelineStage,
+    PipelineStatus,
+    Platform,
+    PublishState,
+    Tier,
+)
+from models.job_params import JobParams, params_of
 
 DEFAULT_APPROVAL_DEADLINE_SECONDS = 7 * 24 * 3600
 DEFAULT_MAX_REVISIONS = 3
@@ -197,9 +208,7 @@ class BranchView(Wire):
 
     topic_id: uuid.UUID
     title: str
-    # waiting, writing, awaiting_approval, approved, social, media, scheduled, publishing, done; failed (waiting
-    # for a supervisor to retry or drop it), dropped, expired
-    state: str = "waiting"
+    state: BranchState = BranchState.WAITING
     blog_post_id: uuid.UUID | None = None
     revision: int = 0
     social_post_ids: list[uuid.UUID] = Field(default_factory=list)
@@ -244,19 +253,17 @@ class JobSpec(BaseModel):
     topic_id: uuid.UUID | None = None
     blog_post_id: uuid.UUID | None = None
     social_post_id: uuid.UUID | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JobParams | None = None
 
-
-class PipelineRecord(BaseModel):
-    """The Pipeline row as the workflow sees it now; written on every stage or gate change."""
-
-    pipeline_id: uuid.UUID
-    status: PipelineStatus
-    stage: PipelineStage
-    reason: str | None = None
-    pending_gate: dict[str, Any] | None = None
-    summary: dict[str, Any] = Field(default_factory=dict)
-    finished: bool = False
+    @field_validator("params", mode="before")
+    @classmethod
+    def _typed_params(cls, value: Any, info: ValidationInfo) -> Any:
+        """Params given as a plain dict without their `kind` are the job type's (what the workflow passed
+        before its params were typed, and what its recorded histories hold)."""
+        job_type = info.data.get("job_type")
+        if isinstance(value, dict) and "kind" not in value and job_type is not None:
+            return params_of(JobType(job_type), value)
+        return value
 
 
 class PersonaSelection(BaseModel):
@@ -303,6 +310,7 @@ class ScheduledPost(BaseModel):
     social_post_id: uuid.UUID
     platform: Platform
     publish_at: datetime
+    local_time: str = ""  # the publish time in the company's time zone, for people: "2026-12-03 09:00 Europe/Prague"
 
 
 class Schedule(BaseModel):

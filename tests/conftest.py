@@ -18,19 +18,16 @@ import psycopg
 import pytest
 import uvicorn
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.db import Database
 from models.enums import Role, Tier
+from models.names import SEARCH_ATTRIBUTES
 from models.settings import Settings
 
 BIN = Path(sys.executable).parent
-SEARCH_ATTRIBUTES = [
-    SearchAttributeKey.for_keyword(name) for name in ("TenantId", "CompanyId", "JobType", "PipelineStage")
-]
 
 
 def free_port() -> int:

@@ -15,8 +15,9 @@ from activities.deps import StageDeps
 from models.contracts import StageInput, StageResult
 from models.db import Database
 from models.enums import JobStatus, JobType
+from models.pipeline import JobSpec
 from models.settings import Settings
-from models.tables import AIJob, BlogPost, BlogPostRevision, Company, CompanyDNA, Persona, Topic
+from models.tables import AIJob, BlogPost, BlogPostRevision, Company, CompanyDNA, Persona, Pipeline, Topic
 from providers.base import WorkKind
 from providers.offline import OfflineProvider
 from providers.router import ProviderRouter
@@ -54,12 +55,33 @@ def stage_deps(db: Database, provider: OfflineProvider | None = None) -> StageDe
     return StageDeps(db=db, router=router, settings=Settings(_env_file=None))  # type: ignore[call-arg]
 
 
-async def run_stage(method: Callable[[StageInput], Awaitable[StageResult]], job_id: uuid.UUID) -> StageResult:
+async def run_stage(
+    method: Callable[[StageInput], Awaitable[StageResult]], job_id: uuid.UUID, spec: JobSpec | None = None
+) -> StageResult:
     env = ActivityEnvironment()
     # The default test info allows one second per attempt; a stage's budget is the AI queue's 300 s.
     env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=300))
-    result: StageResult = await env.run(method, StageInput(job_id=job_id))
+    result: StageResult = await env.run(method, StageInput(job_id=job_id, spec=spec))
     return result
+
+
+async def pipeline_job_spec(db: Database, company: Company, job_type: JobType, **fields: Any) -> JobSpec:
+    """A Pipeline row of the company, and the spec of a job of it that no row exists for yet."""
+    async with db.session() as session:
+        pipeline = Pipeline(
+            tenant_id=company.tenant_id, company_id=company.id, month="2026-03", workflow_id=f"pipeline-{uuid.uuid4()}"
+        )
+        session.add(pipeline)
+        await session.commit()
+    return JobSpec(
+        job_id=uuid.uuid4(),
+        job_type=job_type,
+        tenant_id=company.tenant_id,
+        company_id=company.id,
+        pipeline_id=pipeline.id,
+        workflow_id=pipeline.workflow_id,
+        **fields,
+    )
 
 
 async def new_company(db: Database, tenant: Tenant, **fields: Any) -> Company:

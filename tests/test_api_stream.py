@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.events import APPLICATION_NAME
 from api.keys import principal_for_key
-from api.routes.streams import sign_stream_token
+from api.services.stream_tokens import sign_stream_token
 from models.db import Database
 from models.enums import JobType, Role
 from models.tables import AIJob, Company

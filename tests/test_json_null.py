@@ -13,7 +13,7 @@ from activities.pipeline import PipelineActivities
 from cli.migrate import alembic_config
 from models.db import Database
 from models.enums import JobType, PipelineStage, PipelineStatus, Role
-from models.pipeline import PipelineRecord
+from models.records import PipelineRecord
 from models.tables import AIJob, Company, Pipeline
 from tests.conftest import RunningStack, Tenant, scratch_database
 
@@ -31,14 +31,9 @@ async def test_the_inbox_answers_once_a_pipeline_has_passed_a_gate(
         session.add(pipeline)
         await session.commit()
     # The workflow's bookkeeping after a decision: no gate is open any more.
-    record = PipelineRecord(
-        pipeline_id=pipeline.id,
-        status=PipelineStatus.RUNNING,
-        stage=PipelineStage.TOPICS,
-        pending_gate=None,
-        summary={"seq": 1},
-    )
-    assert await ActivityEnvironment().run(PipelineActivities(db).record_pipeline, record)
+    record = PipelineRecord(pipeline_id=pipeline.id, seq=1, status=PipelineStatus.RUNNING, stage=PipelineStage.TOPICS)
+    listing = await ActivityEnvironment().run(PipelineActivities(db).record_pipeline, record)
+    assert listing.items == []  # no gate was opening
 
     async with db.session() as session:
         query = sa.select(col(Pipeline.pending_gate).is_(None)).where(col(Pipeline.id) == pipeline.id)

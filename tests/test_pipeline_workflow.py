@@ -19,18 +19,21 @@ from temporalio.worker import Worker
 
 from models.contracts import JobFinish, StageInput, StageResult
 from models.enums import Gate, JobType, PipelineStage, PipelineStatus, Platform, PublishState, Tier
+from models.job_params import stored_params
+from models.names import branch_workflow_id
 from models.pipeline import (
     BlogPostDecision,
     BlogVerdict,
+    BranchView,
     FailureDecision,
     GateItem,
+    GateView,
     IdList,
     ItemList,
     ItemRequest,
     JobSpec,
     PersonaSelection,
     PipelineOptions,
-    PipelineRecord,
     PipelineRequest,
     PipelineState,
     PublishOutcome,
@@ -44,8 +47,15 @@ from models.pipeline import (
     TopicDecision,
     TopicVerdicts,
 )
+from models.records import BranchRecord, GateOpening, PipelineRecord, compose
+from workflows.branch import TopicBranchWorkflow
 from workflows.pipeline import ContentPipelineWorkflow
 from workflows.policies import AI_QUEUE, MEDIA_QUEUE, PIPELINE_QUEUE, PUBLISH_QUEUE
+
+
+def asked(spec: JobSpec) -> dict[str, Any]:
+    """A job's params as its row stores them."""
+    return stored_params(spec.params)
 
 
 @dataclass
@@ -56,7 +66,8 @@ class Fake:
     ran: list[JobType] = field(default_factory=list)
     titles: dict[uuid.UUID, str] = field(default_factory=dict)
     revisions: dict[uuid.UUID, int] = field(default_factory=dict)
-    records: list[PipelineRecord] = field(default_factory=list)
+    records: list["Composed"] = field(default_factory=list)
+    parts: dict[str, Any] = field(default_factory=lambda: {"pipeline": {"seq": 0}, "branches": {}})
     notices: list[TenantNotice] = field(default_factory=list)
     published: list[uuid.UUID] = field(default_factory=list)
     verdicts: list[Any] = field(default_factory=list)
@@ -65,9 +76,37 @@ class Fake:
     cancelled: list[JobType] = field(default_factory=list)
     handles: list[WorkflowHandle[Any, PipelineState]] = field(default_factory=list)
     requeued: list[uuid.UUID] = field(default_factory=list)
+    held: dict[JobType, asyncio.Event] = field(default_factory=dict)  # stages of these types wait for the event
 
     def jobs(self, job_type: JobType) -> list[JobSpec]:
         return [s for s in self.specs.values() if s.job_type == job_type]
+
+    def items(self, opening: GateOpening | None) -> ItemList:
+        if opening is None:
+            return ItemList()
+        found = [
+            GateItem(id=i, title=self.titles.get(i, f"item {i}"), revision=self.revisions.get(i, 0))
+            for i in opening.ids
+        ]
+        return ItemList(items=opening.items(found))
+
+    def write(self, key: str | None, part: dict[str, Any], opening: GateOpening | None, items: ItemList) -> None:
+        """What the store does: keeps each part (the newest by its seq) and composes the row from them."""
+        known = self.parts["pipeline"] if key is None else self.parts["branches"].get(key, {"seq": 0})
+        if known["seq"] >= part["seq"]:
+            return
+        if opening is not None and opening.show and items.items:
+            shown = GateView(
+                gate=opening.gate, items=items.items, deadline=opening.deadline, opened_at=opening.opened_at
+            )
+            part["gates"].append(shown.model_dump(mode="json", by_alias=True))
+        if key is None:
+            self.parts["pipeline"] = part
+        else:
+            self.parts["branches"][key] = part
+        self.records.append(Composed(**compose(self.parts["pipeline"], self.parts["branches"]), finished=self.finished))
+
+    finished: bool = False
 
     def activities(self) -> list[Callable[..., Any]]:
         fake = self
@@ -78,9 +117,30 @@ class Fake:
             return True
 
         @activity.defn(name="record_pipeline")
-        async def record_pipeline(record: PipelineRecord) -> bool:
-            fake.records.append(record)
-            return True
+        async def record_pipeline(record: PipelineRecord) -> ItemList:
+            items = fake.items(record.opening)
+            if record.personas is not None:
+                fake.verdicts.append(record.personas)
+            if record.topics is not None:
+                fake.verdicts.append(record.topics)
+            fake.finished = fake.finished or record.finished
+            keep = {"seq", "status", "stage", "reason", "gates", "counts"}
+            fake.write(None, record.model_dump(mode="json", by_alias=True, include=keep), record.opening, items)
+            return items
+
+        @activity.defn(name="record_branch")
+        async def record_branch(record: BranchRecord) -> ItemList:
+            items = fake.items(record.opening)
+            if record.verdict is not None:
+                fake.verdicts.append(record.verdict)
+                if not record.verdict.approved:
+                    post = record.verdict.blog_post_id
+                    fake.revisions[post] = fake.revisions.get(post, 0) + 1
+            fake.requeued.extend(record.requeue)
+            keep = {"seq", "slot", "view", "gates", "counts"}
+            part = record.model_dump(mode="json", by_alias=True, include=keep)
+            fake.write(str(record.topic_id), part, record.opening, items)
+            return items
 
         @activity.defn(name="gate_items")
         async def gate_items(request: ItemRequest) -> ItemList:
@@ -137,8 +197,13 @@ class Fake:
         def stage(job_type: JobType) -> Callable[..., Any]:
             @activity.defn(name=job_type.value)
             async def run(stage_input: StageInput) -> StageResult:
-                spec = fake.specs[stage_input.job_id]
+                assert stage_input.spec is not None, "a pipeline's stage creates its own job row"
+                spec = fake.specs.setdefault(stage_input.job_id, stage_input.spec)
                 fake.ran.append(job_type)
+                held = fake.held.get(job_type)
+                while held is not None and not held.is_set():
+                    activity.heartbeat()
+                    await asyncio.sleep(0.1)
                 error = fake.fail(spec, activity.info().attempt)
                 if error is not None:
                     raise error
@@ -150,7 +215,7 @@ class Fake:
                     except asyncio.CancelledError:
                         fake.cancelled.append(job_type)
                         raise
-                count = {JobType.GENERATE_PERSONAS: 6, JobType.GENERATE_TOPICS: int(spec.params.get("count", 1))}.get(
+                count = {JobType.GENERATE_PERSONAS: 6, JobType.GENERATE_TOPICS: int(asked(spec).get("count", 1))}.get(
                     job_type, 1
                 )
                 if job_type == JobType.GENERATE_BLOGPOST and spec.blog_post_id:
@@ -159,8 +224,8 @@ class Fake:
                     ids = [uuid.uuid4() for _ in range(count)]
                 for i in ids:
                     fake.titles.setdefault(i, f"{job_type.value} {len(fake.titles)}")
-                    if spec.params.get("replaces_topic_id"):  # the DB's revision counter of a regenerated topic
-                        fake.revisions[i] = fake.revisions.get(uuid.UUID(spec.params["replaces_topic_id"]), 0) + 1
+                    if asked(spec).get("replaces_topic_id"):  # the DB's revision counter of a regenerated topic
+                        fake.revisions[i] = fake.revisions.get(uuid.UUID(asked(spec)["replaces_topic_id"]), 0) + 1
                 return StageResult(job_id=stage_input.job_id, artifact_ids=ids)
 
             return run
@@ -169,6 +234,7 @@ class Fake:
         return [
             create_job,
             record_pipeline,
+            record_branch,
             gate_items,
             apply_persona_selection,
             apply_topic_verdicts,
@@ -191,7 +257,7 @@ async def env(skipping_temporal: WorkflowEnvironment) -> AsyncIterator[tuple[Wor
         Worker(
             skipping_temporal.client,
             task_queue=queue + suffix,
-            workflows=[ContentPipelineWorkflow] if queue == PIPELINE_QUEUE else [],
+            workflows=[ContentPipelineWorkflow, TopicBranchWorkflow] if queue == PIPELINE_QUEUE else [],
             activities=activities,
             max_heartbeat_throttle_interval=timedelta(seconds=1),
             default_heartbeat_throttle_interval=timedelta(seconds=1),
@@ -230,40 +296,105 @@ def request(tier: Tier = Tier.ULTIMATE, platforms: list[Platform] | None = None,
     )
 
 
-async def start(env: tuple[WorkflowEnvironment, str, Fake], req: PipelineRequest) -> WorkflowHandle[Any, PipelineState]:
+@dataclass
+class Composed:
+    """The Pipeline row after a write, as the store composes it from the pipeline's and the branches' parts."""
+
+    status: PipelineStatus
+    stage: PipelineStage
+    pending_gate: dict[str, Any] | None
+    summary: dict[str, Any]
+    finished: bool
+
+
+class PipelineRun:
+    """A pipeline as a client sees it: reads compose the row like the API does, and a blog post or failure
+    decision goes to the topic branch it belongs to, as the API sends it."""
+
+    def __init__(self, handle: WorkflowHandle[Any, PipelineState], fake: Fake, client: Any) -> None:
+        self.handle, self.fake, self.client = handle, fake, client
+        self.id = handle.id
+
+    async def query(self, _query: Any) -> PipelineState:
+        row = self.fake.records[-1] if self.fake.records else None
+        if row is None:
+            return PipelineState(pipeline_id=uuid.UUID(int=0), status=PipelineStatus.RUNNING, stage=PipelineStage.DNA)
+        gates = [GateView.model_validate(g) for g in row.summary["openGates"]]
+        return PipelineState(
+            pipeline_id=uuid.UUID(int=0),
+            status=row.status,
+            stage=row.stage,
+            reason=row.summary["parts"]["pipeline"].get("reason"),
+            pending_approval=gates[0] if gates else None,
+            pending_approvals=gates,
+            counts=row.summary["counts"],
+            branches=[BranchView.model_validate(b) for b in row.summary["branches"]],
+        )
+
+    async def execute_update(self, update: Any, decision: Any) -> Any:
+        if update in (TopicBranchWorkflow.decide_blogpost, TopicBranchWorkflow.decide_failure):
+            return await self.client.get_workflow_handle(self.branch_for(decision)).execute_update(update, decision)
+        return await self.handle.execute_update(update, decision)
+
+    def branch_for(self, decision: Any) -> str:
+        """The branch the item belongs to; an item of none goes to a branch with its gate open (which refuses
+        it as not waiting there), or to any branch (no such gate open)."""
+        gate = Gate.BLOGPOST if isinstance(decision, BlogPostDecision) else Gate.FAILURE
+        item = decision.blog_post_id if gate == Gate.BLOGPOST else decision.topic_id
+        branches = self.fake.parts["branches"].values()
+        for part in branches:
+            view = BranchView.model_validate(part["view"])
+            if item in (view.blog_post_id if gate == Gate.BLOGPOST else view.topic_id,):
+                return branch_workflow_id(self.id, view.topic_id)
+        waiting = [p for p in branches if any(g["gate"] == gate for g in p["gates"])] or list(branches)
+        return branch_workflow_id(self.id, uuid.UUID(waiting[0]["view"]["topicId"]))
+
+    async def cancel(self) -> None:
+        await self.handle.cancel()
+
+    async def result(self) -> PipelineState:
+        return await self.handle.result()
+
+
+async def start(env: tuple[WorkflowEnvironment, str, Fake], req: PipelineRequest) -> PipelineRun:
     temporal, queue, fake = env
     handle = await temporal.client.start_workflow(
         ContentPipelineWorkflow.run, req, id=f"pipeline-test-{uuid.uuid4()}", task_queue=queue
     )
     fake.handles.append(handle)
-    return handle
+    return PipelineRun(handle, fake, temporal.client)
+
+
+def open_gates(row: Composed) -> list[str]:
+    return [g["gate"] for g in row.summary["openGates"]]
 
 
 async def gate_of(
-    handle: WorkflowHandle[Any, PipelineState], gate: Gate, count: int = 1, seen: list[uuid.UUID] | None = None
+    handle: PipelineRun, gate: Gate, count: int = 1, seen: list[uuid.UUID] | None = None
 ) -> PipelineState:
     """Waits (in real time; the server does not skip while we only query) until the gate holds `count` items,
-    none of them among `seen` (the items of a round already decided)."""
+    none of them among `seen` (the items of a round already decided). Other gates may be open beside it (the
+    branches of approved topics run while rejected ones are rewritten): the state returned has this gate as
+    its `pending_approval`."""
     for _ in range(400):
         state = await handle.query(ContentPipelineWorkflow.state)
-        pending = state.pending_approval
-        if (
-            pending
-            and pending.gate == gate
-            and len(pending.items) >= count
-            and not {i.id for i in pending.items} & set(seen or [])
-        ):
-            return state
+        for pending in state.pending_approvals:
+            if (
+                pending.gate == gate
+                and len(pending.items) >= count
+                and not {i.id for i in pending.items} & set(seen or [])
+            ):
+                return state.model_copy(update={"pending_approval": pending})
         await asyncio.sleep(0.05)
     raise AssertionError(f"the {gate} gate never opened: {state}")
 
 
-async def finished(handle: WorkflowHandle[Any, PipelineState]) -> PipelineState:
+async def finished(handle: PipelineRun) -> PipelineState:
     """The workflow's result; a bound turns a stuck server into a failure instead of a hung suite."""
     return await asyncio.wait_for(handle.result(), timeout=120)
 
 
-async def refused(handle: WorkflowHandle[Any, PipelineState], update: Any, decision: Any) -> str:
+async def refused(handle: PipelineRun, update: Any, decision: Any) -> str:
     with pytest.raises(WorkflowUpdateFailedError) as failed:
         await handle.execute_update(update, decision)
     cause = failed.value.cause
@@ -318,10 +449,10 @@ async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused
     )
     state = await gate_of(handle, Gate.TOPICS, 1, seen=topics)
     [replacement] = state.pending_approval.items  # type: ignore[union-attr]
-    regenerated = [s for s in fake.jobs(JobType.GENERATE_TOPICS) if s.params.get("replaces_topic_id")]
+    regenerated = [s for s in fake.jobs(JobType.GENERATE_TOPICS) if asked(s).get("replaces_topic_id")]
     assert len(regenerated) == 1
-    assert regenerated[0].params["feedback"] == feedback
-    assert regenerated[0].params["replaces_topic_id"] == str(topics[2])
+    assert asked(regenerated[0])["feedback"] == feedback
+    assert asked(regenerated[0])["replaces_topic_id"] == str(topics[2])
     await handle.execute_update(
         ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[replacement.id])
     )
@@ -330,19 +461,19 @@ async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused
     posts = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
     assert "InvalidDecision" in await refused(
         handle,
-        ContentPipelineWorkflow.decide_blogpost,
+        TopicBranchWorkflow.decide_blogpost,
         BlogPostDecision(blog_post_id=posts[0], decision="request_changes"),
     )
     assert "InvalidDecision" in await refused(
-        handle, ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=uuid.uuid4(), decision="approve")
+        handle, TopicBranchWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=uuid.uuid4(), decision="approve")
     )
     await handle.execute_update(
-        ContentPipelineWorkflow.decide_blogpost,
+        TopicBranchWorkflow.decide_blogpost,
         BlogPostDecision(blog_post_id=posts[0], decision="request_changes", feedback="Shorter intro, cite the study"),
     )
     for post in posts[1:]:
         await handle.execute_update(
-            ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve")
+            TopicBranchWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve")
         )
     for _ in range(400):
         state = await handle.query(ContentPipelineWorkflow.state)
@@ -351,9 +482,9 @@ async def test_happy_path_with_every_gate_decided_and_every_bad_decision_refused
             break
         await asyncio.sleep(0.05)
     rewrite = [s for s in fake.jobs(JobType.GENERATE_BLOGPOST) if s.blog_post_id == posts[0]]
-    assert rewrite and rewrite[0].params["feedback"] == "Shorter intro, cite the study"
+    assert rewrite and asked(rewrite[0])["feedback"] == "Shorter intro, cite the study"
     await handle.execute_update(
-        ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
+        TopicBranchWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
     )
 
     result = await finished(handle)
@@ -469,17 +600,19 @@ async def test_a_failed_branch_waits_for_a_supervisor_who_retries_it_then_drops_
     assert item.id == doomed[0] and "the model refused the topic" in item.detail and item.revision == 0
     assert state.status == PipelineStatus.AWAITING_APPROVAL
     assert "InvalidDecision" in await refused(
-        handle, ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=uuid.uuid4(), decision="retry")
+        handle, TopicBranchWorkflow.decide_failure, FailureDecision(topic_id=uuid.uuid4(), decision="retry")
     )
 
-    await handle.execute_update(
-        ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry")
-    )
+    # The retried blog stage waits until the second decision was refused: it would fail again at once otherwise,
+    # and the branch would be waiting for a new decision.
+    fake.held[JobType.GENERATE_BLOGPOST] = asyncio.Event()
+    await handle.execute_update(TopicBranchWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry"))
     # Read your writes: the decision left the record before the update answered.
     assert str(item.id) not in str(fake.records[-1].summary.get("openGates"))
     assert "AlreadyDecided" in await refused(
-        handle, ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop")
+        handle, TopicBranchWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop")
     )
+    fake.held[JobType.GENERATE_BLOGPOST].set()
     for _ in range(400):
         state = await handle.query(ContentPipelineWorkflow.state)
         gate = state.pending_approval
@@ -489,9 +622,7 @@ async def test_a_failed_branch_waits_for_a_supervisor_who_retries_it_then_drops_
     assert [s.topic_id for s in fake.jobs(JobType.GENERATE_BLOGPOST)].count(
         doomed[0]
     ) == 2  # retried from the blog stage
-    await handle.execute_update(
-        ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop")
-    )
+    await handle.execute_update(TopicBranchWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="drop"))
 
     result = await finished(handle)
     assert result.status == PipelineStatus.PARTIAL, result.reason
@@ -524,9 +655,7 @@ async def test_a_retried_branch_runs_only_what_failed_and_then_completes(env: An
     [item] = state.pending_approval.items  # type: ignore[union-attr]
     assert "generate_video failed: the video model is down" in item.detail
     images_before = len(fake.jobs(JobType.GENERATE_IMAGE))
-    await handle.execute_update(
-        ContentPipelineWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry")
-    )
+    await handle.execute_update(TopicBranchWorkflow.decide_failure, FailureDecision(topic_id=item.id, decision="retry"))
     result = await finished(handle)
     assert result.status == PipelineStatus.COMPLETED, result.reason
     assert len(fake.jobs(JobType.GENERATE_IMAGE)) == images_before == 6  # the images it had were kept
@@ -551,28 +680,29 @@ async def test_a_decision_is_recorded_before_the_update_answers(env: Any) -> Non
         ContentPipelineWorkflow.decide_topics,
         TopicDecision(approved_topic_ids=topics[1:], rejected=[RejectedTopic(topic_id=topics[0], feedback="again")]),
     )
+    # The approved topics' branches run at once: their blog posts may already wait at their gate, never the topics.
     last = fake.records[-1]
-    assert last.pending_gate is None and last.stage == PipelineStage.TOPICS
+    assert Gate.TOPICS not in open_gates(last) and last.stage == PipelineStage.TOPICS
     state = await gate_of(handle, Gate.TOPICS, 1, seen=topics)
     assert state.pending_approval is not None
     await handle.execute_update(
         ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[state.pending_approval.items[0].id])
     )
-    assert fake.records[-1].pending_gate is None
+    assert Gate.TOPICS not in open_gates(fake.records[-1])
 
     state = await gate_of(handle, Gate.BLOGPOST, 3)
     posts = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
     await handle.execute_update(
-        ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
+        TopicBranchWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
     )
     waiting = [i["id"] for g in fake.records[-1].summary["openGates"] for i in g["items"]]
     assert str(posts[0]) not in waiting and len(waiting) == 2
     assert "AlreadyDecided" in await refused(
-        handle, ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
+        handle, TopicBranchWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=posts[0], decision="approve")
     )
     for post in posts[1:]:
         await handle.execute_update(
-            ContentPipelineWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve")
+            TopicBranchWorkflow.decide_blogpost, BlogPostDecision(blog_post_id=post, decision="approve")
         )
     result = await finished(handle)  # no cancel while stages run: the time-skipping server would stop skipping
     assert result.status == PipelineStatus.COMPLETED, result.reason

@@ -19,7 +19,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.deps import StageDeps
-from activities.jobs import JobStore
 from activities.media import MediaStage, VideoCheckpoint, alt_text_from, excerpt, write_atomically
 from models.contracts import StageInput, StageResult
 from models.db import Database
@@ -27,6 +26,7 @@ from models.enums import JobStatus, JobType, MediaKind, Platform
 from models.generation import PLATFORM_ASPECT_RATIOS
 from models.media_store import media_file, media_path, resolve_media_path
 from models.settings import Settings
+from models.stores.jobs import JobStore
 from models.tables import AIJob, BlogPost, BlogPostRevision, Company, MediaAsset, Persona, SocialPost, Topic
 from providers.base import BaseProvider, GeneratedImage, VideoOperation, WorkKind, aspect_size
 from providers.gemini import GeminiProvider

@@ -2,6 +2,7 @@
 topics per persona and month, a rejected topic's regeneration with the supervisor's feedback, and inputs
 that end the job FAILED."""
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -9,11 +10,14 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.personas import PersonaStage
+from activities.pipeline import PipelineActivities
 from activities.topics import TopicStage, check_plan
 from models.db import Database
 from models.enums import JobStatus, JobType, TopicStatus
 from models.generation import TopicIdea, TopicPlan
-from models.tables import Persona, Topic
+from models.job_params import PersonasParams, TopicsParams, params_of
+from models.stores.jobs import JobStore
+from models.tables import AIJob, Persona, Topic
 from tests.conftest import Tenant
 from tests.stage_rows import (
     RecordingProvider,
@@ -23,6 +27,7 @@ from tests.stage_rows import (
     job_row,
     new_company,
     new_job,
+    pipeline_job_spec,
     reopen_job,
     rows,
     run_stage,
@@ -78,6 +83,49 @@ async def test_personas_are_written_once_per_job(db: Database, tenant: Tenant) -
     assert retried.artifact_ids == first.artifact_ids
     assert retried.summary["personas"] == first.summary["personas"]
     assert len(await rows(db, Persona, Persona.company_id == company.id)) == 6
+
+
+async def test_a_stage_given_its_spec_creates_its_row_once(db: Database, tenant: Tenant) -> None:
+    company = await new_company(db, tenant)
+    await add_dna(db, company)
+    spec = await pipeline_job_spec(db, company, JobType.GENERATE_PERSONAS, params=PersonasParams(language="de"))
+    stage = PersonaStage(stage_deps(db))
+
+    first = await run_stage(stage.generate_personas, spec.job_id, spec)
+    again = await run_stage(stage.generate_personas, spec.job_id, spec)  # a retry, or the same attempt twice
+
+    assert again == first
+    [job] = await rows(db, AIJob, AIJob.pipeline_id == spec.pipeline_id)
+    assert job.id == spec.job_id and job.status == JobStatus.COMPLETED and job.workflow_id == spec.workflow_id
+    assert job.job_type == JobType.GENERATE_PERSONAS and job.tenant_id == tenant.id
+    assert job.params == {"kind": "generate_personas", "language": "de"}
+    assert len(await rows(db, Persona, Persona.job_id == spec.job_id)) == 6
+
+
+async def test_a_job_row_is_created_once_by_concurrent_duplicates(db: Database, tenant: Tenant) -> None:
+    company = await new_company(db, tenant)
+    spec = await pipeline_job_spec(db, company, JobType.GENERATE_TOPICS, params={"month": "2026-03", "count": 2})
+    store = JobStore(db)
+
+    made = await asyncio.gather(*(store.create(spec) for _ in range(4)))
+    # The activity that workflows started before the stages made their own rows does the same.
+    again = await PipelineActivities(db).create_job(spec)
+
+    assert sorted(made) == [False, False, False, True] and not again
+    [job] = await rows(db, AIJob, AIJob.pipeline_id == spec.pipeline_id)
+    assert job.status == JobStatus.PENDING and job.progress_message == "queued"
+    assert params_of(JobType.GENERATE_TOPICS, job.params) == TopicsParams(month="2026-03", count=2)
+
+
+async def test_a_spec_for_another_job_is_refused(db: Database, tenant: Tenant) -> None:
+    company = await new_company(db, tenant)
+    spec = await pipeline_job_spec(db, company, JobType.GENERATE_PERSONAS, params=PersonasParams())
+
+    with pytest.raises(ApplicationError) as failure:
+        await run_stage(PersonaStage(stage_deps(db)).generate_personas, uuid.uuid4(), spec)
+
+    assert failure.value.type == "WrongJobType" and failure.value.non_retryable
+    assert await rows(db, AIJob, AIJob.pipeline_id == spec.pipeline_id) == []
 
 
 async def test_personas_without_dna_fail_the_job(db: Database, tenant: Tenant) -> None:

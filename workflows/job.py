@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from models.contracts import JobFinish, JobOutcome, JobRequest, StageInput, StageResult
     from models.enums import JobStatus, JobType, Tier
     from models.names import Activity, ErrorType
+    from models.pipeline import JobSpec
     from workflows.policies import (
         HEARTBEAT_TIMEOUT,
         QUICK_RETRY,
@@ -32,13 +33,16 @@ def failure_message(error: BaseException) -> str:
     return message
 
 
-async def run_stage(job_type: JobType, job_id: uuid.UUID, tier: Tier) -> StageResult:
+async def run_stage(
+    job_type: JobType, job_id: uuid.UUID, tier: Tier, *, spec: JobSpec | None = None, summary: str | None = None
+) -> StageResult:
     """One stage activity, by name, on its queue with its limits: the same for a job alone and a pipeline's stage.
-    The stage records CANCELLED and drops its half-done work before the workflow goes on."""
+    Given a spec, the stage creates its job's row first. The stage records CANCELLED and drops its half-done work
+    before the workflow goes on."""
     schedule = stage_schedule(job_type)
     result: StageResult = await workflow.execute_activity(
         Activity.stage(job_type),
-        StageInput(job_id=job_id),
+        StageInput(job_id=job_id, spec=spec) if spec is not None else StageInput(job_id=job_id),
         result_type=StageResult,
         task_queue=sibling_queue(workflow.info().task_queue, schedule.queue),
         start_to_close_timeout=schedule.timeout,
@@ -46,6 +50,7 @@ async def run_stage(job_type: JobType, job_id: uuid.UUID, tier: Tier) -> StageRe
         retry_policy=schedule.retry,
         priority=priority_for(tier),
         cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        summary=summary,
     )
     return result
 
@@ -63,7 +68,8 @@ class GenerationJobWorkflow:
     async def run(self, request: JobRequest) -> JobOutcome:
         self._status = JobStatus.PROCESSING
         try:
-            result = await run_stage(request.job_type, request.job_id, request.tier)
+            what = f"{request.job_type.value.removeprefix('generate_')} (AIJob {request.job_id})"
+            result = await run_stage(request.job_type, request.job_id, request.tier, summary=what)
         except ActivityError as error:
             if isinstance(error.cause, CancelledError):
                 return await self._cancelled(request)

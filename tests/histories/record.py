@@ -22,15 +22,17 @@ HERE = Path(__file__).parent
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-# Each pipeline case, recorded by the workflow code of its time. The older recordings are kept as they are
-# (re-record only the cases you name): they prove that runs started before a change still replay.
+# Each pipeline case, recorded by the workflow code of its time (all re-recorded for the shape with a child
+# workflow per approved topic). Re-record only the cases you name: the others prove that runs started before a
+# change still replay. A case with branches also records its first topic branch as `branch_<case>`.
 PIPELINE_CASES = (
-    "pipeline_completed",  # before decisions were recorded ahead of the update's answer
-    "pipeline_cancelled",
-    "pipeline_expired",
-    "pipeline_decisions_recorded",  # every gate decided by the demo's supervisor, each decision recorded first
+    "pipeline_completed",  # every gate decided by the demo's supervisor
+    "pipeline_cancelled",  # cancelled at the first gate
+    "pipeline_expired",  # left to expire at the first gate
+    "pipeline_decisions_recorded",  # every gate decided, with a rejected topic rewritten beside running branches
     "pipeline_failure_retried",  # posts not delivered (no webhook yet): the branches wait, are retried, publish
 )
+BRANCH_CASES = {"pipeline_completed": "branch_completed", "pipeline_failure_retried": "branch_failure_retried"}
 
 
 async def record(only: set[str]) -> None:
@@ -66,6 +68,15 @@ async def record(only: set[str]) -> None:
                 history = await handle.fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
+                children = [
+                    e.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id
+                    for e in history.events
+                    if e.HasField("child_workflow_execution_started_event_attributes")
+                ]
+                if name in BRANCH_CASES and children:
+                    branch = await stack.client.get_workflow_handle(children[0]).fetch_history()
+                    (HERE / f"{BRANCH_CASES[name]}.json").write_text(branch.to_json())
+                    print(f"recorded {BRANCH_CASES[name]}: {len(branch.events)} events")
 
 
 async def record_pipeline(stack: RunningStack, tenant: Tenant, name: str) -> WorkflowHandle:

@@ -1,0 +1,243 @@
+"""JobStore: the only code that moves an AIJob's status, used by the stage activities and the API alike.
+
+A terminal row (COMPLETED, FAILED, CANCELLED) never changes again: every status change is one conditional update
+through `_move`, which holds that rule. Nothing here knows about providers: what an attempt cost is added by the
+caller (`amend`, `complete`), which knows how.
+"""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.exceptions import ApplicationError
+
+from models.contracts import StageResult
+from models.db import Database
+from models.enums import JobStatus, JobType
+from models.job_params import AnyJobParams, stored_params
+from models.names import ErrorType
+from models.pipeline import JobSpec
+from models.tables import AIJob, JobStep
+
+# What the API records when the engine would not start a job's workflow.
+NOT_STARTED_MESSAGE = "the workflow engine did not accept the job; nothing ran"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def still_open() -> Any:
+    """The one place that says which AIJob rows may change: a job that has not ended."""
+    return col(AIJob.status).in_([s.value for s in JobStatus if not s.is_terminal])
+
+
+async def _move(session: AsyncSession, *where: Any, **values: Any) -> int:
+    """Changes the rows that match and have not ended, in the caller's transaction; answers how many changed."""
+    statement = sa.update(AIJob).where(*where, still_open()).values(**values)
+    result = await session.exec(statement)  # type: ignore[call-overload]
+    return int(result.rowcount)
+
+
+def ended_values(status: JobStatus, message: str, progress_message: str | None = None) -> dict[str, Any]:
+    """FAILED with its reason, or CANCELLED with what cancelled it."""
+    values: dict[str, Any] = {"status": status.value, "completed_at": now()}
+    if status == JobStatus.FAILED:
+        values["error_message"] = message
+        values["progress_message"] = progress_message or "failed"
+    else:
+        values["progress_message"] = progress_message or message or "cancelled"
+    return values
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---- rows ---------------------------------------------------------------------------------------------
+
+    async def load(self, job_id: uuid.UUID) -> AIJob:
+        async with self.db.session() as session:
+            job = await session.get(AIJob, job_id)
+        if job is None:
+            raise ApplicationError(f"AIJob {job_id} does not exist", type=ErrorType.JOB_NOT_FOUND, non_retryable=True)
+        return job
+
+    async def create(self, spec: JobSpec) -> bool:
+        """The AIJob row of a pipeline's stage, PENDING; its id comes from the workflow, so a retried or a
+        concurrent duplicate inserts nothing new. True when this call made the row."""
+        values: dict[str, Any] = {
+            "id": spec.job_id,
+            "tenant_id": spec.tenant_id,
+            "company_id": spec.company_id,
+            "pipeline_id": spec.pipeline_id,
+            "job_type": spec.job_type.value,
+            "status": JobStatus.PENDING.value,
+            "persona_id": spec.persona_id,
+            "topic_id": spec.topic_id,
+            "blog_post_id": spec.blog_post_id,
+            "social_post_id": spec.social_post_id,
+            "params": stored_params(spec.params),
+            "progress": 0,
+            "progress_message": "queued",
+            "error_message": "",
+            "workflow_id": spec.workflow_id,
+            "created_at": now(),
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0,
+            "usage_records": [],
+        }
+        statement = (
+            insert(AIJob).values(**values).on_conflict_do_nothing(index_elements=["id"]).returning(col(AIJob.id))
+        )
+        async with self.db.session() as session:
+            made = (await session.exec(statement)).first()  # type: ignore[call-overload]
+            await session.commit()
+        return made is not None
+
+    @staticmethod
+    async def add(
+        session: AsyncSession,
+        *,
+        tenant_id: uuid.UUID,
+        company_id: uuid.UUID,
+        job_type: JobType,
+        params: AnyJobParams,
+        workflow_id: Callable[[uuid.UUID], str],
+        persona_id: uuid.UUID | None = None,
+        topic_id: uuid.UUID | None = None,
+        blog_post_id: uuid.UUID | None = None,
+        social_post_id: uuid.UUID | None = None,
+    ) -> AIJob:
+        """A job started alone through the API, PENDING, in the caller's transaction (with its Idempotency-Key
+        and rate limit); `workflow_id` names its workflow after its id."""
+        job = AIJob(
+            tenant_id=tenant_id,
+            company_id=company_id,
+            job_type=job_type,
+            progress_message="queued",
+            params=stored_params(params),
+            persona_id=persona_id,
+            topic_id=topic_id,
+            blog_post_id=blog_post_id,
+            social_post_id=social_post_id,
+        )
+        job.workflow_id = workflow_id(job.id)
+        session.add(job)
+        await session.flush()
+        return job
+
+    # ---- the status -----------------------------------------------------------------------------------------
+
+    async def _update(
+        self, job_id: uuid.UUID, *, then: Callable[[AsyncSession], Awaitable[object]] | None = None, **values: Any
+    ) -> bool:
+        """Changes a job that has not ended; `then` runs in the same transaction when it did change."""
+        async with self.db.session() as session:
+            changed = await _move(session, col(AIJob.id) == job_id, **values)
+            if changed and then is not None:
+                await then(session)
+            await session.commit()
+        return bool(changed)
+
+    async def start(self, job_id: uuid.UUID, message: str) -> None:
+        await self._update(
+            job_id,
+            status=JobStatus.PROCESSING.value,
+            progress_message=message,
+            started_at=sa.func.coalesce(AIJob.started_at, now()),
+        )
+
+    async def progress(self, job_id: uuid.UUID, percent: int, message: str) -> None:
+        await self._update(job_id, progress=max(0, min(100, percent)), progress_message=message)
+
+    async def finish(
+        self, job_id: uuid.UUID, status: JobStatus, message: str, *, progress_message: str | None = None
+    ) -> bool:
+        """FAILED or CANCELLED with the reason, and the job's saved steps dropped (a retry from the inbox is a new
+        job); a no-op when the job already ended."""
+
+        async def drop_steps(session: AsyncSession) -> None:
+            await session.exec(sa.delete(JobStep).where(col(JobStep.job_id) == job_id))  # type: ignore[call-overload]
+
+        return await self._update(job_id, then=drop_steps, **ended_values(status, message, progress_message))
+
+    async def refuse_start(self, job_id: uuid.UUID) -> bool:
+        """The engine did not accept the job's workflow: a job that never ran (still PENDING) ends FAILED."""
+        async with self.db.session() as session:
+            changed = await _move(
+                session,
+                col(AIJob.id) == job_id,
+                col(AIJob.status) == JobStatus.PENDING.value,
+                status=JobStatus.FAILED.value,
+                error_message=NOT_STARTED_MESSAGE,
+                completed_at=now(),
+            )
+            await session.commit()
+        return bool(changed)
+
+    @staticmethod
+    async def cancel_pipeline_jobs(session: AsyncSession, pipeline_id: uuid.UUID) -> int:
+        """A cancelled pipeline leaves no job running, in the caller's transaction; answers how many ended."""
+        return await _move(
+            session,
+            col(AIJob.pipeline_id) == pipeline_id,
+            **ended_values(JobStatus.CANCELLED, "the pipeline was cancelled"),
+        )
+
+    async def complete(
+        self, session: AsyncSession, job_id: uuid.UUID, result: StageResult, charge: Callable[[AIJob], None]
+    ) -> None:
+        """COMPLETED with its result, in the caller's transaction (the one that stored the artifacts); `charge`
+        adds what the job cost to the locked row. A job that ended meanwhile keeps its end and nothing is stored."""
+        row = await session.get(AIJob, job_id, with_for_update=True)
+        if row is not None and not JobStatus(row.status).is_terminal:
+            charge(row)
+            session.add(row)
+        changed = await _move(
+            session,
+            col(AIJob.id) == job_id,
+            status=JobStatus.COMPLETED.value,
+            progress=100,
+            progress_message="completed",
+            result_data=result.to_result_data(),
+            completed_at=now(),
+        )
+        if not changed:
+            raise ApplicationError(
+                f"AIJob {job_id} ended ({row.status if row else 'deleted'}) while the stage ran; nothing stored",
+                type=ErrorType.JOB_ALREADY_ENDED,
+                non_retryable=True,
+            )
+
+    # ---- other fields ---------------------------------------------------------------------------------------
+
+    async def amend(self, job_id: uuid.UUID, change: Callable[[AIJob], None]) -> None:
+        """Changes fields other than the status on the locked row, whether or not the job ended (what a failed
+        attempt cost is recorded after its end too)."""
+        async with self.db.session() as session:
+            row = await session.get(AIJob, job_id, with_for_update=True)
+            if row is not None:
+                change(row)
+                session.add(row)
+                await session.commit()
+
+    async def count_provider_failure(self, job_id: uuid.UUID) -> int:
+        """One more attempt ended in a provider error; answers how many have. Only these count against the
+        seed's budget: an attempt lost with its worker (a crash, a deploy) never does."""
+        statement = (
+            sa.update(AIJob)
+            .where(col(AIJob.id) == job_id)
+            .values(provider_failures=AIJob.provider_failures + 1)
+            .returning(col(AIJob.provider_failures))
+        )
+        async with self.db.session() as session:
+            failures = (await session.exec(statement)).scalar_one()  # type: ignore[call-overload]
+            await session.commit()
+        return int(failures)
