@@ -1,4 +1,5 @@
-"""The worker process: one Temporal worker per task queue (pipeline, ai, media, publish), stopped gracefully on SIGTERM."""
+"""The worker process: one Temporal worker per task queue (pipeline, ai, media, publish), stopped gracefully on
+SIGTERM."""
 
 import asyncio
 import logging

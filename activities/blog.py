@@ -551,7 +551,8 @@ class BlogStage:
 
     @staticmethod
     def _previous_block(request: BlogRequest) -> str:
-        """For a revision: the version the supervisor reviewed, so the new one changes what was asked and keeps the rest."""
+        """For a revision: the version the supervisor reviewed, so the new one changes what was asked and keeps
+        the rest."""
         if request.post is None or request.previous is None:
             return ""
         text = request.previous.markdown

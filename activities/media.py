@@ -1,4 +1,5 @@
-"""Images for social posts and short videos for blog posts: generated, written to the media store, recorded as MediaAsset rows."""
+"""Images for social posts and short videos for blog posts: generated, written to the media store, recorded as
+MediaAsset rows."""
 
 import asyncio
 import contextlib

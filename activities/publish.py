@@ -258,7 +258,8 @@ class PostStore:
 
 
 class PublishActivities:
-    """schedule_posts is quick DB work (pipeline queue); publish_post and notify_tenant call out over HTTP (publish queue)."""
+    """schedule_posts is quick DB work (pipeline queue); publish_post and notify_tenant call out over HTTP
+    (publish queue)."""
 
     def __init__(self, deps: StageDeps) -> None:
         self.deps = deps

@@ -53,7 +53,11 @@ async def add_key(session: AsyncSession, tenant_id: uuid.UUID, role: Role) -> tu
 
 
 async def revoke_api_key(session: AsyncSession, key_prefix: str) -> int:
-    keys = (await session.exec(select(ApiKey).where(ApiKey.prefix == key_prefix, ApiKey.revoked_at.is_(None)))).all()  # type: ignore[union-attr]
+    keys = (
+        await session.exec(
+            select(ApiKey).where(ApiKey.prefix == key_prefix, ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+        )
+    ).all()
     for key in keys:
         key.revoked_at = datetime.now(UTC)
         session.add(key)

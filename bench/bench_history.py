@@ -26,7 +26,7 @@ from temporalio.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli.stack import temporal_cli
+from cli.stack import SEARCH_ATTRIBUTES, temporal_cli
 from models.enums import JobType
 from models.names import Activity
 
@@ -92,8 +92,8 @@ def main() -> None:
         port = free_port()
         argv = [str(temporal_cli()), "server", "start-dev", "--headless", "--db-filename", str(copy)]
         argv += ["--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(free_port()), "--log-level", "error"]
-        for name in ("TenantId", "CompanyId", "JobType", "PipelineStage"):
-            argv += ["--search-attribute", f"{name}=Keyword"]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            argv += ["--search-attribute", f"{name}={kind}"]
         server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30

@@ -331,7 +331,8 @@ def show(outcome: dict[str, Any]) -> None:
     console.print(table)
     if "offline" in providers:
         console.print(
-            "[dim]No provider keys are set: every text, image and video above is SAMPLE content from the offline provider.[/]"
+            "[dim]No provider keys are set: every text, image and video above is SAMPLE content"
+            " from the offline provider.[/]"
         )
     for delivery in receiver.posts[:3]:
         data = delivery.data

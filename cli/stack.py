@@ -71,14 +71,11 @@ from cli.processes import (
     run_supervised,
     wait_ports_free,
 )
+from models import names
 from models.settings import PROJECT_ROOT, Settings, embedded_database_url
 
-SEARCH_ATTRIBUTES: dict[str, str] = {
-    "TenantId": "Keyword",
-    "CompanyId": "Keyword",
-    "JobType": "Keyword",
-    "PipelineStage": "Keyword",
-}
+# The search attributes of models/names.py as the `temporal` CLI and the compose file spell them.
+SEARCH_ATTRIBUTES: dict[str, str] = {key.name: "Keyword" for key in names.SEARCH_ATTRIBUTES}
 WORKER_READY_LINE = "worker ready"
 LOCAL_HOST = "127.0.0.1"
 

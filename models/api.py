@@ -130,7 +130,9 @@ class AIJobPublic(CamelModel):
                     "startedAt": "2026-11-25T09:00:01Z",
                     "completedAt": None,
                     "workflowId": "job-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
-                    "temporalUiUrl": "http://127.0.0.1:8233/namespaces/default/workflows/job-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e",
+                    "temporalUiUrl": (
+                        "http://127.0.0.1:8233/namespaces/default/workflows/job-9b2e7c1a-4d3f-4e8a-b6c5-1f2a3b4c5d6e"
+                    ),
                     "usage": {
                         "inputTokens": 5200,
                         "outputTokens": 2100,

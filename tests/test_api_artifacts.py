@@ -1,4 +1,5 @@
-"""The company artifact reads over HTTP: fields, filters, paging and order; media downloads; tenancy, auth and bad input."""
+"""The company artifact reads over HTTP: fields, filters, paging and order; media downloads; tenancy, auth and
+bad input."""
 
 import uuid
 from collections.abc import AsyncIterator

@@ -101,7 +101,9 @@ async def test_health_and_readiness(stack: RunningStack) -> None:
 
 
 async def test_unexpected_errors_are_500_problems_without_internals() -> None:
-    app = create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none", _env_file=None))  # type: ignore[call-arg]
+    app = create_app(
+        Settings(database_url="postgresql://nobody@127.0.0.1:1/none", _env_file=None)  # type: ignore[call-arg]
+    )
 
     @app.get("/boom")
     async def boom() -> None:
@@ -117,7 +119,11 @@ async def test_unexpected_errors_are_500_problems_without_internals() -> None:
 
 async def test_readiness_reports_an_unreachable_engine_and_starts_anyway(database_url: str, tenant: Tenant) -> None:
     dead = free_port()
-    settings = Settings(database_url=database_url, temporal_address=f"127.0.0.1:{dead}", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        database_url=database_url,
+        temporal_address=f"127.0.0.1:{dead}",
+        _env_file=None,
+    )
     async with serving(create_app(settings)) as base_url, httpx.AsyncClient(base_url=base_url) as http:
         assert (await http.get("/healthz")).status_code == 200
         ready = await http.get("/readyz")

@@ -114,7 +114,8 @@ async def fuzzing(
         seen = sum(fuzzing.runs.values(), Counter())
         with capture.global_and_fixture_disabled():
             reporter.write_line(
-                f"\nfuzzing: {seen.total()} cases in {len(fuzzing.runs)} runs (operation x key); statuses {dict(sorted(seen.items()))}"
+                f"\nfuzzing: {seen.total()} cases in {len(fuzzing.runs)} runs (operation x key);"
+                f" statuses {dict(sorted(seen.items()))}"
             )
 
 
@@ -177,7 +178,8 @@ def minimal_case(operation: Any, owner: SeededTenant) -> Case | None:
     bodies = minimal_bodies(owner)
     if content and name not in bodies:
         pytest.fail(
-            f"{operation.label}: no minimal body for request schema {name or content}; add one to minimal_bodies() in tests/seed.py"
+            f"{operation.label}: no minimal body for request schema {name or content};"
+            " add one to minimal_bodies() in tests/seed.py"
         )
     if not path and not content:
         return None

@@ -356,7 +356,8 @@ def test_the_role_table_is_the_contracts() -> None:
     by_contract = {op.key: role_by_contract(op.path) for op in OPERATIONS if role_by_contract(op.path) != Role.MARKETER}
     assert REQUIRED_ROLE == by_contract, (
         "REQUIRED_ROLE must list exactly the document's supervisor and admin routes; "
-        f"missing {sorted(by_contract.keys() - REQUIRED_ROLE.keys())}, not in the document {sorted(REQUIRED_ROLE.keys() - by_contract.keys())}"
+        f"missing {sorted(by_contract.keys() - REQUIRED_ROLE.keys())},"
+        f" not in the document {sorted(REQUIRED_ROLE.keys() - by_contract.keys())}"
     )
 
 

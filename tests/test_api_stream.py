@@ -279,7 +279,8 @@ async def test_keep_alives_fill_the_silence_and_a_terminated_workflow_still_ends
 
 
 async def listener_pids(database_url: str, *, terminate: bool = False) -> list[int]:
-    """The job event listeners' connections; ended first with `terminate`, as a database restart or a network cut would."""
+    """The job event listeners' connections; ended first with `terminate`, as a database restart or a network cut
+    would."""
     # In the select list, not the WHERE clause: only the rows that pass the filter get terminated.
     query = f"SELECT pid{', pg_terminate_backend(pid)' if terminate else ''} FROM pg_stat_activity"
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:

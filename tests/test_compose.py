@@ -1,4 +1,5 @@
-"""docker-compose.temporal.yml: a self-hosted Temporal on PostgreSQL with its Web UI, admin tools and our search attributes."""
+"""docker-compose.temporal.yml: a self-hosted Temporal on PostgreSQL with its Web UI, admin tools and our search
+attributes."""
 
 from typing import Any
 

@@ -64,13 +64,15 @@ def test_the_migration_turns_stored_json_null_into_sql_null(server_url: str) -> 
         with psycopg.connect(url) as conn:
             conn.execute("INSERT INTO tenant (id, name, tier, created_at) VALUES (%s, 't', 'pro', now())", (tenant,))
             conn.execute(
-                "INSERT INTO company (id, tenant_id, name, language, timezone, created_at) VALUES (%s, %s, 'c', 'en', 'UTC', now())",
+                "INSERT INTO company (id, tenant_id, name, language, timezone, created_at)"
+                " VALUES (%s, %s, 'c', 'en', 'UTC', now())",
                 (company, tenant),
             )
             conn.execute(
                 "INSERT INTO pipeline (id, tenant_id, company_id, month, tier, platforms, options, status, stage,"
                 " pending_gate, summary, workflow_id, created_at)"
-                " VALUES (%s, %s, %s, '2030-01', 'pro', '[]', '{}', 'RUNNING', 'topics', 'null'::jsonb, '{}', 'wf', now())",
+                " VALUES (%s, %s, %s, '2030-01', 'pro', '[]', '{}', 'RUNNING', 'topics', 'null'::jsonb, '{}', 'wf',"
+                " now())",
                 (pipeline, tenant, company),
             )
             conn.execute(

@@ -292,7 +292,7 @@ def request(tier: Tier = Tier.ULTIMATE, platforms: list[Platform] | None = None,
         tier=tier,
         month="2026-12",
         platforms=platforms or [Platform.LINKEDIN, Platform.X],
-        options=PipelineOptions(topics_per_persona=1, **options),
+        options=PipelineOptions(**{"topics_per_persona": 1, **options}),
     )
 
 
@@ -721,3 +721,31 @@ async def test_blog_posts_left_undecided_expire_their_branches_with_a_reason(env
     events = [n.event for n in fake.notices]
     assert events.count("approval.reminder") == 3 and events.count("approval.expired") == 3
     assert fake.jobs(JobType.GENERATE_SOCIAL) == []  # nothing went on without an approval
+
+
+async def test_the_largest_pipeline_stays_far_below_the_history_limits(env: Any) -> None:
+    """Six personas, eight topics each, every platform, ULTIMATE: 48 branches, each its own history."""
+    temporal, _, _ = env
+    req = request(
+        Tier.ULTIMATE,
+        list(Platform),
+        auto_approve_personas=True,
+        auto_approve_topics=True,
+        auto_approve_blogposts=True,
+        auto_select_count=6,
+        topics_per_persona=8,
+    )
+    handle = await start(env, req)
+    result = await finished(handle)
+    assert result.status == PipelineStatus.COMPLETED, result.reason
+    assert len(result.branches) == 48 and result.counts["published"] == 48 * len(Platform)
+    parent = await handle.handle.fetch_history()
+    children = [
+        e.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id
+        for e in parent.events
+        if e.HasField("child_workflow_execution_started_event_attributes")
+    ]
+    sizes = [len((await temporal.client.get_workflow_handle(c).fetch_history()).events) for c in children]
+    print(f"\nlargest pipeline: parent {len(parent.events)} events, branches up to {max(sizes)} events")
+    # Temporal warns at 10,240 events and ends a workflow at 51,200.
+    assert len(parent.events) < 2_000 and max(sizes) < 1_000

@@ -501,7 +501,7 @@ async def test_a_publisher_that_is_not_repeatable_never_sends_twice(
     assert len(one_shot.sent) == 1
 
 
-# ---- notify_tenant ------------------------------------------------------------------------------------------------------
+# ---- notify_tenant ---------------------------------------------------------------------------------------------------
 
 
 def notice(tenant: Tenant) -> TenantNotice:

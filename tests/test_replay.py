@@ -1,5 +1,5 @@
-"""Replays stored histories of the job workflow and the pipeline workflow: fails when a change to the workflow code would break
-runs already in flight (non-determinism). Re-record with `python -m tests.histories.record` only for an
+"""Replays stored histories of the job workflow and the pipeline workflow: fails when a change to the workflow code
+would break runs already in flight (non-determinism). Re-record with `python -m tests.histories.record` only for an
 intended change that is compatible, or version the change with `workflow.patched`."""
 
 import json

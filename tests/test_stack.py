@@ -386,7 +386,11 @@ async def workflow_status(address: str, namespace: str, workflow_id: str) -> str
     reason="needs api/main.py and worker.py, which are not written yet",
 )
 def test_dev_stack_starts_stops_clean_and_keeps_its_data(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, ai_provider="offline", worker_graceful_shutdown_seconds=5)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        ai_provider="offline",
+        worker_graceful_shutdown_seconds=5,
+    )
     temporal_port, ui_port, api_port = free_port(), free_port(), free_port()
     ports = {"temporal_port": temporal_port, "ui_port": ui_port, "api_port": api_port}
 
@@ -483,7 +487,8 @@ def test_a_second_signal_skips_the_graceful_wait(tmp_path: Path) -> None:
         argv=[
             PY,
             "-c",
-            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+            " print('up', flush=True); time.sleep(600)",
         ],
         log_path=tmp_path / "stubborn.log",
         cwd=tmp_path,

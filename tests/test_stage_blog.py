@@ -231,7 +231,10 @@ async def test_blog_inputs_that_fail_the_job(db: Database, tenant: Tenant) -> No
     foreign = await new_job(db, company, JobType.GENERATE_BLOGPOST, topic_id=other_topic.id)
     with pytest.raises(ApplicationError, match="does not exist for this company"):
         await run_stage(stage.generate_blogpost, foreign.id)
-    assert await rows(db, BlogPost, BlogPost.company_id.in_([company.id, other_company.id])) == []  # type: ignore[attr-defined]
+    assert (
+        await rows(db, BlogPost, BlogPost.company_id.in_([company.id, other_company.id]))  # type: ignore[attr-defined]
+        == []
+    )
 
 
 # ---- the pure steps -----------------------------------------------------------------------------------------

@@ -95,9 +95,11 @@ async def seed(db: Database, *, image_prompts: bool = False) -> Seeded:
                 blog_post_id=blog.id,
                 platform=platform,
                 text=f"Office coffee that people queue for: five habits ({platform.value}). #coffee",
-                image_prompt=f"A sunlit office kitchen with a steaming pour-over coffee, for {platform.value}. Warm tones."
-                if image_prompts
-                else "",
+                image_prompt=(
+                    f"A sunlit office kitchen with a steaming pour-over coffee, for {platform.value}. Warm tones."
+                    if image_prompts
+                    else ""
+                ),
             )
             for platform in Platform
         }

@@ -37,7 +37,8 @@ ARTICLE = (
 LONG_BODY = (
     "Unplanned downtime is the quiet budget killer of small plants, and most of it starts long before a machine "
     "stops: in planning, in handovers and in spare parts nobody ordered. We looked at what the best teams do "
-    "differently and wrote down five habits that any plant manager can start this week without new software, or new budget."
+    "differently and wrote down five habits that any plant manager can start this week without new software, "
+    "or new budget."
 )
 LONG_X = f"{LONG_BODY}\n\n{LINK}\n\n#downtime #maintenance"
 

@@ -91,7 +91,8 @@ def upgrade() -> None:
     op.execute(EVENT_TRIGGER)
     # Jobs made before this migration start their stream from their current state.
     op.execute(
-        "INSERT INTO job_event (tenant_id, job_id, status, progress, message) SELECT tenant_id, id, status, progress, progress_message FROM ai_job ORDER BY created_at"
+        "INSERT INTO job_event (tenant_id, job_id, status, progress, message)"
+        " SELECT tenant_id, id, status, progress, progress_message FROM ai_job ORDER BY created_at"
     )
 
 

@@ -80,7 +80,8 @@ async def record(only: set[str]) -> None:
 
 
 async def record_pipeline(stack: RunningStack, tenant: Tenant, name: str) -> WorkflowHandle:
-    """A pipeline through the API: decided like the demo's supervisor, cancelled at the first gate, or left to expire."""
+    """A pipeline through the API: decided like the demo's supervisor, cancelled at the first gate, or left to
+    expire."""
     from cli.demo import DEMO_OPTIONS, PLATFORMS, Supervisor
     from cli.receiver import DemoReceiver, receiving
     from models.pipeline import month_after
