@@ -21,7 +21,7 @@ found in its ledger (DATA_DIR/worker-attempts, see activities/ledger.py) and fai
 run again at once instead of after their heartbeat timeout (the lines it logged for them, counted in its log).
 
 The Temporal dev server, a scratch database on the local PostgreSQL and the API run in this process; the
-worker is `worker.py` run by tests/worker_process.py, a child process of its own (session and process group)
+worker is `worker.py` run by tests/support/worker_process.py, a child process of its own (session and process group)
 with its environment built from the same Settings, its log in bench/results/crashes-<time>/worker-NN.log (one
 per start). Each run has a DATA_DIR of its own (a temporary directory), so that the ledgers of different runs
 never mix. A local webhook receiver (cli/receiver.py's DemoReceiver, counting) takes the posts. Talks only to
@@ -66,8 +66,8 @@ from models.enums import JobStatus, JobType, PublishState, Role, Tier
 from models.pipeline import month_after
 from models.settings import Settings
 from models.tables import AIJob, BlogPost, JobEvent, Pipeline, SocialPost
-from tests.conftest import Tenant, dev_server, free_port, make_tenant, migrated_database_with_tenant, serving
-from tests.worker_process import WorkerProcess, lost_attempts_failed
+from tests.support.stack import Tenant, dev_server, free_port, make_tenant, migrated_database_with_tenant, serving
+from tests.support.worker_process import WorkerProcess, lost_attempts_failed
 
 PLATFORMS = ["linkedin", "x", "instagram"]
 PERSONAS_SELECTED = 3  # autoSelectCount: the personas auto-approval selects

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import dev_server, migrated_database_with_tenant, running_stack
+from tests.support.stack import dev_server, migrated_database_with_tenant, running_stack
 
 
 async def bench(jobs: int, latency_ms: int, ai_concurrency: int, server_url: str) -> dict[str, object]:

@@ -24,7 +24,7 @@ from cli.receiver import DemoReceiver, receiving
 from models.db import Database
 from models.enums import Role, Tier
 from models.pipeline import month_after
-from tests.conftest import dev_server, make_tenant, migrated_database_with_tenant, running_stack
+from tests.support.stack import dev_server, make_tenant, migrated_database_with_tenant, running_stack
 
 OPTIONS = {
     "topicsPerPersona": 2,

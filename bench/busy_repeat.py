@@ -2,7 +2,7 @@
 runs the test --runs times in a row. Shows that the test does not depend on a quiet machine.
 
     .venv/bin/python bench/busy_repeat.py                 # the pipeline API test, 20 runs
-    .venv/bin/python bench/busy_repeat.py --runs 2 --test tests/test_api_jobs.py
+    .venv/bin/python bench/busy_repeat.py --runs 2 --test tests/api/test_api_jobs.py
 
 Stops at the first failure unless --keep-going; the burners are stopped whatever happens (failure, Ctrl-C,
 SIGTERM). Each run's output goes to bench/results/busy-<time>/run-NN.log, the figures to stdout and
@@ -23,7 +23,7 @@ from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST = ROOT / ".venv" / "bin" / "pytest"
-DEFAULT_TEST = "tests/test_pipeline_api.py::test_a_pipeline_from_research_to_published_posts_through_the_api"
+DEFAULT_TEST = "tests/api/test_pipeline_api.py::test_a_pipeline_from_research_to_published_posts_through_the_api"
 BURN = "while True:\n    pass\n"
 
 

@@ -28,7 +28,7 @@ from models.enums import JobType
 from models.logs import UVICORN_LOGGERS, JsonFormatter, bind_log_ids, install_logging, log_scope
 from models.pipeline import JobSpec
 from models.settings import Settings
-from tests.conftest import Tenant, serving
+from tests.support.stack import Tenant, serving
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Tests of `worker.py`: the worker process, its shutdown and its crashes."""
