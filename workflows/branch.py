@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from models.enums import BranchState, Count, Gate, JobType, Platform, PublishState, Tier
     from models.job_params import BlogPostParams, ImageParams, SocialParams, VideoParams
-    from models.names import PIPELINE_STAGE, Activity, ErrorType, Refusal
+    from models.names import PIPELINE_STAGE, Activity, ErrorType, Refusal, WorkflowName
     from models.pipeline import (
         BlogPostDecision,
         BlogVerdict,
@@ -53,7 +53,7 @@ class Progress:
     failure: FailureDecision | None = None
 
 
-@workflow.defn(name="TopicBranchWorkflow")
+@workflow.defn(name=WorkflowName.TOPIC_BRANCH)
 class TopicBranchWorkflow:
     def __init__(self) -> None:
         self._request: BranchRequest | None = None

@@ -10,7 +10,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from models.contracts import JobFinish, JobOutcome, JobRequest, StageInput, StageResult
     from models.enums import JobStatus, JobType, Tier
-    from models.names import Activity, ErrorType
+    from models.names import Activity, ErrorType, WorkflowName
     from models.pipeline import JobSpec
     from workflows.policies import (
         HEARTBEAT_TIMEOUT,
@@ -55,7 +55,7 @@ async def run_stage(
     return result
 
 
-@workflow.defn
+@workflow.defn(name=WorkflowName.JOB)
 class GenerationJobWorkflow:
     def __init__(self) -> None:
         self._status = JobStatus.PENDING

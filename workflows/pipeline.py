@@ -8,16 +8,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from models.enums import BranchState, Count, Gate, JobType, PipelineStage, PipelineStatus
+    from models.enums import Count, Gate, JobType, PipelineStage, PipelineStatus
     from models.job_params import DnaParams, PersonasParams, TopicsParams
-    from models.names import COMPANY_ID, PIPELINE_STAGE, TENANT_ID, Activity, ErrorType, branch_workflow_id
+    from models.names import PIPELINE_STAGE, Activity, ErrorType, WorkflowName
     from models.pipeline import (
-        BranchView,
         DecisionAccepted,
         GateItem,
         ItemList,
@@ -28,11 +25,9 @@ with workflow.unsafe.imports_passed_through():
         TopicDecision,
         TopicVerdicts,
     )
-    from models.records import BranchOutcome, BranchRequest, GateOpening
-    from workflows.branch import TopicBranchWorkflow
+    from models.records import BranchOutcome, GateOpening
     from workflows.decisions import check_persona_selection, check_topic_decision, pipeline_outcome
     from workflows.gates import GateExpired
-    from workflows.policies import priority_for
     from workflows.stages import StageFailed, Stages, settle
     from workflows.state import PipelineRun
 
@@ -42,7 +37,7 @@ WAITING_AT = {
 }
 
 
-@workflow.defn(name="ContentPipelineWorkflow")
+@workflow.defn(name=WorkflowName.PIPELINE)
 class ContentPipelineWorkflow:
     def __init__(self) -> None:
         self._run: PipelineRun | None = None
@@ -72,7 +67,7 @@ class ContentPipelineWorkflow:
         except GateExpired as expired:
             await self._end(PipelineStatus.EXPIRED, str(expired))
         except asyncio.CancelledError:
-            await self._cancel_branches()
+            await run.branches.cancel()
             await self._end(PipelineStatus.CANCELLED, "cancelled; everything produced so far is kept", cancelled=True)
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -112,7 +107,7 @@ class ContentPipelineWorkflow:
         """Gate 2: each approved topic starts its branch at once; a rejected topic comes back regenerated with the
         feedback, beside the running branches, until it is approved or reaches the revision limit."""
         run, options = self.pipeline, self.pipeline.request.options
-        run.slots, run.epoch = max(1, len(topic_ids)), workflow.now()
+        run.branches.slots, run.branches.epoch = max(1, len(topic_ids)), workflow.now()
         pending = topic_ids
         while pending:
             run.topics = None
@@ -125,14 +120,14 @@ class ContentPipelineWorkflow:
                 try:
                     await self._wait(Gate.TOPICS, items, lambda: run.topics is not None)
                 except GateExpired as expired:
-                    if not run.branches:
+                    if not run.branches.handles:
                         raise
                     run.topics_expired = str(expired)  # the approved topics' branches go on
                     return
             decision = run.topics or TopicDecision()
             by_id = {item.id: item for item in items}
             for topic_id in decision.approved_topic_ids:
-                await self._start_branch(by_id[topic_id])
+                await run.branches.start(run.request, by_id[topic_id])
             rejected = {r.topic_id: r.feedback for r in decision.rejected}
             pending = await self._regenerate(by_id, rejected) if rejected else []
 
@@ -154,55 +149,11 @@ class ContentPipelineWorkflow:
             run.note(f"a rejected topic could not be regenerated: {error}")
         return [topic for result in regenerated for topic in result.artifact_ids]
 
-    async def _start_branch(self, topic: GateItem) -> None:
-        run, request = self.pipeline, self.pipeline.request
-        branch = BranchRequest(
-            pipeline=request,
-            topic=topic,
-            slot=len(run.branches),
-            slots=run.slots,
-            publish_epoch=run.epoch or workflow.now(),
-        )
-        run.titles[topic.id] = topic.title
-        run.branches[topic.id] = await workflow.start_child_workflow(
-            TopicBranchWorkflow.run,
-            branch,
-            id=branch_workflow_id(workflow.info().workflow_id, topic.id),
-            static_summary=f"topic {topic.title!r}: blog post, social posts, media, publishing",
-            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(TENANT_ID, str(request.tenant_id)),
-                    SearchAttributePair(COMPANY_ID, str(request.company_id)),
-                    SearchAttributePair(PIPELINE_STAGE, PipelineStage.BLOGPOSTS.value),
-                ]
-            ),
-            priority=priority_for(request.tier),
-        )
-
     async def _branches_done(self) -> list[BranchOutcome]:
-        """Every branch's outcome; a branch that ended in error counts as dropped with that error."""
         run = self.pipeline
-        if run.stage in WAITING_AT.values() or run.stage == PipelineStage.TOPICS:
+        if run.stage in (*WAITING_AT.values(), PipelineStage.TOPICS):
             await self._enter(PipelineStage.BLOGPOSTS)
-        # Waiting without awaiting the handles: a cancel of the pipeline lands here, and _cancel_branches passes it on.
-        await workflow.wait(list(run.branches.values()))
-        for topic_id, handle in run.branches.items():
-            try:
-                run.outcomes[topic_id] = handle.result()
-            except Exception as error:  # a child that failed (a bug, a terminate): its topic is dropped
-                view = BranchView(
-                    topic_id=topic_id, title=run.titles[topic_id], state=BranchState.DROPPED, error=str(error)
-                )
-                run.outcomes[topic_id] = BranchOutcome(view=view)
-        return list(run.outcomes.values())
-
-    async def _cancel_branches(self) -> None:
-        """A cancelled pipeline cancels its branches and waits until each has stopped its running stage."""
-        running = [handle for handle in self.pipeline.branches.values() if not handle.done()]
-        for handle in running:
-            handle.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        return await run.branches.all_ended()
 
     async def _finish(self, outcomes: list[BranchOutcome]) -> None:
         run = self.pipeline

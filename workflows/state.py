@@ -1,18 +1,13 @@
 """The pipeline workflow's state in one structure: what its `state` query shows and its record writes are views
 of it."""
 
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 from temporalio import workflow
-from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from models.enums import Count, PipelineStage, PipelineStatus
     from models.pipeline import (
-        BranchView,
         PersonaSelection,
         PipelineRequest,
         PipelineState,
@@ -20,7 +15,8 @@ with workflow.unsafe.imports_passed_through():
         TopicDecision,
         TopicVerdicts,
     )
-    from models.records import BranchOutcome, GateOpening, PipelineRecord, add_counts
+    from models.records import GateOpening, PipelineRecord, add_counts
+    from workflows.children import Branches
     from workflows.gates import Gates
     from workflows.stages import Stages
 
@@ -39,11 +35,7 @@ class PipelineRun:
     topics: TopicDecision | None = None  # the decision on the current round at gate 2
     counts: dict[str, int] = field(default_factory=dict)
     seq: int = 0
-    branches: dict[uuid.UUID, ChildWorkflowHandle[Any, BranchOutcome]] = field(default_factory=dict)
-    titles: dict[uuid.UUID, str] = field(default_factory=dict)
-    outcomes: dict[uuid.UUID, BranchOutcome] = field(default_factory=dict)
-    slots: int = 1
-    epoch: datetime | None = None
+    branches: Branches = field(default_factory=Branches)
     topics_expired: str | None = None
 
     def count(self, name: Count, by: int = 1) -> None:
@@ -54,14 +46,11 @@ class PipelineRun:
 
     def all_counts(self) -> dict[str, int]:
         """The pipeline's own counts and those of the branches that have ended."""
-        return add_counts(self.counts, *(o.counts for o in self.outcomes.values()))
+        return add_counts(self.counts, *(o.counts for o in self.branches.outcomes.values()))
 
     def view(self) -> PipelineState:
         views = self.gates.views()
-        branches = [
-            self.outcomes[t].view if t in self.outcomes else BranchView(topic_id=t, title=self.titles[t])
-            for t in self.branches
-        ]
+        branches = self.branches.views()
         return PipelineState(
             pipeline_id=self.request.pipeline_id,
             status=self.status,
