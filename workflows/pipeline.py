@@ -278,7 +278,8 @@ class ContentPipelineWorkflow:
             run.stage = stage
             workflow.upsert_search_attributes([PIPELINE_STAGE.value_set(stage.value)])
         if not run.status.is_terminal:
-            run.status = PipelineStatus.AWAITING_APPROVAL if run.gates.open or opening else PipelineStatus.RUNNING
+            showing = opening is not None and opening.show
+            run.status = PipelineStatus.AWAITING_APPROVAL if run.gates.open or showing else PipelineStatus.RUNNING
         record = run.record(finished=finished, personas=personas, topics=topics, opening=opening)
         listing: ItemList = await run.stages.quick(
             Activity.RECORD_PIPELINE, record, ItemList, summary=f"record: {what}"
