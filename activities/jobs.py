@@ -315,7 +315,7 @@ async def execute_stage(
             activity.logger.warning("job %s: transient error, will retry: %s", job.id, type(error).__name__)
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await store.progress(job.id, 0, f"temporary {type(error).__name__}, retrying")
-            raise ApplicationError(f"temporary {type(error).__name__}", type="TransientError") from error
+            raise ApplicationError(f"temporary {type(error).__name__}", type=ErrorType.TRANSIENT) from error
         except Exception as error:
             # The seed: anything else ends the job FAILED. The message names the error, not its internals.
             activity.logger.exception("job %s %s failed unexpectedly", job.id, job_type.value)
@@ -324,7 +324,7 @@ async def execute_stage(
                 f"internal error in the {job_type.value} stage ({type(error).__name__}); the worker log has the details"
             )
             await store.finish(job.id, JobStatus.FAILED, message)
-            raise ApplicationError(message, type="InternalError", non_retryable=True) from error
+            raise ApplicationError(message, type=ErrorType.INTERNAL, non_retryable=True) from error
 
 
 # Errors worth another attempt that are not the provider's: connections to the database or elsewhere.

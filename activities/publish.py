@@ -53,6 +53,7 @@ from activities.schedule import plan_publish_times
 from models.db import Database
 from models.enums import MediaKind, PublishState
 from models.media_store import signed_media_url
+from models.names import ErrorType
 from models.pipeline import (
     PublishOutcome,
     PublishPost,
@@ -284,13 +285,17 @@ class PublishActivities:
             missing = [str(i) for i in post_ids if i not in by_id]
             if missing:
                 raise ApplicationError(
-                    f"social posts not found: {', '.join(missing)}", type="SocialPostNotFound", non_retryable=True
+                    f"social posts not found: {', '.join(missing)}",
+                    type=ErrorType.SOCIAL_POST_NOT_FOUND,
+                    non_retryable=True,
                 )
             posts = [by_id[i] for i in post_ids]
             companies = {post.company_id for post in posts}
             if len(companies) != 1:
                 raise ApplicationError(
-                    "the posts of one schedule belong to one company", type="InvalidSchedule", non_retryable=True
+                    "the posts of one schedule belong to one company",
+                    type=ErrorType.INVALID_SCHEDULE,
+                    non_retryable=True,
                 )
             company = await session.get(Company, companies.pop())
             zone = company_zone(company.timezone if company else None)
@@ -304,7 +309,7 @@ class PublishActivities:
                     not_before=request.not_before,
                 )
             except ValueError as exc:
-                raise ApplicationError(str(exc), type="InvalidSchedule", non_retryable=True) from exc
+                raise ApplicationError(str(exc), type=ErrorType.INVALID_SCHEDULE, non_retryable=True) from exc
             for post, at in zip(posts, planned, strict=True):
                 if post.publish_at is None:
                     post.publish_at = at
@@ -339,7 +344,7 @@ class PublishActivities:
             if not held:
                 raise ApplicationError(
                     f"post {request.social_post_id} is being sent by another attempt; looking again shortly",
-                    type="PublishInProgress",
+                    type=ErrorType.PUBLISH_IN_PROGRESS,
                     next_retry_delay=HELD_ELSEWHERE_DELAY,
                 )
             return await self._publish(request.social_post_id)
@@ -383,7 +388,9 @@ class PublishActivities:
             settled = await self._settled(post)
             if settled is not None:
                 return settled
-            raise ApplicationError(f"post {post.id} changed while being claimed; trying again", type="PublishClaimLost")
+            raise ApplicationError(
+                f"post {post.id} changed while being claimed; trying again", type=ErrorType.PUBLISH_CLAIM_LOST
+            )
         activity.logger.info(
             "publishing post %s (%s) through %s: send %d of at most %d, delivery id %s",
             post.id,
@@ -474,7 +481,7 @@ class PublishActivities:
         post = await self.posts.load(post_id)
         if post is None:
             raise ApplicationError(
-                f"social post {post_id} does not exist", type="SocialPostNotFound", non_retryable=True
+                f"social post {post_id} does not exist", type=ErrorType.SOCIAL_POST_NOT_FOUND, non_retryable=True
             )
         return post
 

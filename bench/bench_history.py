@@ -13,6 +13,7 @@ gate items, notices); the rest is the work itself: the stages (provider calls), 
 import argparse
 import asyncio
 import collections
+import json
 import shutil
 import socket
 import subprocess
@@ -39,7 +40,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def measure(address: str) -> None:
+async def measure(address: str, show_summaries: bool) -> None:
     client = await Client.connect(address)
     totals: collections.Counter[str] = collections.Counter()
     by_activity: collections.Counter[str] = collections.Counter()
@@ -76,6 +77,14 @@ async def measure(address: str) -> None:
     print(f"activities {totals['activities']}, bookkeeping {bookkeeping} ({bookkeeping / totals['activities']:.0%})")
     for name, count in by_activity.most_common():
         print(f"  {name:<26} {count:>4}  {'work' if name in WORK else 'bookkeeping'}")
+    if show_summaries:
+        print(f"\nwhat the Web UI shows for {ids[-1][1]}:")
+        for event in (await client.get_workflow_handle(ids[-1][1]).fetch_history()).events:
+            if event.HasField("user_metadata") and event.user_metadata.HasField("summary"):
+                print(
+                    f"  {EventType.Name(event.event_type).removeprefix('EVENT_TYPE_').lower():<28} "
+                    f"{json.loads(event.user_metadata.summary.data)}"
+                )
     largest = max(events for _, _, events, _ in workflows)
     print(f"largest history: {largest} events (Temporal warns at 10,240 and stops at 51,200)")
 
@@ -83,6 +92,7 @@ async def measure(address: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default=".data/temporal.db", type=Path)
+    parser.add_argument("--summaries", action="store_true", help="print the summaries of the last branch's steps")
     args = parser.parse_args()
     if not args.db.exists():
         sys.exit(f"{args.db} does not exist: run `make run` first")
@@ -104,7 +114,7 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.2)
             time.sleep(1)
-            asyncio.run(measure(f"127.0.0.1:{port}"))
+            asyncio.run(measure(f"127.0.0.1:{port}", args.summaries))
         finally:
             server.terminate()
             server.wait(10)

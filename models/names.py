@@ -110,6 +110,8 @@ class ErrorType(StrEnum):
     BAD_FINISH = "BadFinish"
     WORKER_LOST = "WorkerLost"
     NOT_STARTED = "NotStarted"
+    TRANSIENT = "TransientError"  # a database or network blip inside a stage: retried
+    INTERNAL = "InternalError"  # a bug: the job fails at once, without internals in its message
     # publishing
     SOCIAL_POST_NOT_FOUND = "SocialPostNotFound"
     INVALID_SCHEDULE = "InvalidSchedule"

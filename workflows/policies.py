@@ -7,6 +7,7 @@ from temporalio.common import Priority, RetryPolicy
 
 from models.contracts import AI_MAX_ATTEMPTS, TIER_PRIORITY
 from models.enums import JobType, Tier
+from models.names import PERMANENT_PROVIDER_ERRORS
 
 # The seed's Celery queues, rebuilt as Temporal task queues.
 PIPELINE_QUEUE = "pipeline"  # workflows and quick DB work
@@ -37,12 +38,7 @@ AI_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=AI_MAX_ATTEMPTS + WORKER_LOSSES_ALLOWED,
-    non_retryable_error_types=[
-        "AIAuthError",
-        "AIInvalidRequestError",
-        "AIContentBlockedError",
-        "AIInvalidOutputError",
-    ],
+    non_retryable_error_types=[str(error) for error in PERMANENT_PROVIDER_ERRORS],
 )
 MEDIA_RETRY = AI_RETRY
 # Delivery budgets (re-sends of an unknown outcome, "nothing was sent" retries) are counted by publish_post in
