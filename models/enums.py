@@ -56,6 +56,11 @@ class Platform(StrEnum):
     THREADS = "threads"
     BLUESKY = "bluesky"
 
+    @property
+    def label(self) -> str:
+        """The platform's name as people write it: `LinkedIn`, `X`."""
+        return {"x": "X", "linkedin": "LinkedIn"}.get(self.value, self.value.capitalize())
+
 
 class PipelineStatus(StrEnum):
     RUNNING = "RUNNING"

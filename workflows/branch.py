@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from models.enums import BranchState, Count, Gate, JobType, Platform, PublishState, Tier
     from models.job_params import BlogPostParams, ImageParams, SocialParams, VideoParams
-    from models.names import PIPELINE_STAGE, Activity, ErrorType, Refusal, WorkflowName
+    from models.names import PIPELINE_STAGE, Activity, ErrorType, WorkflowName
     from models.pipeline import (
         BlogPostDecision,
         BlogVerdict,
@@ -30,7 +30,8 @@ with workflow.unsafe.imports_passed_through():
         month_bounds,
     )
     from models.records import BranchOutcome, BranchRecord, BranchRequest, GateOpening, branches_stage
-    from workflows.gates import GateExpired, Gates, refuse
+    from workflows.decisions import check_blog_decision, check_failure_decision
+    from workflows.gates import GateExpired, Gates
     from workflows.job import failure_message
     from workflows.policies import DEFAULT_TIMEOUT, HEARTBEAT_TIMEOUT, PUBLISH_QUEUE, PUBLISH_RETRY, priority_for
     from workflows.stages import StageFailed, Stages, all_or_fail, queue, settle
@@ -148,7 +149,7 @@ class TopicBranchWorkflow:
 
         async def for_platform(platform: Platform) -> None:
             params = SocialParams(platforms=[platform], link_url=pipeline.options.blog_url_template)
-            what = f"{platform.value} post for {self._title}"
+            what = f"{platform.label} post for {self._title}"
             result = await self.stages.run(JobType.GENERATE_SOCIAL, what, params, blog_post_id=post_id)
             progress.social[platform] = result.artifact_ids
             self._count(Count.SOCIAL_POSTS, len(result.artifact_ids))
@@ -214,7 +215,7 @@ class TopicBranchWorkflow:
             post_id, platform = post.social_post_id, post.platform
             when = post.local_time or f"{post.publish_at:%Y-%m-%d %H:%M} UTC"
             await workflow.sleep(
-                self._wait_until(post.publish_at), summary=f"until the {platform.value} post at {when}"
+                self._wait_until(post.publish_at), summary=f"until the {platform.label} post at {when}"
             )
             if view.state != BranchState.PUBLISHING:
                 await self._enter(BranchState.PUBLISHING)
@@ -227,7 +228,7 @@ class TopicBranchWorkflow:
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=PUBLISH_RETRY,
                 priority=priority_for(self.request.pipeline.tier),
-                summary=f"publish {platform.value} post at {when}: {self._title}",
+                summary=f"publish {platform.label} post at {when}: {self._title}",
             )
             if outcome.state == PublishState.PUBLISHED:
                 progress.settled.add(post_id)
@@ -305,20 +306,9 @@ class TopicBranchWorkflow:
     def _check_blogpost(self, decision: BlogPostDecision) -> None:
         if self._gates.is_opening(Gate.BLOGPOST):
             return  # checked by the handler once the gate is open
-        item = self._gates.require_item(
-            Gate.BLOGPOST, decision.blog_post_id, decision.blog_post_id == self._view.blog_post_id
-        )
-        if self._progress.verdict is not None:
-            raise refuse("this blog post revision was already decided", Refusal.ALREADY_DECIDED)
-        if decision.decision == "request_changes":
-            if not (decision.feedback or "").strip():
-                raise refuse("request_changes needs feedback for the next revision", Refusal.INVALID_DECISION)
-            if not item.can_reject:
-                limit = self.request.pipeline.options.max_revisions
-                raise refuse(
-                    f"this post reached the limit of {limit} revisions; approve it or cancel the pipeline",
-                    Refusal.REVISION_LIMIT,
-                )
+        ours = decision.blog_post_id == self._view.blog_post_id
+        limit = self.request.pipeline.options.max_revisions
+        check_blog_decision(self._gates, ours, self._progress.verdict is not None, decision, limit)
 
     @workflow.update
     async def decide_failure(self, decision: FailureDecision) -> DecisionAccepted:
@@ -336,9 +326,8 @@ class TopicBranchWorkflow:
 
     @decide_failure.validator
     def _check_failure(self, decision: FailureDecision) -> None:
-        self._gates.require_item(Gate.FAILURE, decision.topic_id, decision.topic_id == self._view.topic_id)
-        if self._progress.failure is not None:
-            raise refuse("this failure was already decided", Refusal.ALREADY_DECIDED)
+        ours = decision.topic_id == self._view.topic_id
+        check_failure_decision(self._gates, ours, self._progress.failure is not None, decision)
 
     # ---- state: the query and the branch's part of the Pipeline row ---------------------------------------
 

@@ -6,7 +6,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from models.enums import BranchState, Count, Gate, PipelineStatus
     from models.names import Refusal
-    from models.pipeline import SelectPersonas, TopicDecision
+    from models.pipeline import BlogPostDecision, FailureDecision, SelectPersonas, TopicDecision
     from models.records import BranchOutcome, add_counts
     from workflows.gates import Gates, refuse
 
@@ -53,6 +53,29 @@ def check_topic_decision(gates: Gates, decided: bool, decision: TopicDecision, l
             + ", ".join(spent),
             Refusal.REVISION_LIMIT,
         )
+
+
+def check_blog_decision(gates: Gates, ours: bool, decided: bool, decision: BlogPostDecision, limit: int) -> None:
+    """Gate 3: the post waiting at the gate, once per revision; changes requested with feedback, within the limit.
+    `ours`: the post is this branch's (one that no longer waits was decided)."""
+    item = gates.require_item(Gate.BLOGPOST, decision.blog_post_id, ours)
+    if decided:
+        raise refuse("this blog post revision was already decided", Refusal.ALREADY_DECIDED)
+    if decision.decision == "request_changes":
+        if not (decision.feedback or "").strip():
+            raise refuse("request_changes needs feedback for the next revision", Refusal.INVALID_DECISION)
+        if not item.can_reject:
+            raise refuse(
+                f"this post reached the limit of {limit} revisions; approve it or cancel the pipeline",
+                Refusal.REVISION_LIMIT,
+            )
+
+
+def check_failure_decision(gates: Gates, ours: bool, decided: bool, decision: FailureDecision) -> None:
+    """A failed branch: retry or drop, once per failure."""
+    gates.require_item(Gate.FAILURE, decision.topic_id, ours)
+    if decided:
+        raise refuse("this failure was already decided", Refusal.ALREADY_DECIDED)
 
 
 def pipeline_outcome(
