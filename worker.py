@@ -67,14 +67,8 @@ def build_workers(
     ]
     bookkeeping: list[Callable[..., Any]] = [
         jobs.finish_job,
-        pipeline.create_job,
         pipeline.record_pipeline,
         pipeline.record_branch,
-        pipeline.apply_persona_selection,
-        pipeline.apply_topic_verdicts,
-        pipeline.apply_blog_verdict,
-        pipeline.requeue_posts,
-        pipeline.gate_items,
         publish.schedule_posts,
     ]
 

@@ -35,12 +35,7 @@ class Activity(StrEnum):
     # records
     FINISH_JOB = "finish_job"
     RECORD_PIPELINE = "record_pipeline"
-    APPLY_PERSONA_SELECTION = "apply_persona_selection"
-    APPLY_TOPIC_VERDICTS = "apply_topic_verdicts"
-    APPLY_BLOG_VERDICT = "apply_blog_verdict"
     RECORD_BRANCH = "record_branch"
-    REQUEUE_POSTS = "requeue_posts"
-    GATE_ITEMS = "gate_items"
     # publishing
     SCHEDULE_POSTS = "schedule_posts"
     PUBLISH_POST = "publish_post"

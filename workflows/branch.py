@@ -3,7 +3,6 @@ its gate, the social posts, images and video, the schedule, and each post publis
 fails for good waits for a supervisor, who retries the branch from there or drops it."""
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -11,7 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from models.enums import BranchState, Count, Gate, JobType, Platform, PublishState, Tier
+    from models.enums import BranchState, Count, Gate, JobType, PipelineStage, Platform, PublishState, Tier
     from models.job_params import BlogPostParams, ImageParams, SocialParams, VideoParams
     from models.names import PIPELINE_STAGE, Activity, ErrorType, WorkflowName
     from models.pipeline import (
@@ -63,6 +62,7 @@ class TopicBranchWorkflow:
         self._gates = Gates()
         self._counts: dict[str, int] = {}
         self._seq = 0
+        self._stage = PipelineStage.BLOGPOSTS  # the search attribute the pipeline started the branch with
         self._stages: Stages | None = None
 
     # ---- the story --------------------------------------------------------------------------------------
@@ -133,12 +133,13 @@ class TopicBranchWorkflow:
         options, view = self.request.pipeline.options, self._view
         deadline = workflow.now() + timedelta(seconds=options.approval_deadline_seconds)
         self._progress.verdict = None
-        [item] = await self._open_item(Gate.BLOGPOST, post_id, deadline)
-        item.can_reject = item.revision < options.max_revisions
+        [item] = await self._open_item(Gate.BLOGPOST, post_id, deadline)  # can_reject set by the revision limit
         view.revision = item.revision
         try:
             what = f"the approval of {item.title!r}"
-            await self._gates.wait(lambda: self._progress.verdict is not None, deadline, what, [item], self._notify)
+            await self._gates.wait(
+                lambda: self._progress.verdict is not None, deadline, what, [item], self.stages.notify
+            )
         finally:
             self._gates.close_item(Gate.BLOGPOST, post_id)
 
@@ -269,10 +270,10 @@ class TopicBranchWorkflow:
         self._count(Count.BRANCH_FAILURES)
         await self._enter(BranchState.FAILED)
         data = {"topicId": str(item.id), "title": item.title, "error": item.detail, "deadline": deadline.isoformat()}
-        await self._notify("branch.failed", data)
+        await self.stages.notify("branch.failed", data)
         try:
             what = f"the failed topic {item.title!r}"
-            await self._gates.wait(lambda: progress.failure is not None, deadline, what, [item], self._notify)
+            await self._gates.wait(lambda: progress.failure is not None, deadline, what, [item], self.stages.notify)
         except GateExpired as expired:
             view.error = f"{view.error} | {expired}"
         finally:
@@ -384,7 +385,9 @@ class TopicBranchWorkflow:
         """The branch's part of the Pipeline row, and its stage as the branch's search attribute."""
         self._seq += 1
         stage = branches_stage({self._view.state})
-        workflow.upsert_search_attributes([PIPELINE_STAGE.value_set(stage.value)])
+        if stage != self._stage:
+            self._stage = stage
+            workflow.upsert_search_attributes([PIPELINE_STAGE.value_set(stage.value)])
         record = self._record(verdict, requeue)
         record.opening = opening
         summary = f"record: {what or self._title + ' is ' + self._view.state.value.replace('_', ' ')}"
@@ -408,9 +411,6 @@ class TopicBranchWorkflow:
     @property
     def _title(self) -> str:
         return repr(self._view.title) if self._view.title else str(self._view.topic_id)
-
-    async def _notify(self, event: str, data: Mapping[str, object]) -> None:
-        await self.stages.notify(event, dict(data))
 
     def _count(self, name: Count, by: int = 1) -> None:
         self._counts[name.value] = self._counts.get(name.value, 0) + by

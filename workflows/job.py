@@ -42,7 +42,7 @@ async def run_stage(
     schedule = stage_schedule(job_type)
     result: StageResult = await workflow.execute_activity(
         Activity.stage(job_type),
-        StageInput(job_id=job_id, spec=spec) if spec is not None else StageInput(job_id=job_id),
+        StageInput(job_id=job_id, spec=spec),
         result_type=StageResult,
         task_queue=sibling_queue(workflow.info().task_queue, schedule.queue),
         start_to_close_timeout=schedule.timeout,

@@ -95,10 +95,6 @@ class PipelineStore:
             await session.commit()
         return ItemList(items=items)
 
-    async def items(self, request: ItemRequest) -> ItemList:
-        async with self.db.session() as session:
-            return await self._items(session, request)
-
     # ---- the API's writes -------------------------------------------------------------------------------
 
     async def end(self, session: AsyncSession, pipeline_id: uuid.UUID, status: PipelineStatus, reason: str) -> bool:
@@ -184,28 +180,6 @@ class PipelineStore:
             )
         )
         return int(result.rowcount)
-
-    async def requeue(self, post_ids: list[uuid.UUID]) -> int:
-        async with self.db.session() as session:
-            count = await self._requeue(session, post_ids)
-            await session.commit()
-        return count
-
-    async def apply(
-        self,
-        personas: PersonaSelection | None = None,
-        topics: TopicVerdicts | None = None,
-        blog: BlogVerdict | None = None,
-    ) -> None:
-        """Decisions alone (the activities of histories recorded before they travelled with the record)."""
-        async with self.db.session() as session:
-            if personas is not None:
-                await self._select_personas(session, personas)
-            if topics is not None:
-                await self._decide_topics(session, topics)
-            if blog is not None:
-                await self._decide_blog_post(session, blog)
-            await session.commit()
 
     @staticmethod
     async def _cancel_leftovers(session: AsyncSession, pipeline_id: uuid.UUID) -> None:

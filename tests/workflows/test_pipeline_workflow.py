@@ -23,16 +23,12 @@ from models.job_params import stored_params
 from models.names import branch_workflow_id
 from models.pipeline import (
     BlogPostDecision,
-    BlogVerdict,
     BranchView,
     FailureDecision,
     GateItem,
     GateView,
-    IdList,
     ItemList,
-    ItemRequest,
     JobSpec,
-    PersonaSelection,
     PipelineOptions,
     PipelineRequest,
     PipelineState,
@@ -111,11 +107,6 @@ class Fake:
     def activities(self) -> list[Callable[..., Any]]:
         fake = self
 
-        @activity.defn(name="create_job")
-        async def create_job(spec: JobSpec) -> bool:
-            fake.specs[spec.job_id] = spec
-            return True
-
         @activity.defn(name="record_pipeline")
         async def record_pipeline(record: PipelineRecord) -> ItemList:
             items = fake.items(record.opening)
@@ -142,29 +133,6 @@ class Fake:
             fake.write(str(record.topic_id), part, record.opening, items)
             return items
 
-        @activity.defn(name="gate_items")
-        async def gate_items(request: ItemRequest) -> ItemList:
-            return ItemList(
-                items=[
-                    GateItem(id=i, title=fake.titles.get(i, f"item {i}"), revision=fake.revisions.get(i, 0))
-                    for i in request.ids
-                ]
-            )
-
-        @activity.defn(name="apply_persona_selection")
-        async def apply_persona_selection(selection: PersonaSelection) -> None:
-            fake.verdicts.append(selection)
-
-        @activity.defn(name="apply_topic_verdicts")
-        async def apply_topic_verdicts(verdicts: TopicVerdicts) -> None:
-            fake.verdicts.append(verdicts)
-
-        @activity.defn(name="apply_blog_verdict")
-        async def apply_blog_verdict(verdict: BlogVerdict) -> None:
-            fake.verdicts.append(verdict)
-            if not verdict.approved:
-                fake.revisions[verdict.blog_post_id] = fake.revisions.get(verdict.blog_post_id, 0) + 1
-
         @activity.defn(name="finish_job")
         async def finish_job(finish: JobFinish) -> bool:
             return True
@@ -183,11 +151,6 @@ class Fake:
         async def publish_post(post: PublishPost) -> PublishOutcome:
             fake.published.append(post.social_post_id)
             return PublishOutcome(social_post_id=post.social_post_id, state=PublishState.PUBLISHED, external_id="ext-1")
-
-        @activity.defn(name="requeue_posts")
-        async def requeue_posts(posts: IdList) -> int:
-            fake.requeued.extend(posts.ids)
-            return len(posts.ids)
 
         @activity.defn(name="notify_tenant")
         async def notify_tenant(notice: TenantNotice) -> bool:
@@ -232,18 +195,12 @@ class Fake:
 
         stages = [stage(t) for t in JobType]
         return [
-            create_job,
             record_pipeline,
             record_branch,
-            gate_items,
-            apply_persona_selection,
-            apply_topic_verdicts,
-            apply_blog_verdict,
             finish_job,
             schedule_posts,
             publish_post,
             notify_tenant,
-            requeue_posts,
             *stages,
         ]
 
