@@ -24,6 +24,7 @@ from activities.media import MediaStage
 from activities.personas import PersonaStage
 from activities.pipeline import PipelineActivities
 from activities.publish import PublishActivities
+from activities.reconciler import start_reconciler, stop_reconciler
 from activities.social import SocialStage
 from activities.topics import TopicStage
 from models.db import Database
@@ -81,6 +82,8 @@ def build_workers(
             workflows=workflows,
             activities=activities,
             max_concurrent_activities=concurrency,
+            # Bounds the worker's memory however many workflows are parked at a gate (see models/settings.py).
+            max_cached_workflows=settings.worker_max_cached_workflows,
             graceful_shutdown_timeout=grace,
             # Cancellation reaches an activity only through a heartbeat reply: send them often
             # enough that a cancel from the API or the Web UI stops a running stage within seconds.
@@ -92,15 +95,18 @@ def build_workers(
     return [
         queue_worker(PIPELINE_QUEUE, bookkeeping, settings.worker_pipeline_concurrency, WORKFLOWS),
         queue_worker(AI_QUEUE, ai_stages, settings.worker_ai_concurrency),
-        queue_worker(MEDIA_QUEUE, [media.generate_image, media.generate_video], settings.worker_media_concurrency),
+        queue_worker(
+            MEDIA_QUEUE, [media.generate_image, media.submit_video, media.poll_video], settings.worker_media_concurrency
+        ),
         queue_worker(PUBLISH_QUEUE, [publish.publish_post, publish.notify_tenant], settings.worker_publish_concurrency),
     ]
 
 
 async def run(settings: Settings) -> None:
     client = await connect(settings)
-    db = Database.from_url(settings.resolved_database_url(), pool_size=max(5, settings.worker_ai_concurrency + 2))
-    router = ProviderRouter.from_settings(settings)
+    # Activities hold a connection only for short statements: a pool far below the (high) slot counts suffices.
+    db = Database.from_url(settings.resolved_database_url(), pool_size=max(5, min(20, settings.worker_ai_concurrency)))
+    router = ProviderRouter.from_settings(settings, db=db)  # provider calls wait for the shared rate limits
     deps = StageDeps(db=db, router=router, settings=settings)
     # Attempts a worker that died on this machine was running run again now, not after their heartbeat timeout.
     ledger_folder = settings.data_dir / LEDGER_FOLDER
@@ -116,6 +122,10 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     runs = [asyncio.create_task(w.run()) for w in workers]
+    # Rows whose workflow ended without recording it (terminated in the Web UI) follow Temporal: reads never ask it.
+    reconciler = start_reconciler(
+        client, db, PIPELINE_QUEUE + settings.task_queue_suffix, settings.reconcile_every_seconds
+    )
     logger.info("worker ready: queues %s on %s", ", ".join(w.task_queue for w in workers), settings.temporal_address)
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
@@ -123,9 +133,11 @@ async def run(settings: Settings) -> None:
         for task in done:
             task.result()  # a worker that died on its own: raise its error
     logger.info("worker stopping: in-flight activities get %s s to finish", settings.worker_graceful_shutdown_seconds)
+    await stop_reconciler(reconciler)
     await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
     await asyncio.gather(*runs, return_exceptions=True)
     ledger.close()
+    await router.close()
     await db.close()
     logger.info("worker stopped")
 

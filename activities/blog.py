@@ -327,7 +327,7 @@ class BlogStage:
         await run.progress(5, "reading the topic")
         request = await self._read_request(run)
         # Each paid call is a step saved as soon as it succeeded: a retry resumes at the first unfinished one.
-        steps = JobSteps(self.deps.db, run.job)
+        steps = JobSteps(self.deps.db, run.job, run.saved_steps)
         await steps.load()
         topic = request.topic
         target = request.target_words

@@ -42,7 +42,7 @@ class DnaStage:
             "language": company.language,
         }
         # Research and extraction are paid separately: a retry after a failed extraction keeps the research.
-        steps = JobSteps(self.deps.db, run.job)
+        steps = JobSteps(self.deps.db, run.job, run.saved_steps)
         await steps.load()
         router = self.deps.router
         if steps.has("research"):

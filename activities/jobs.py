@@ -3,6 +3,7 @@ status moves through models.stores.jobs.JobStore); retries, heartbeats and what 
 
 import asyncio
 import contextlib
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +88,67 @@ def add_recovered_usage(row: AIJob, records: Sequence[dict[str, Any]]) -> None:
     row.cost_usd = Decimal(row.cost_usd or 0) + sum((Decimal(str(r.get("cost_usd") or 0)) for r in fresh), Decimal(0))
 
 
+class ProgressWriter:
+    """A stage's progress, written behind the stage: a stage never waits for a commit to say how far it got.
+
+    The newest (percent, message) goes to the job's row from a task of its own, at once when nothing was written
+    for `every` seconds, else when they have passed; the reports in between are coalesced into the newest. One task
+    writes, one write at a time, so the row never goes back to an older report. `settle` ends the writing before the
+    attempt records its end and hands over what is still unwritten: the completing transaction folds it in, a failure
+    or a retry writes its own message instead. A row that has ended refuses the write anyway (`JobStore.progress`).
+    """
+
+    def __init__(self, store: JobStore, job_id: uuid.UUID, every: timedelta) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.every = every.total_seconds()
+        self._unwritten: tuple[int, str] | None = None
+        self._written_at = -math.inf
+        self._task: asyncio.Task[None] | None = None
+        self._writing = False
+        self._settled = False
+
+    def report(self, percent: int, message: str) -> None:
+        if self._settled:
+            return  # the attempt is recording its end: a report now would land after it
+        self._unwritten = (percent, message)
+        if self._task is None:
+            self._task = asyncio.create_task(self._write_behind(), name=f"progress of AIJob {self.job_id}")
+
+    async def _write_behind(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._unwritten is not None and not self._settled:
+                wait = self._written_at + self.every - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                percent, message = self._unwritten
+                self._unwritten = None
+                self._writing = True
+                try:
+                    await self.store.progress(self.job_id, percent, message)
+                except Exception as error:  # progress is for people watching: the next report or the end says more
+                    activity.logger.warning("job %s: progress not written: %s", self.job_id, error)
+                finally:
+                    self._writing = False
+                    self._written_at = loop.time()
+        finally:
+            self._task = None
+
+    async def settle(self) -> tuple[int, str] | None:
+        """Stops writing and answers the newest report not yet written. A write under way is waited for, never
+        cut off (a cancelled statement could leave its connection unusable), so that it cannot land after the
+        attempt's end; a write still waiting for its turn is dropped. Safe to call more than once."""
+        self._settled = True
+        task = self._task
+        if task is not None:
+            if not self._writing:
+                task.cancel()
+            await asyncio.shield(asyncio.wait([task]))
+        unwritten, self._unwritten = self._unwritten, None
+        return unwritten
+
+
 @dataclass
 class StageRun:
     """Handed to a stage's body: the job, its company, and a way to report progress."""
@@ -102,6 +164,10 @@ class StageRun:
     checkpoint: dict[str, Any] | None = None
     # Usage of earlier attempts that died before recording it, recovered from their saved steps.
     recovered_usage: list[dict[str, Any]] = field(default_factory=list)
+    # Writes progress behind the stage (execute_stage settles it); without one, each report is written at once.
+    progress_writer: ProgressWriter | None = None
+    # The steps earlier attempts saved (JobStep.data by step), read with the job; None when not read (see JobSteps).
+    saved_steps: dict[str, dict[str, Any]] | None = None
 
     def params_as(self, model: type[P]) -> P:
         """The job's params as the stage's own model (execute_stage read them for the job's type)."""
@@ -126,8 +192,16 @@ class StageRun:
         return checkpoint if isinstance(checkpoint, dict) else None
 
     async def progress(self, percent: int, message: str) -> None:
+        """Reports how far the stage got: in the heartbeat at once, on the job's row soon (see ProgressWriter)."""
         self.heartbeat(progress=percent, message=message)
-        await self.store.progress(self.job.id, percent, message)
+        if self.progress_writer is not None:
+            self.progress_writer.report(percent, message)
+        else:
+            await self.store.progress(self.job.id, percent, message)
+
+    async def settle_progress(self) -> tuple[int, str] | None:
+        """Ends the writing of progress before the attempt records its end; answers the report not yet written."""
+        return await self.progress_writer.settle() if self.progress_writer is not None else None
 
     def used_offline_provider(self) -> bool:
         """Sample content must say so: true when any call of this stage was served offline."""
@@ -161,6 +235,7 @@ async def fail_job(run: StageRun, message: str, error_type: str = MISSING_INPUT)
 
     execute_stage re-raises an ApplicationError untouched, so the stage itself records the end of the job.
     """
+    await run.settle_progress()  # the failure's message is the last word, not a progress report written after it
     await run.store.finish(run.job.id, JobStatus.FAILED, message)
     raise ApplicationError(message, type=error_type, non_retryable=True)
 
@@ -237,7 +312,11 @@ async def execute_stage(
                 non_retryable=True,
             )
         await store.create(stage.spec)  # a pipeline's stage makes its own row; a retry finds it there
-    job = await store.load(stage.job_id)
+    info = activity.info()
+    attempt = info.attempt  # Temporal's count: every attempt, including those lost with a worker
+    # The seed's count of attempts is the row's: attempts that ended in a provider error, plus this one.
+    claim = await store.claim(stage.job_id, job_type, lambda failures: start_message(attempt, failures + 1))
+    job = claim.job
     if job.job_type != job_type:
         raise ApplicationError(
             f"AIJob {job.id} is {job.job_type}, not {job_type}", type=ErrorType.WRONG_JOB_TYPE, non_retryable=True
@@ -248,10 +327,8 @@ async def execute_stage(
         raise ApplicationError(
             f"AIJob {job.id} already ended {job.status}", type=ErrorType.JOB_ALREADY_ENDED, non_retryable=True
         )
-
-    async with deps.db.session() as session:
-        company = await session.get(Company, job.company_id)
-    if company is None or company.tenant_id != job.tenant_id:
+    company = claim.company
+    if company is None:
         await store.finish(job.id, JobStatus.FAILED, "the company no longer exists")
         raise ApplicationError(
             f"company {job.company_id} not found", type=ErrorType.COMPANY_NOT_FOUND, non_retryable=True
@@ -263,16 +340,22 @@ async def execute_stage(
         await store.finish(job.id, JobStatus.FAILED, message)
         raise ApplicationError(message, type=INVALID_INPUT, non_retryable=True) from None
 
-    info = activity.info()
-    attempt = info.attempt  # Temporal's count: every attempt, including those lost with a worker
-    provider_attempt = job.provider_failures + 1  # the seed's count: attempts that ended in a provider error
-    await store.start(job.id, start_message(attempt, provider_attempt))
-    run = StageRun(job=job, company=company, deps=deps, store=store, params=params)
+    provider_attempt = job.provider_failures + 1
+    writer = ProgressWriter(store, job.id, timedelta(milliseconds=deps.settings.progress_flush_ms))
+    run = StageRun(
+        job=job,
+        company=company,
+        deps=deps,
+        store=store,
+        params=params,
+        progress_writer=writer,
+        saved_steps=claim.saved_steps,
+    )
     with track_usage() as usage:
         try:
             try:
                 async with heartbeating(run.heartbeat), asyncio.timeout(attempt_budget(info.start_to_close_timeout)):
-                    writer, summary = await body(run)
+                    artifacts, summary = await body(run)
             except TimeoutError:
                 # Ran out of this attempt's time: a timeout as the seed treats it (retry in 30 s), with its
                 # usage kept, rather than Temporal's start-to-close timeout that would lose both.
@@ -282,14 +365,17 @@ async def execute_stage(
                     model=job_type.value,
                 ) from None
             await run.progress(95, "saving")
+            last_report = await writer.settle()
             async with deps.db.session() as session:
-                artifact_ids = await writer(session)
+                artifact_ids = await artifacts(session)
                 result = StageResult(job_id=job.id, artifact_ids=artifact_ids, summary=summary)
-                await store.complete(session, job.id, result, charge(usage, attempt, run.recovered_usage))
+                charged = charge(usage, attempt, run.recovered_usage)
+                await store.complete(session, job.id, result, charged, last_report=last_report)
                 await session.commit()
             activity.logger.info("job %s %s completed: %s", job.id, job_type.value, summary)
             return result
         except asyncio.CancelledError:
+            await asyncio.shield(writer.settle())
             await asyncio.shield(record_usage(store, job.id, usage, attempt))
             details = activity.cancellation_details()
             # A worker shutdown or heartbeat timeout is not the user's cancel: the retry picks the job up again.
@@ -299,6 +385,7 @@ async def execute_stage(
                 )
             raise
         except AIProviderError as error:
+            await writer.settle()  # what the stage said before the error gives way to the retry's or the failure's
             await record_usage(store, job.id, usage, attempt)
             failures = await store.count_provider_failure(job.id) if error.retryable else provider_attempt
             if error.retryable and failures < AI_MAX_ATTEMPTS:
@@ -313,18 +400,23 @@ async def execute_stage(
         except TRANSIENT_ERRORS as error:
             # The database or the network blinked: Temporal retries the attempt (AI_RETRY), the job stays PROCESSING.
             activity.logger.warning("job %s: transient error, will retry: %s", job.id, type(error).__name__)
+            await writer.settle()
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await store.progress(job.id, 0, f"temporary {type(error).__name__}, retrying")
             raise ApplicationError(f"temporary {type(error).__name__}", type=ErrorType.TRANSIENT) from error
         except Exception as error:
             # The seed: anything else ends the job FAILED. The message names the error, not its internals.
             activity.logger.exception("job %s %s failed unexpectedly", job.id, job_type.value)
+            await writer.settle()
             await record_usage(store, job.id, usage, attempt)
             message = (
                 f"internal error in the {job_type.value} stage ({type(error).__name__}); the worker log has the details"
             )
             await store.finish(job.id, JobStatus.FAILED, message)
             raise ApplicationError(message, type=ErrorType.INTERNAL, non_retryable=True) from error
+        finally:
+            # Whatever ended the attempt, no progress task outlives it.
+            await asyncio.shield(writer.settle())
 
 
 # Errors worth another attempt that are not the provider's: connections to the database or elsewhere.

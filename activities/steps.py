@@ -28,15 +28,18 @@ class JobSteps:
     made the call adds it to the job (execute_stage); a resumed attempt makes no call for it, so it counts once.
     """
 
-    def __init__(self, db: Database, job: AIJob) -> None:
+    def __init__(self, db: Database, job: AIJob, saved: dict[str, dict[str, Any]] | None = None) -> None:
+        """`saved`: the job's steps when they were read with the job (StageRun.saved_steps), sparing `load` a query."""
         self.db = db
         self.job = job
-        self.saved: dict[str, dict[str, Any]] = {}
+        self.preloaded = saved is not None
+        self.saved: dict[str, dict[str, Any]] = dict(saved or {})
 
     async def load(self) -> dict[str, dict[str, Any]]:
-        async with self.db.session() as session:
-            found = (await session.exec(select(JobStep).where(col(JobStep.job_id) == self.job.id))).all()
-        self.saved = {row.step: row.data for row in found}
+        if not self.preloaded:
+            async with self.db.session() as session:
+                found = (await session.exec(select(JobStep).where(col(JobStep.job_id) == self.job.id))).all()
+            self.saved = {row.step: row.data for row in found}
         if self.saved:
             activity.logger.info("job %s: resuming with %s steps of an earlier attempt", self.job.id, len(self.saved))
         return self.saved

@@ -5,7 +5,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import Role, Tier
@@ -66,12 +66,13 @@ async def revoke_api_key(session: AsyncSession, key_prefix: str) -> int:
 
 
 async def principal_for_key(session: AsyncSession, key: str) -> tuple[ApiKey, Tenant] | None:
+    """The live key's row and its tenant, in one round trip; None for a key that is unknown or revoked."""
     if not key.startswith(KEY_PREFIX):
         return None
-    api_key = (await session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))).first()
-    if api_key is None or api_key.revoked_at is not None:
-        return None
-    tenant = await session.get(Tenant, api_key.tenant_id)
-    if tenant is None:
-        return None
-    return api_key, tenant
+    statement = (
+        select(ApiKey, Tenant)
+        .join(Tenant, col(Tenant.id) == col(ApiKey.tenant_id))
+        .where(col(ApiKey.key_hash) == hash_key(key), col(ApiKey.revoked_at).is_(None))
+    )
+    found = (await session.exec(statement)).first()
+    return None if found is None else (found[0], found[1])

@@ -323,6 +323,13 @@ def _port_of(address: str, default: int) -> int:
     return port if port is not None else default
 
 
+def api_process_count(settings: Settings) -> int:
+    """API_PROCESSES, or one API process per CPU core when it is 0: one Python process uses one core at most."""
+    if settings.api_processes > 0:
+        return settings.api_processes
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 class DevStack:
     """PostgreSQL (embedded unless DATABASE_URL), Temporal dev server + Web UI, migrations, worker, API."""
 
@@ -352,6 +359,7 @@ class DevStack:
         # Where to reach the API from this machine, even when it listens on every interface.
         self.api_local_host = LOCAL_HOST if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
         self.namespace = settings.temporal_namespace
+        self.api_processes = api_process_count(settings)
         self.worker_ready_timeout = worker_ready_timeout
         self.console = console or Console()
         self._database_url = settings.database_url
@@ -402,6 +410,9 @@ class DevStack:
                 # Open job streams are closed 2 s into a stop; clients resume with Last-Event-ID.
                 "--timeout-graceful-shutdown",
                 "2",
+                # Several processes share the port (uvicorn's supervisor restarts one that dies); each has its own
+                # lifespan: database pool, Temporal client, and listener for the job streams it serves.
+                *(["--workers", str(self.api_processes)] if self.api_processes > 1 else []),
             ],
             log_path=self.logs_dir / "api.log",
             cwd=project_root,
@@ -574,7 +585,8 @@ class DevStack:
         table = Table(title="content-pipeline dev stack", show_header=False, title_justify="left")
         table.add_column(style="bold", no_wrap=True)
         table.add_column(overflow="fold")
-        table.add_row("API", self.api_url)
+        processes = "process" if self.api_processes == 1 else "processes"
+        table.add_row("API", f"{self.api_url} ({self.api_processes} {processes})")
         table.add_row("API docs", f"{self.api_url}/docs")
         table.add_row("Temporal gRPC", f"{self.temporal_address} (namespace {self.namespace})")
         table.add_row("Temporal Web UI", self.ui_url)

@@ -64,3 +64,38 @@ class JobOutcome(BaseModel):
 AI_MAX_ATTEMPTS = 4
 RATE_LIMIT_BASE_DELAY_SECONDS = 60
 TIMEOUT_RETRY_DELAY_SECONDS = 30
+
+
+# ---- a video job, split so that no worker slot waits while the provider renders ----------------------------
+
+
+class VideoSubmit(BaseModel):
+    """Writes a video job's prompt (once) and submits render number `render` of it. With a `spec`, the job's
+    row is created first, as for any pipeline stage."""
+
+    job_id: uuid.UUID
+    spec: JobSpec | None = None
+    render: int = 1
+
+
+class VideoRender(BaseModel):
+    """A video job between its activities: the render the provider is working on, held by the workflow while it
+    waits on a durable timer. `operation` is the AI gateway's operation without the video bytes, opaque to
+    workflows; `result` is set once the video is stored and the job COMPLETED."""
+
+    job_id: uuid.UUID
+    render: int = 1
+    name: str = ""  # the provider's operation id, for summaries and logs
+    operation: dict[str, Any] = Field(default_factory=dict)
+    # The operation itself failed (the same poll error on two attempts): the workflow submits a new render.
+    failed: bool = False
+    result: StageResult | None = None
+
+
+class VideoPoll(BaseModel):
+    """One poll of a render; on the `final` one (the render's deadline has passed) a video still rendering fails
+    the job."""
+
+    render: VideoRender
+    final: bool = False
+    elapsed_seconds: int = 0  # since the first render was submitted, for the job's progress message

@@ -32,6 +32,9 @@ class Activity(StrEnum):
     GENERATE_SOCIAL = JobType.GENERATE_SOCIAL.value
     GENERATE_IMAGE = JobType.GENERATE_IMAGE.value
     GENERATE_VIDEO = JobType.GENERATE_VIDEO.value
+    # a video job's parts: the workflow waits for the render on a durable timer between polls
+    SUBMIT_VIDEO = "submit_video"
+    POLL_VIDEO = "poll_video"
     # records
     FINISH_JOB = "finish_job"
     RECORD_PIPELINE = "record_pipeline"
@@ -107,6 +110,7 @@ class ErrorType(StrEnum):
     NOT_STARTED = "NotStarted"
     TRANSIENT = "TransientError"  # a database or network blip inside a stage: retried
     INTERNAL = "InternalError"  # a bug: the job fails at once, without internals in its message
+    VIDEO_DEADLINE = "VideoDeadline"  # a video still rendering at its deadline: the job fails
     # publishing
     SOCIAL_POST_NOT_FOUND = "SocialPostNotFound"
     INVALID_SCHEDULE = "InvalidSchedule"

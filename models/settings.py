@@ -50,6 +50,20 @@ class Settings(BaseSettings):
     # List prices used for cost; unset = providers/pricing.json.
     ai_pricing_file: Path | None = None
 
+    # Provider rate limits: requests and tokens (input + output) a minute per provider, shared by every worker
+    # process through PostgreSQL (providers/rate_limits.py); a call waits for its share instead of running into
+    # 429s. 0 = no limit. The defaults are conservative paid tier-1 figures (Gemini 2.5 Pro 150 RPM / 2M TPM;
+    # gpt-4o-mini 500 RPM / 200k TPM; Perplexity sonar-pro 50 RPM); set your account's own limits.
+    gemini_rpm: int = 150
+    gemini_tpm: int = 2_000_000
+    openai_rpm: int = 500
+    openai_tpm: int = 200_000
+    perplexity_rpm: int = 50
+    perplexity_tpm: int = 0
+    # The offline provider has no limits of its own; these are generous, for load tests of the limiter.
+    offline_rpm: int = 60_000
+    offline_tpm: int = 100_000_000
+
     # Offline provider knobs for benchmarks and failure tests.
     offline_latency_ms: int = 0
     offline_jitter_ms: int = 0
@@ -65,17 +79,32 @@ class Settings(BaseSettings):
     # install).
     webhook_allow_private_networks: bool = False
 
-    # Worker.
-    worker_ai_concurrency: int = 4
-    worker_media_concurrency: int = 2
+    # Worker. AI and media activities mostly wait on the network (a video's render is waited for on a workflow
+    # timer, not in a slot), and provider calls are bounded by the providers' rate limits above, shared by every
+    # worker: these per-worker slot counts only guard the worker's memory, so they are high.
+    worker_ai_concurrency: int = 100
+    worker_media_concurrency: int = 100
     worker_pipeline_concurrency: int = 20
     worker_publish_concurrency: int = 10
     worker_graceful_shutdown_seconds: float = 30.0
+    # A stage's progress reports reach its job's row (and its stream) at most this often: the newest one, written
+    # behind the stage so that it never waits for a commit; the last one goes in with the job's end.
+    progress_flush_ms: int = 500
+    # How often a worker looks for workflows that ended without recording it (terminated in the Web UI, timed
+    # out) and ends their rows; one worker process of the deployment sweeps at a time.
+    reconcile_every_seconds: float = 5.0
+    # Workflows the worker keeps in memory between their tasks (Temporal's sticky cache; the SDK default is 1,000).
+    # A pipeline parked at a gate for days need not stay in memory: when its gate is decided (or a timer fires),
+    # the worker replays it from its history, which costs milliseconds for our small histories. Fewer cached
+    # workflows keep the worker's memory bounded however many pipelines wait: 10,000 parked stay under 400 MB.
+    worker_max_cached_workflows: int = Field(default=500, ge=0)
 
     # API.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
+    # API processes `make dev` (the dev stack) runs behind one port: 0 = one per CPU core, 1 = a single process.
+    api_processes: int = 0
     # Job streams (SSE): a keep-alive comment this often, and how long a signed stream token lives.
     sse_keepalive_seconds: float = 15.0
     stream_token_ttl_seconds: int = 60

@@ -333,3 +333,15 @@ class RateBucket(SQLModel, table=True):
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", primary_key=True)
     tokens: float
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ProviderRateBucket(SQLModel, table=True):
+    """One AI provider's budget (requests or tokens a minute) as a token bucket, shared by every worker process
+    through the database (providers/rate_limits.py). Not a tenant's: the provider's limits bind the whole
+    deployment."""
+
+    __tablename__ = "provider_rate_bucket"
+    provider: str = Field(sa_column=sa.Column(sa.String(50), primary_key=True))
+    budget: str = Field(sa_column=sa.Column(sa.String(16), primary_key=True))  # "requests" or "tokens"
+    tokens: float
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, TypeVar, overload
+from typing import Any, ClassVar, Protocol, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -182,11 +182,21 @@ def aspect_size(aspect_ratio: str, long_side: int) -> tuple[int, int]:
     return max(2, width - width % 2), max(2, height - height % 2)
 
 
+class CallLimiter(Protocol):
+    """What bounds a provider's calls by its rate limits (providers/rate_limits.py ProviderRateLimiter)."""
+
+    async def acquire(self, provider: str, tokens: int = 0) -> None: ...
+
+    async def settle(self, provider: str, extra_tokens: int) -> None: ...
+
+
 class BaseProvider(ABC):
     """An AI provider. Subclasses implement `_complete` (text/JSON) and whichever other kinds they serve."""
 
     name: ClassVar[str] = "base"
     kinds: ClassVar[frozenset[WorkKind]] = frozenset({WorkKind.TEXT, WorkKind.JSON})
+    # Set by the router that serves through this provider: every call (`_metered`) waits for its rate limits.
+    limiter: CallLimiter | None = None
 
     def __init__(
         self,
@@ -416,9 +426,19 @@ class BaseProvider(ABC):
         )
 
     async def _metered(
-        self, kind: WorkKind, model: str, call: Callable[[], Awaitable[tuple[T, Metered]]], note: str = ""
+        self,
+        kind: WorkKind,
+        model: str,
+        call: Callable[[], Awaitable[tuple[T, Metered]]],
+        note: str = "",
+        *,
+        tokens: int = 0,
     ) -> T:
-        """Run one provider call: time it, translate its errors, and record its Usage either way."""
+        """Run one provider call: wait for the provider's rate limits (one request, `tokens` estimated), time it,
+        translate its errors, and record its Usage either way."""
+        limiter = self.limiter
+        if limiter is not None:
+            await limiter.acquire(self.name, tokens)
         started = time.perf_counter()
         try:
             value, meter = await call()
@@ -433,7 +453,13 @@ class BaseProvider(ABC):
         if note:
             meter.note = f"{note}; {meter.note}" if meter.note else note
         self._record(kind, model, started, meter)
+        if limiter is not None:
+            await limiter.settle(self.name, meter.input_tokens + meter.output_tokens - tokens)
         return value
+
+    async def close(self) -> None:
+        """Releases what the provider holds beyond its client (the offline provider's video renderer)."""
+        return
 
 
 def estimate_tokens(text: str) -> int:

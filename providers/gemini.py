@@ -28,6 +28,7 @@ from providers.base import (
     Metered,
     VideoOperation,
     WorkKind,
+    estimate_tokens,
 )
 from providers.openai_compat import retry_after_seconds
 from providers.prompts import load_prompt
@@ -134,7 +135,7 @@ class GeminiProvider(BaseProvider):
             self._check_blocked(response, model, meter)
             return response, meter
 
-        return await self._metered(kind, model, call, note=note)
+        return await self._metered(kind, model, call, note=note, tokens=estimate_tokens(prompt))
 
     async def _complete(
         self,

@@ -22,6 +22,7 @@ from providers.base import (
     BaseProvider,
     Metered,
     WorkKind,
+    estimate_tokens,
 )
 from providers.structured import SchemaArg, json_schema_for, schema_name
 
@@ -132,7 +133,8 @@ class OpenAIChatProvider(BaseProvider):
                 raise problem
             return completion, meter
 
-        return await self._metered(kind, self.model, call, note=note)
+        estimate = estimate_tokens(prompt) + estimate_tokens(system or "")
+        return await self._metered(kind, self.model, call, note=note, tokens=estimate)
 
     async def _complete(
         self,

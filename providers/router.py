@@ -8,12 +8,14 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
+from models.db import Database
 from models.generation import ResearchResult
 from models.settings import Settings, get_settings
 from providers.base import (
     AIInvalidRequestError,
     AIProviderError,
     BaseProvider,
+    CallLimiter,
     GeneratedImage,
     VideoOperation,
     WorkKind,
@@ -23,6 +25,7 @@ from providers.offline import OfflineProvider
 from providers.openai_compat import OpenAICompatibleProvider
 from providers.perplexity import PerplexityProvider
 from providers.pricing import load_price_book
+from providers.rate_limits import ProviderRateLimiter
 from providers.structured import SchemaArg, Validator
 from providers.usage import fallback_scope
 
@@ -87,15 +90,40 @@ KIND_HINTS = {
 class ProviderRouter:
     """The AI gateway the activities call: the provider interface, served by a chain of providers per kind."""
 
-    def __init__(self, chains: Mapping[Any, Sequence[BaseProvider]], *, mode: str = "custom") -> None:
-        """`chains`: kind of work (WorkKind or its value) -> providers to try in order."""
+    def __init__(
+        self,
+        chains: Mapping[Any, Sequence[BaseProvider]],
+        *,
+        mode: str = "custom",
+        limiter: CallLimiter | None = None,
+    ) -> None:
+        """`chains`: kind of work (WorkKind or its value) -> providers to try in order. `limiter`: bounds every
+        call of these providers by their rate limits (without one, as in unit tests without a database, calls
+        are not limited)."""
         self.mode = mode
         self.chains: dict[WorkKind, list[BaseProvider]] = {kind: [] for kind in WorkKind}
         for kind, providers in chains.items():
             self.chains[WorkKind(kind)] = list(providers)
+        self.limiter = limiter
+        if limiter is not None:
+            for provider in self.providers:
+                provider.limiter = limiter
+
+    @property
+    def providers(self) -> list[BaseProvider]:
+        """Every provider of every chain, once."""
+        return list({id(p): p for chain in self.chains.values() for p in chain}.values())
+
+    async def close(self) -> None:
+        """Releases what the providers hold (the offline provider's video renderer); the worker calls it on
+        shutdown."""
+        for provider in self.providers:
+            await provider.close()
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> ProviderRouter:
+    def from_settings(cls, settings: Settings | None = None, *, db: Database | None = None) -> ProviderRouter:
+        """The router the settings describe; given the database, every provider call waits for its provider's
+        rate limits, shared with every other worker through that database."""
         settings = settings or get_settings()
         available = build_providers(settings)
         chains: dict[WorkKind, list[BaseProvider]] = {}
@@ -126,7 +154,8 @@ class ProviderRouter:
                 }
                 raise ValueError(f"AI_PROVIDER={settings.ai_provider} needs {env.get(settings.ai_provider, 'its key')}")
             chains = {kind: [forced] if forced.can(kind) else [] for kind in WorkKind}
-        router = cls(chains, mode=settings.ai_provider)
+        limiter = ProviderRateLimiter.from_settings(db, settings) if db is not None else None
+        router = cls(chains, mode=settings.ai_provider, limiter=limiter)
         router.log_choice()
         return router
 

@@ -75,8 +75,7 @@ class TopicBranchWorkflow:
         while True:
             try:
                 post_id = await self._write_and_approve()
-                social = await self._social_posts(post_id)
-                await self._media(post_id, social)
+                social = await self._posts_and_media(post_id)
                 schedule = await self._schedule(social)
                 await self._publish(schedule)
                 await self._enter(BranchState.DONE)
@@ -160,33 +159,53 @@ class TopicBranchWorkflow:
         self._view.social_post_ids = ids
         return ids
 
+    async def _posts_and_media(self, post_id: uuid.UUID) -> list[uuid.UUID]:
+        """The social posts then their images and, beside them on ULTIMATE, the blog post's video: it needs only
+        the blog post, so its render (the branch's longest job) starts at once and waits for nothing else. A
+        failure of either side fails the branch once the other side has finished what it could."""
+        social: list[uuid.UUID] = []
+
+        async def posts_and_images() -> None:
+            social.extend(await self._social_posts(post_id))
+            await self._media(post_id, social)
+
+        work = [posts_and_images()]
+        if self.request.pipeline.tier == Tier.ULTIMATE:
+            work.append(self._video(post_id))
+        await all_or_fail(work)
+        return social
+
+    async def _video(self, post_id: uuid.UUID) -> None:
+        """One video per blog post (ULTIMATE); a retry after it was made makes no other."""
+        done = f"{JobType.GENERATE_VIDEO.value}:None"
+        if done in self._progress.media_done:
+            return
+        result = await self.stages.run(
+            JobType.GENERATE_VIDEO, f"video for {self._title}", VideoParams(), blog_post_id=post_id
+        )
+        self._count(Count.VIDEOS, len(result.artifact_ids))
+        self._progress.media_done.add(done)
+        self._view.media_ids.extend(result.artifact_ids)
+
     async def _media(self, post_id: uuid.UUID, social_ids: list[uuid.UUID]) -> None:
-        """Images on PRO and up (one per social post), a video on ULTIMATE (one per blog post); a retry makes
-        only the missing ones."""
+        """Images on PRO and up, one per social post, all together (the video was started with the social posts);
+        a retry makes only the missing ones."""
         tier = self.request.pipeline.tier
         if tier == Tier.FREE:
             return
         await self._enter(BranchState.MEDIA)
-        wanted: list[tuple[JobType, uuid.UUID | None]] = [(JobType.GENERATE_IMAGE, s) for s in social_ids]
-        if tier == Tier.ULTIMATE:
-            wanted.append((JobType.GENERATE_VIDEO, None))
 
-        async def make(job_type: JobType, social_post_id: uuid.UUID | None) -> None:
-            if job_type == JobType.GENERATE_IMAGE:
-                what = f"image {social_ids.index(social_post_id) + 1 if social_post_id else ''} for {self._title}"
-                result = await self.stages.run(
-                    job_type, what, ImageParams(), blog_post_id=post_id, social_post_id=social_post_id
-                )
-                self._count(Count.IMAGES, len(result.artifact_ids))
-            else:
-                what = f"video for {self._title}"
-                result = await self.stages.run(job_type, what, VideoParams(), blog_post_id=post_id)
-                self._count(Count.VIDEOS, len(result.artifact_ids))
-            self._progress.media_done.add(f"{job_type.value}:{social_post_id}")
+        async def image(social_post_id: uuid.UUID) -> None:
+            what = f"image {social_ids.index(social_post_id) + 1} for {self._title}"
+            result = await self.stages.run(
+                JobType.GENERATE_IMAGE, what, ImageParams(), blog_post_id=post_id, social_post_id=social_post_id
+            )
+            self._count(Count.IMAGES, len(result.artifact_ids))
+            self._progress.media_done.add(f"{JobType.GENERATE_IMAGE.value}:{social_post_id}")
             self._view.media_ids.extend(result.artifact_ids)
 
         done = self._progress.media_done
-        await all_or_fail(make(t, s) for t, s in wanted if f"{t.value}:{s}" not in done)
+        await all_or_fail(image(s) for s in social_ids if f"{JobType.GENERATE_IMAGE.value}:{s}" not in done)
 
     async def _schedule(self, social_ids: list[uuid.UUID]) -> Schedule:
         """Publish times for the branch's posts; idempotent, so a retry gets the same times back."""

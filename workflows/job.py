@@ -2,20 +2,38 @@
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from models.contracts import JobFinish, JobOutcome, JobRequest, StageInput, StageResult
+    from models.contracts import (
+        JobFinish,
+        JobOutcome,
+        JobRequest,
+        StageInput,
+        StageResult,
+        VideoPoll,
+        VideoRender,
+        VideoSubmit,
+    )
     from models.enums import JobStatus, JobType, Tier
     from models.names import Activity, ErrorType, WorkflowName
     from models.pipeline import JobSpec
     from workflows.policies import (
         HEARTBEAT_TIMEOUT,
+        MEDIA_QUEUE,
+        MEDIA_RETRY,
         QUICK_RETRY,
         QUICK_TIMEOUT,
+        VIDEO_FIRST_POLL,
+        VIDEO_POLL_BACKOFF,
+        VIDEO_POLL_CAP,
+        VIDEO_POLL_TIMEOUT,
+        VIDEO_RENDER_DEADLINE,
+        VIDEO_SUBMIT_TIMEOUT,
         priority_for,
         sibling_queue,
         stage_schedule,
@@ -39,6 +57,8 @@ async def run_stage(
     """One stage activity, by name, on its queue with its limits: the same for a job alone and a pipeline's stage.
     Given a spec, the stage creates its job's row first. The stage records CANCELLED and drops its half-done work
     before the workflow goes on."""
+    if job_type == JobType.GENERATE_VIDEO:
+        return await run_video(job_id, tier, spec=spec, summary=summary)
     schedule = stage_schedule(job_type)
     result: StageResult = await workflow.execute_activity(
         Activity.stage(job_type),
@@ -53,6 +73,83 @@ async def run_stage(
         summary=summary,
     )
     return result
+
+
+async def run_video(
+    job_id: uuid.UUID, tier: Tier, *, spec: JobSpec | None = None, summary: str | None = None
+) -> StageResult:
+    """A video job, split so that no worker slot waits while the provider renders: one activity writes the prompt
+    and submits the render (saved at once, so a retry never pays for a second one), then the workflow polls it
+    between durable timers, soon at first and then every VIDEO_POLL_CAP. The poll that finds the video done
+    stores it and completes the job in one transaction; a failed operation is rendered again; a render still
+    running at VIDEO_RENDER_DEADLINE fails the job. Errors and cancellation reach the caller as from run_stage."""
+    what = summary or f"video (AIJob {job_id})"
+    queue = sibling_queue(workflow.info().task_queue, MEDIA_QUEUE)
+
+    async def submit(render: int) -> VideoRender:
+        submitted: VideoRender = await workflow.execute_activity(
+            Activity.SUBMIT_VIDEO,
+            VideoSubmit(job_id=job_id, spec=spec, render=render),
+            result_type=VideoRender,
+            task_queue=queue,
+            start_to_close_timeout=VIDEO_SUBMIT_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=MEDIA_RETRY,
+            priority=priority_for(tier),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=what if render == 1 else f"{what}, render {render}",
+        )
+        return submitted
+
+    async def poll(render: VideoRender, elapsed: timedelta) -> VideoRender:
+        polled: VideoRender = await workflow.execute_activity(
+            Activity.POLL_VIDEO,
+            VideoPoll(
+                render=render, final=elapsed >= VIDEO_RENDER_DEADLINE, elapsed_seconds=int(elapsed.total_seconds())
+            ),
+            result_type=VideoRender,
+            task_queue=queue,
+            start_to_close_timeout=VIDEO_POLL_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=MEDIA_RETRY,
+            priority=priority_for(tier),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"poll the {what}: {render.name}",
+        )
+        return polled
+
+    render = await submit(1)
+    started = workflow.now()
+    interval = VIDEO_FIRST_POLL
+    try:
+        while render.result is None:
+            if render.failed:
+                workflow.logger.warning("%s: operation %s failed; rendering it again", what, render.name)
+                render = await submit(render.render + 1)
+                interval = VIDEO_FIRST_POLL
+                continue
+            left = VIDEO_RENDER_DEADLINE - (workflow.now() - started)
+            wait = max(timedelta(0), min(interval, left))
+            await workflow.sleep(wait, summary=f"until the next poll of the {what}")
+            interval = min(VIDEO_POLL_CAP, interval * VIDEO_POLL_BACKOFF)
+            render = await poll(render, workflow.now() - started)
+    except asyncio.CancelledError:
+        # A cancel that arrives on the timer reaches no activity, so the job's end is recorded here.
+        await finish_job(job_id, JobStatus.CANCELLED, "cancelled while the video rendered; nothing was stored")
+        raise
+    return render.result
+
+
+async def finish_job(job_id: uuid.UUID, status: JobStatus, message: str) -> None:
+    """FAILED or CANCELLED for a job whose stage could not record its own end."""
+    await workflow.execute_activity(
+        Activity.FINISH_JOB,
+        JobFinish(job_id=job_id, status=status, message=message),
+        task_queue=workflow.info().task_queue,
+        start_to_close_timeout=QUICK_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        retry_policy=QUICK_RETRY,
+    )
 
 
 @workflow.defn(name=WorkflowName.JOB)
@@ -88,11 +185,4 @@ class GenerationJobWorkflow:
         raise asyncio.CancelledError("the job was cancelled")
 
     async def _finish(self, request: JobRequest, status: JobStatus, message: str) -> None:
-        await workflow.execute_activity(
-            Activity.FINISH_JOB,
-            JobFinish(job_id=request.job_id, status=status, message=message),
-            task_queue=workflow.info().task_queue,
-            start_to_close_timeout=QUICK_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=QUICK_RETRY,
-        )
+        await finish_job(request.job_id, status, message)

@@ -22,6 +22,14 @@ DEFAULT_TIMEOUT = timedelta(seconds=120)
 AI_TIMEOUT = timedelta(seconds=300)
 IMAGE_TIMEOUT = AI_TIMEOUT
 VIDEO_TIMEOUT = timedelta(minutes=15)  # video models render for minutes; the stage heartbeats while it polls
+# A video job is split (see workflows/job.py run_video): one activity writes the prompt and submits the render,
+# then the workflow polls it between durable timers, so no worker slot waits while the provider renders.
+VIDEO_SUBMIT_TIMEOUT = AI_TIMEOUT
+VIDEO_POLL_TIMEOUT = DEFAULT_TIMEOUT  # one poll; the last one downloads and stores the video
+VIDEO_RENDER_DEADLINE = VIDEO_TIMEOUT  # from the first submit: a video still rendering then fails its job
+VIDEO_FIRST_POLL = timedelta(seconds=1)  # renders that finish fast (the offline provider) are seen soon
+VIDEO_POLL_BACKOFF = 1.5
+VIDEO_POLL_CAP = timedelta(seconds=10)  # Veo renders for minutes: polls every 10 s keep the history small
 # How soon a lost worker (a crash, a kill, a machine gone) is noticed: every activity heartbeats in the
 # background (stages and publishing) or ends well within this (quick DB work), so an attempt whose worker is
 # gone times out after this and runs again at once on a live worker. Stages heartbeat every second.

@@ -102,6 +102,9 @@ class Stages:
             finish = JobFinish(job_id=job_id, status=JobStatus.FAILED, message=message)
             await self.quick(Activity.FINISH_JOB, finish, summary=f"record the failure of {what}")
             raise StageFailed(f"{job_type.value} failed: {message}") from None
+        except asyncio.CancelledError:
+            ref.status = JobStatus.CANCELLED  # cancelled on a timer of the stage (a video waiting for its render)
+            raise
         ref.status = JobStatus.COMPLETED
         return result
 

@@ -5,7 +5,6 @@ import uuid
 
 from api.deps import (
     MarketerDep,
-    OptionalTemporalDep,
     PipelineStoreDep,
     SessionDep,
     SettingsDep,
@@ -51,15 +50,9 @@ async def start_pipeline(
     summary="A pipeline: stage, pending gate, jobs, artifacts",
 )
 async def get_pipeline(
-    pipeline_id: uuid.UUID,
-    principal: MarketerDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    temporal: OptionalTemporalDep,
-    store: PipelineStoreDep,
+    pipeline_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep
 ) -> PipelinePublic:
-    pipeline = await pipeline_of_tenant(session, principal.tenant_id, pipeline_id)
-    return await read_pipeline(session, store, settings, temporal, pipeline)
+    return await read_pipeline(session, settings, principal.tenant_id, pipeline_id)
 
 
 # The gates' decisions, here so that the API document keeps listing them between reading and cancelling.

@@ -83,12 +83,9 @@ class Idempotency:
         resource_id: uuid.UUID = row.resource_id
         return resource_id
 
-    async def claim(self, session: AsyncSession, resource_id: uuid.UUID) -> uuid.UUID | None:
-        """Ties the key to the new row (flushed before). A concurrent request that claimed it first wins:
-        its resource id is returned and the caller rolls back and replays."""
-        if self.key is None:
-            return None
-        inserted = await session.exec(  # type: ignore[call-overload]
+    def claim_statement(self, resource_id: uuid.UUID) -> Any:
+        """Inserts the key for the new row, returning its id; nothing (no row) when another request has it."""
+        return (
             insert(IdempotencyKey)
             .values(
                 id=uuid.uuid4(),
@@ -101,10 +98,6 @@ class Idempotency:
             .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
             .returning(col(IdempotencyKey.id))
         )
-        if inserted.first() is not None:
-            return None
-        await session.rollback()
-        return await self.earlier(session)
 
     async def release(self, session: AsyncSession) -> None:
         """Frees the key after a start that did not happen (the engine was down), so a retry starts afresh."""

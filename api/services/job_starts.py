@@ -94,9 +94,8 @@ class JobStarter:
                 blog_post_id=blog_post_id,
                 social_post_id=social_post_id,
             )
-            earlier = await guard.claim(session, job.id)
+            earlier = await guard.claim_and_admit(session, job.id)
             if earlier is None:
-                await guard.admit(session)
                 await session.commit()
                 await self.launch(job)
                 return JobAccepted(job_id=job.id)
@@ -131,7 +130,7 @@ class JobStarter:
         )
 
 
-def job_starter(
+async def job_starter(
     company: OwnCompanyDep,
     guard: StartGuardDep,
     session: SessionDep,

@@ -1,9 +1,10 @@
 """What every start endpoint shares: the Idempotency-Key, the tenant's rate limit, and the workflow's start.
 
 A start runs in one transaction: look up the key (a replay returns what the first request made), add the new row,
-claim the key (a concurrent request with the same key waits on the unique index and then replays), take a token
-from the tenant's bucket (none left: 429 and the whole transaction, key included, is rolled back), commit; then
-start the workflow, and when the engine refuses, record that on the row, free the key and answer 503.
+claim the key and take a token from the tenant's bucket in one statement (a concurrent request with the same key
+waits on the unique index and then replays; no token left: 429 and the whole transaction, key included, is rolled
+back), commit; then start the workflow and answer. Only when the engine refuses is there more: record that on the
+row, free the key and answer 503.
 """
 
 import logging
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
@@ -21,7 +23,7 @@ from temporalio.common import SearchAttributePair
 from api.deps import MarketerDep, Principal, SessionDep, SettingsDep
 from api.errors import Problem, problem
 from api.services.idempotency import Idempotency, IdempotencyKeyHeader, request_fingerprint
-from api.services.rate_limits import take_start_token
+from api.services.rate_limits import refuse_if_empty, start_token_statement
 from api.services.temporal import start_workflow
 from models.settings import Settings
 
@@ -70,13 +72,23 @@ class StartGuard:
         """What an earlier request with this key started; 422 when that request was a different one."""
         return await self.idempotency.earlier(session)
 
-    async def claim(self, session: AsyncSession, resource_id: uuid.UUID) -> uuid.UUID | None:
-        """Ties the key to the new row; what a concurrent request that claimed it first started, if one did."""
-        return await self.idempotency.claim(session, resource_id)
-
-    async def admit(self, session: AsyncSession) -> None:
-        """One token of the tenant's start-request bucket; 429 when it is empty."""
-        await take_start_token(session, self.settings, self.principal)
+    async def claim_and_admit(self, session: AsyncSession, resource_id: uuid.UUID) -> uuid.UUID | None:
+        """Ties the key to the new row (flushed before) and takes a token of the tenant's start-request bucket, in
+        one statement. A concurrent request that claimed the key first wins: the transaction is rolled back (the
+        token with it) and what that request started is returned for a replay. An empty bucket: 429."""
+        token = start_token_statement(self.settings, self.principal)
+        if self.idempotency.key is None:
+            tokens = (await session.exec(token)).scalar_one()  # type: ignore[call-overload]
+        else:
+            claimed = self.idempotency.claim_statement(resource_id).cte("claimed")
+            taken = token.cte("taken")
+            both = sa.select(sa.select(claimed.c.id).scalar_subquery(), sa.select(taken.c.tokens).scalar_subquery())
+            claim_id, tokens = (await session.exec(both)).one()  # type: ignore[call-overload]
+            if claim_id is None:
+                await session.rollback()
+                return await self.idempotency.earlier(session)
+        await refuse_if_empty(session, self.settings, self.principal, float(tokens))
+        return None
 
     async def launch(
         self,

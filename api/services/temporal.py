@@ -20,6 +20,7 @@ from models.names import COMPANY_ID, TENANT_ID
 from models.settings import Settings
 from models.stores.jobs import JobStore
 from models.tables import AIJob
+from models.workflow_ends import ended_without_record
 from workflows.policies import PIPELINE_QUEUE, job_workflow_id, priority_for
 
 DESCRIBE_TIMEOUT_SECONDS = 3
@@ -78,24 +79,6 @@ async def live_state(temporal: Client, workflow_id: str) -> LiveState | None:
         if activity.HasField("next_attempt_schedule_time"):
             state.next_attempt_at = activity.next_attempt_schedule_time.ToDatetime().replace(tzinfo=UTC)
     return state
-
-
-# How a workflow can end without its own code recording the end (an operator terminated it, it timed out).
-ENDED_WITHOUT_RECORD = {
-    "TERMINATED": "was terminated (by an operator or a deployment)",
-    "TIMED_OUT": "timed out",
-    "FAILED": "failed",
-    "CANCELED": None,
-}
-
-
-def ended_without_record(workflow_status: str, what: str) -> tuple[bool, str] | None:
-    """(cancelled?, reason) for a workflow that ended without recording it; None while it runs or ended normally.
-    Rows are brought in line with it, so nothing stays PROCESSING or RUNNING forever."""
-    if workflow_status not in ENDED_WITHOUT_RECORD:
-        return None
-    how = ENDED_WITHOUT_RECORD[workflow_status]
-    return (True, "cancelled") if how is None else (False, f"the {what}'s workflow {how}")
 
 
 async def reconcile_ended(store: JobStore, session: AsyncSession, job: AIJob, live: LiveState) -> bool:

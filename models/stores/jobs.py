@@ -7,6 +7,7 @@ caller (`amend`, `complete`), which knows how.
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from models.enums import JobStatus, JobType
 from models.job_params import AnyJobParams, stored_params
 from models.names import ErrorType
 from models.pipeline import JobSpec
-from models.tables import AIJob, JobStep
+from models.tables import AIJob, Company, JobStep
 
 # What the API records when the engine would not start a job's workflow.
 NOT_STARTED_MESSAGE = "the workflow engine did not accept the job; nothing ran"
@@ -44,6 +45,10 @@ async def _move(session: AsyncSession, *where: Any, **values: Any) -> int:
     return int(result.rowcount)
 
 
+def clamp_percent(percent: int) -> int:
+    return max(0, min(100, percent))
+
+
 def ended_values(status: JobStatus, message: str, progress_message: str | None = None) -> dict[str, Any]:
     """FAILED with its reason, or CANCELLED with what cancelled it."""
     values: dict[str, Any] = {"status": status.value, "completed_at": now()}
@@ -53,6 +58,28 @@ def ended_values(status: JobStatus, message: str, progress_message: str | None =
     else:
         values["progress_message"] = progress_message or message or "cancelled"
     return values
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `JobStore.claim` found: the job, its company (None when it no longer exists for the job's tenant),
+    whether the claim marked it PROCESSING (a job left as it was is the caller's to judge: a wrong type, an end), and
+    the steps that earlier attempts saved (JobStep.data by step), read in the same statement."""
+
+    job: AIJob
+    company: Company | None
+    started: bool
+    saved_steps: dict[str, dict[str, Any]]
+
+
+def saved_steps_of_the_job() -> Any:
+    """The job's saved steps as one JSON object by step, beside the job row in the statement that reads it."""
+    steps = sa.func.jsonb_object_agg(col(JobStep.step), col(JobStep.data))
+    return (
+        sa.select(sa.func.coalesce(steps, sa.text("'{}'::jsonb")))
+        .where(col(JobStep.job_id) == col(AIJob.id))
+        .scalar_subquery()
+    )
 
 
 class JobStore:
@@ -154,8 +181,59 @@ class JobStore:
             started_at=sa.func.coalesce(AIJob.started_at, now()),
         )
 
+    async def claim(self, job_id: uuid.UUID, job_type: JobType, message: Callable[[int], str]) -> Claim:
+        """An attempt takes its job: an open job of `job_type` whose company still exists becomes PROCESSING with
+        `message(provider_failures)`, and comes back with its company and its saved steps, in one statement when the
+        job has no provider failure yet (every first attempt). Anything else (a wrong type, an ended job, a company
+        gone, an earlier provider failure) takes a second look at the row under lock; only the last case starts.
+        """
+        started_values = {
+            "status": JobStatus.PROCESSING.value,
+            "started_at": sa.func.coalesce(AIJob.started_at, now()),
+        }
+        same_company = (col(Company.id) == col(AIJob.company_id), col(Company.tenant_id) == col(AIJob.tenant_id))
+        fresh = (
+            sa.update(AIJob)
+            .where(
+                col(AIJob.id) == job_id,
+                col(AIJob.job_type) == job_type.value,
+                col(AIJob.provider_failures) == 0,
+                still_open(),
+                *same_company,
+            )
+            .values(progress_message=message(0), **started_values)
+            .returning(AIJob, Company, saved_steps_of_the_job())
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.session() as session:
+            claimed = (await session.exec(fresh)).first()  # type: ignore[call-overload]
+            if claimed is not None:
+                await session.commit()
+                job, company, saved = claimed
+                return Claim(job=job, company=company, started=True, saved_steps=saved)
+            look = (
+                sa.select(AIJob, Company, saved_steps_of_the_job())
+                .outerjoin(Company, sa.and_(*same_company))
+                .where(col(AIJob.id) == job_id)
+                .with_for_update(of=AIJob)
+            )
+            found = (await session.exec(look)).first()  # type: ignore[call-overload]
+            if found is None:
+                raise ApplicationError(
+                    f"AIJob {job_id} does not exist", type=ErrorType.JOB_NOT_FOUND, non_retryable=True
+                )
+            job, company, saved = found
+            if job.job_type != job_type or JobStatus(job.status).is_terminal or company is None:
+                return Claim(job=job, company=company, started=False, saved_steps=saved)
+            job.progress_message = message(job.provider_failures)
+            job.status = JobStatus.PROCESSING
+            job.started_at = job.started_at or now()
+            session.add(job)
+            await session.commit()
+        return Claim(job=job, company=company, started=True, saved_steps=saved)
+
     async def progress(self, job_id: uuid.UUID, percent: int, message: str) -> None:
-        await self._update(job_id, progress=max(0, min(100, percent)), progress_message=message)
+        await self._update(job_id, progress=clamp_percent(percent), progress_message=message)
 
     async def finish(
         self, job_id: uuid.UUID, status: JobStatus, message: str, *, progress_message: str | None = None
@@ -192,13 +270,25 @@ class JobStore:
         )
 
     async def complete(
-        self, session: AsyncSession, job_id: uuid.UUID, result: StageResult, charge: Callable[[AIJob], None]
+        self,
+        session: AsyncSession,
+        job_id: uuid.UUID,
+        result: StageResult,
+        charge: Callable[[AIJob], None],
+        *,
+        last_report: tuple[int, str] | None = None,
     ) -> None:
         """COMPLETED with its result, in the caller's transaction (the one that stored the artifacts); `charge`
-        adds what the job cost to the locked row. A job that ended meanwhile keeps its end and nothing is stored."""
+        adds what the job cost to the locked row. A job that ended meanwhile keeps its end and nothing is stored.
+
+        `last_report` is the stage's progress that was not written yet: it goes in with the cost, so that the job's
+        events still show it, just before the end, at no extra round trip."""
         row = await session.get(AIJob, job_id, with_for_update=True)
         if row is not None and not JobStatus(row.status).is_terminal:
             charge(row)
+            if last_report is not None:
+                percent, message = last_report
+                row.progress, row.progress_message = clamp_percent(percent), message
             session.add(row)
         changed = await _move(
             session,

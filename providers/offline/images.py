@@ -29,20 +29,28 @@ def palette(prompt: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
 
 def frame(prompt: str, width: int, height: int, progress: float | None = None) -> Any:
     """One picture (a PIL image); with `progress` in 0..1, a sun crossing it from left to right (for video)."""
+    picture = backdrop(prompt, width, height)
+    if progress is not None:
+        add_sun(picture, progress)
+    return picture
+
+
+def backdrop(prompt: str, width: int, height: int) -> Any:
+    """The still part of a picture: a gradient with the banner and the prompt. Built by Pillow's C code (a linear
+    gradient resized, text drawn once), so that rendering holds the GIL for short stretches only: the worker's
+    event loop keeps running while a thread renders."""
     from PIL import Image, ImageDraw, ImageFont
 
     top, bottom = palette(prompt)
-    image = Image.new("RGB", (width, height), top)
+    # A 1-pixel-wide column from `top` to `bottom`, stretched to the picture: no per-row Python loop.
+    ramp = Image.linear_gradient("L").resize((1, max(1, height)))
+    column = Image.merge(
+        "RGB",
+        [ramp.point(lambda v, a=a, b=b: round(a + (b - a) * v / 255)) for a, b in zip(top, bottom, strict=True)],
+    )
+    image = column.resize((width, height), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(image)
-    for y in range(0, height, 4):
-        t = y / max(1, height - 1)
-        color = tuple(round(a + (b - a) * t) for a, b in zip(top, bottom, strict=True))
-        draw.rectangle([0, y, width, y + 4], fill=color)
     unit = min(width, height)
-    if progress is not None:
-        radius = unit // 8
-        x = round(radius + (width - 2 * radius) * progress)
-        draw.ellipse([x - radius, height // 2 - radius, x + radius, height // 2 + radius], fill=(255, 200, 60))
     title_size, body_size = max(10, unit // 16), max(9, unit // 22)
     title_font = ImageFont.load_default(size=title_size)
     body_font = ImageFont.load_default(size=body_size)
@@ -55,6 +63,18 @@ def frame(prompt: str, width: int, height: int, progress: float | None = None) -
         draw.text((margin, y), line, fill=(255, 255, 255), font=body_font)
         y += body_size + 6
     return image
+
+
+def add_sun(picture: Any, progress: float) -> None:
+    """The sun at `progress` (0..1) of its way across the picture, drawn onto it."""
+    from PIL import ImageDraw
+
+    width, height = picture.size
+    radius = min(width, height) // 8
+    x = round(radius + (width - 2 * radius) * progress)
+    ImageDraw.Draw(picture).ellipse(
+        [x - radius, height // 2 - radius, x + radius, height // 2 + radius], fill=(255, 200, 60)
+    )
 
 
 def draw_png(prompt: str, width: int, height: int) -> bytes:

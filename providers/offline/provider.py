@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import multiprocessing
+import os
 import random
+import threading
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Literal
 
 from models.generation import ResearchResult
@@ -27,10 +31,15 @@ from providers.offline.images import draw_png
 from providers.offline.research import sample_research
 from providers.offline.sampling import sample_text
 from providers.offline.schema_fill import sample_for
-from providers.offline.video import render_video
+from providers.offline.video import load_encoder, render_video
 from providers.structured import SchemaArg
 
 OFFLINE_MODEL = "offline-sample"
+# Rendering a sample video used to hold the GIL in Python loops (a gradient drawn row by row, per frame): in a
+# thread it stalled the worker's event loop (a 10 ms ticker lagged 60-130 ms with three renders). The still part is
+# now drawn once per video, and videos are rendered in processes of their own; until those have started (they import
+# Pillow and the encoder for a second or more), the now cheap rendering runs in a thread instead of waiting.
+VIDEO_RENDER_PROCESSES = max(1, min(2, os.cpu_count() or 1))
 Fault = Literal["none", "rate_limit", "timeout", "invalid_json", "auth"]
 
 
@@ -59,6 +68,46 @@ class OfflineProvider(BaseProvider):
         self.fault_every = fault_every
         self.calls = 0
         self._jitter = random.Random(0)
+        self._video_renderer: ProcessPoolExecutor | None = None
+        self._renderer_lock = threading.Lock()
+        self._renderer_ready = threading.Event()
+
+    def _renderer(self) -> ProcessPoolExecutor:
+        """The process that renders videos, started on first use (a fresh interpreter: `spawn` never forks the
+        worker's threads)."""
+        with self._renderer_lock:
+            if self._video_renderer is None:
+                self._video_renderer = ProcessPoolExecutor(
+                    max_workers=VIDEO_RENDER_PROCESSES, mp_context=multiprocessing.get_context("spawn")
+                )
+            return self._video_renderer
+
+    def _warm_renderer(self) -> None:
+        """Starts the renderer's processes at the first video: off the event loop (starting a process blocks),
+        while the workflow waits for its first poll."""
+        if self._video_renderer is None:
+            asyncio.get_running_loop().run_in_executor(None, self._start_renderer)
+
+    def _start_renderer(self) -> None:
+        renderer = self._renderer()
+        for started in [renderer.submit(load_encoder) for _ in range(VIDEO_RENDER_PROCESSES)]:
+            started.result()
+        self._renderer_ready.set()
+
+    async def _render(self, prompt: str, width: int, height: int, seconds: int) -> tuple[bytes, str]:
+        if self._video_renderer is not None and self._renderer_ready.is_set():
+            return await asyncio.get_running_loop().run_in_executor(
+                self._video_renderer, render_video, prompt, width, height, seconds
+            )
+        self._warm_renderer()
+        return await asyncio.to_thread(render_video, prompt, width, height, seconds)
+
+    async def close(self) -> None:
+        """Stops the video renderer, if it was started."""
+        renderer, self._video_renderer = self._video_renderer, None
+        self._renderer_ready.clear()
+        if renderer is not None:
+            await asyncio.to_thread(renderer.shutdown, wait=True, cancel_futures=True)
 
     # -- latency and injected faults --
 
@@ -81,12 +130,14 @@ class OfflineProvider(BaseProvider):
             raise AIAuthError("injected auth failure: the API key was refused", provider=self.name, model=self.model)
         return self.fault == "invalid_json" and kind is WorkKind.JSON
 
-    async def _run(self, kind: WorkKind, produce: Callable[[bool], tuple[Any, Metered]], note: str = "") -> Any:
+    async def _run(
+        self, kind: WorkKind, produce: Callable[[bool], tuple[Any, Metered]], note: str = "", *, tokens: int = 0
+    ) -> Any:
         async def call() -> tuple[Any, Metered]:
             broken = await self._before_call(kind)
             return produce(broken)
 
-        return await self._metered(kind, self.model, call, note=note)
+        return await self._metered(kind, self.model, call, note=note, tokens=tokens)
 
     # -- text, JSON, research --
 
@@ -116,7 +167,8 @@ class OfflineProvider(BaseProvider):
                 output_tokens=estimate_tokens(text),
             )
 
-        result: str = await self._run(kind, produce, note="repair" if repair else "")
+        estimate = estimate_tokens(prompt) + estimate_tokens(system or "")
+        result: str = await self._run(kind, produce, note="repair" if repair else "", tokens=estimate)
         return result
 
     async def research(
@@ -128,7 +180,7 @@ class OfflineProvider(BaseProvider):
             research = sample_research(query, context)
             return research, Metered(input_tokens=estimate_tokens(query), output_tokens=estimate_tokens(research.text))
 
-        result: ResearchResult = await self._run(WorkKind.RESEARCH, produce)
+        result: ResearchResult = await self._run(WorkKind.RESEARCH, produce, tokens=estimate_tokens(query))
         return result
 
     def sample_for(self, schema: SchemaArg, prompt: str, context: dict[str, Any]) -> Any:
@@ -145,6 +197,7 @@ class OfflineProvider(BaseProvider):
         sample_context: dict[str, Any] | None = None,
         **options: Any,
     ) -> GeneratedImage:
+
         async def call() -> tuple[GeneratedImage, Metered]:
             await self._before_call(WorkKind.IMAGE)
             width, height = aspect_size(aspect_ratio, 1024)
@@ -167,6 +220,7 @@ class OfflineProvider(BaseProvider):
         **options: Any,
     ) -> VideoOperation:
         aspect_size(aspect_ratio, 16)  # refuse a malformed ratio now, not at the first poll
+        self._warm_renderer()
 
         def produce(_: bool) -> tuple[VideoOperation, Metered]:
             digest = hashlib.sha256(f"{prompt}|{duration_seconds}|{aspect_ratio}".encode()).hexdigest()[:16]
@@ -191,7 +245,7 @@ class OfflineProvider(BaseProvider):
             await self._before_call(WorkKind.VIDEO)
             seconds = max(1, min(operation.duration_seconds, 8))
             width, height = aspect_size(operation.aspect_ratio, 640)
-            data, mime = await asyncio.to_thread(render_video, operation.prompt, width, height, seconds)
+            data, mime = await self._render(operation.prompt, width, height, seconds)
             video = GeneratedVideo(
                 data=data, mime_type=mime, duration_seconds=float(seconds), width=width, height=height
             )

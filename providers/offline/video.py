@@ -7,7 +7,7 @@ import os
 import tempfile
 from typing import Any
 
-from providers.offline.images import frame
+from providers.offline.images import add_sun, backdrop
 from providers.offline.sampling import Sampler
 
 
@@ -21,11 +21,29 @@ def sample_video_prompt(s: Sampler) -> dict[str, Any]:
     }
 
 
+def load_encoder() -> None:
+    """Imports what rendering needs: a renderer process runs this first, so that its first video is not slower."""
+    import numpy  # noqa: F401
+
+    try:
+        import imageio.v2  # noqa: F401
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # render_video falls back to a GIF
+        pass
+
+
 def render_video(prompt: str, width: int, height: int, seconds: int, fps: int = 10) -> tuple[bytes, str]:
     """An H.264 MP4 through imageio-ffmpeg's bundled binary; an animated GIF if ffmpeg is unavailable."""
     import numpy as np
 
-    frames = [frame(prompt, width, height, progress=i / max(1, seconds * fps - 1)) for i in range(seconds * fps)]
+    still = backdrop(prompt, width, height)  # drawn once; each frame is a copy with the sun moved on
+    frames = []
+    for i in range(seconds * fps):
+        picture = still.copy()
+        add_sun(picture, i / max(1, seconds * fps - 1))
+        frames.append(picture)
     try:
         import imageio.v2 as imageio
         import imageio_ffmpeg

@@ -1,6 +1,7 @@
 """The media stage's activities on a real PostgreSQL: images per platform and videos per blog post, drawn by the
 offline provider or fetched by the real google-genai SDK from the local Gemini protocol server; the files in the
-media store, idempotency, heartbeated video operations that a retried attempt resumes, failures and cancellation."""
+media store, idempotency, video renders submitted once (a retried submit resumes the saved operation) and polled by
+short activities, failures, deadlines and cancellation."""
 
 import asyncio
 import dataclasses
@@ -19,15 +20,25 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.deps import StageDeps
-from activities.media import MediaStage, VideoCheckpoint, alt_text_from, excerpt, write_atomically
-from models.contracts import StageInput, StageResult
+from activities.media import MediaStage, alt_text_from, excerpt, write_atomically
+from models.contracts import StageInput, StageResult, VideoPoll, VideoRender, VideoSubmit
 from models.db import Database
 from models.enums import JobStatus, JobType, MediaKind, Platform
 from models.generation import PLATFORM_ASPECT_RATIOS
 from models.media_store import media_file, media_path, resolve_media_path
 from models.settings import Settings
 from models.stores.jobs import JobStore
-from models.tables import AIJob, BlogPost, BlogPostRevision, Company, MediaAsset, Persona, SocialPost, Topic
+from models.tables import (
+    AIJob,
+    BlogPost,
+    BlogPostRevision,
+    Company,
+    JobStep,
+    MediaAsset,
+    Persona,
+    SocialPost,
+    Topic,
+)
 from providers.base import BaseProvider, GeneratedImage, VideoOperation, WorkKind, aspect_size
 from providers.gemini import GeminiProvider
 from providers.offline import OfflineProvider
@@ -38,7 +49,6 @@ from tests.support.stack import Tenant, make_tenant
 
 VEO = "veo-3.0-generate-001"
 VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42 sample video bytes from the protocol server"
-FAST_POLL = 0.01
 
 
 @dataclasses.dataclass
@@ -145,6 +155,7 @@ class Activity:
         self.env = ActivityEnvironment()
         self.env.info = dataclasses.replace(
             ActivityEnvironment.default_info(),
+            activity_id=uuid.uuid4().hex[:8],  # each run is its own activity, as Temporal numbers them
             attempt=attempt,
             heartbeat_details=list(heartbeat_details),
             start_to_close_timeout=timedelta(minutes=15),
@@ -157,6 +168,10 @@ class Activity:
     async def run(self, method: Any, job: AIJob) -> StageResult:
         result: StageResult = await self.env.run(method, StageInput(job_id=job.id))
         return result
+
+    async def call(self, method: Any, argument: Any) -> VideoRender:
+        render: VideoRender = await self.env.run(method, argument)
+        return render
 
     def messages(self) -> list[str]:
         return [d[0]["message"] for d in self.heartbeats if d and "message" in d[0]]
@@ -183,7 +198,24 @@ def gemini_router(server: ProviderServer, offline: OfflineProvider | None = None
 
 
 def media_stage(db: Database, settings: Settings, router: ProviderRouter) -> MediaStage:
-    return MediaStage(StageDeps(db=db, router=router, settings=settings), poll_every_seconds=FAST_POLL)
+    return MediaStage(StageDeps(db=db, router=router, settings=settings))
+
+
+async def make_video(stage: MediaStage, job: AIJob, runs: list[Activity] | None = None) -> StageResult:
+    """What the workflow does (workflows/job.py run_video), without the timers: submit, poll until the video is
+    stored, submit a new render when the operation failed. Every activity's run lands in `runs`."""
+    runs = runs if runs is not None else []
+    runs.append(Activity())
+    render = await runs[-1].call(stage.submit_video, VideoSubmit(job_id=job.id))
+    elapsed = 0
+    while render.result is None:
+        runs.append(Activity())
+        if render.failed:
+            render = await runs[-1].call(stage.submit_video, VideoSubmit(job_id=job.id, render=render.render + 1))
+            continue
+        elapsed += 2
+        render = await runs[-1].call(stage.poll_video, VideoPoll(render=render, elapsed_seconds=elapsed))
+    return render.result
 
 
 # ---- the media store -------------------------------------------------------------------------------------
@@ -379,19 +411,23 @@ async def test_a_rate_limited_image_retries_after_the_providers_delay(
 # ---- videos ----------------------------------------------------------------------------------------------
 
 
-def checkpoints(run: Activity) -> list[dict[str, Any]]:
-    return [d[0]["checkpoint"] for d in run.heartbeats if d and "checkpoint" in d[0]]
+def messages_of(runs: Sequence[Activity]) -> list[str]:
+    return [m for run in runs for m in run.messages()]
 
 
 async def test_an_offline_video_is_rendered_and_stored(db: Database, settings: Settings) -> None:
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
-    run = Activity()
-    result = await run.run(media_stage(db, settings, offline_router()).generate_video, job)
+    runs: list[Activity] = []
+    provider = OfflineProvider()
+    try:
+        result = await make_video(media_stage(db, settings, offline_router(provider)), job, runs)
+    finally:
+        await provider.close()
 
     [asset] = await assets_of(db, job.id)
     data = media_file(settings, asset).read_bytes()
-    assert data[4:8] == b"ftyp" and len(data) == asset.size_bytes  # a real MP4
+    assert data[4:8] == b"ftyp" and len(data) == asset.size_bytes  # a real MP4, rendered in the renderer process
     assert (asset.kind, asset.mime_type, asset.duration_seconds) == (MediaKind.VIDEO, "video/mp4", 8.0)
     assert (asset.width, asset.height) == aspect_size("16:9", 640)
     assert asset.blog_post_id == seeded.blog_post.id and asset.social_post_id is None and asset.is_sample
@@ -405,15 +441,18 @@ async def test_an_offline_video_is_rendered_and_stored(db: Database, settings: S
         "bytes": asset.size_bytes,
         "durationSeconds": 8.0,
     }
+    assert len(runs) == 2  # one submit, one poll: the offline render is done at the first poll
     row = await job_row(db, job.id)
-    assert row.status == JobStatus.COMPLETED
-    video_usage = [r for r in row.usage_records if r["kind"] == "video"]
-    assert [r["video_seconds"] for r in video_usage] == [0.0, 8.0]  # started, then rendered
-    assert any(m.startswith("video rendered in ") for m in run.messages())
-    assert checkpoints(run)[-1]["operation"]["done"] is True
+    assert row.status == JobStatus.COMPLETED and row.progress == 100
+    assert row.result_data == result.to_result_data()
+    assert [r["kind"] for r in row.usage_records] == ["json", "video", "video"]  # prompt, start, render: once each
+    assert [r["video_seconds"] for r in row.usage_records if r["kind"] == "video"] == [0.0, 8.0]
+    assert any(m.startswith("video rendered in 2 s") for m in messages_of(runs))
+    async with db.session() as session:
+        assert (await session.exec(select(JobStep).where(col(JobStep.job_id) == job.id))).all() == []
 
 
-async def test_a_video_is_polled_until_done_with_the_operation_in_every_heartbeat(
+async def test_a_video_is_polled_by_short_activities_until_done(
     db: Database, settings: Settings, provider_server: ProviderServer
 ) -> None:
     name = f"models/{VEO}/operations/op123"
@@ -423,48 +462,50 @@ async def test_a_video_is_polled_until_done_with_the_operation_in_every_heartbea
     )
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
-    run = Activity()
-    await run.run(media_stage(db, settings, gemini_router(provider_server)).generate_video, job)
+    runs: list[Activity] = []
+    await make_video(media_stage(db, settings, gemini_router(provider_server)), job, runs)
 
     [start] = provider_server.requests_for(PREDICT_LONG)
     assert start.json["parameters"] == {"aspectRatio": "16:9", "durationSeconds": 8}
     assert start.json["instances"][0]["prompt"].startswith("Sample short video about How to brew")
     assert len(provider_server.requests_for(OPERATION)) == 3
+    assert len(runs) == 4  # the submit, then one short activity per poll: none of them waits for the render
     [asset] = await assets_of(db, job.id)
     assert media_file(settings, asset).read_bytes() == VIDEO_BYTES
-    # The prompt came from the offline provider, so the video shows sample content: marked as such.
+    # The prompt came from the offline provider (in the submit), so the video shows sample content: marked as such.
     assert (asset.mime_type, asset.duration_seconds, asset.is_sample) == ("video/mp4", 8.0, True)
+    assert [m for m in messages_of(runs) if m.startswith("rendering video, ")] == [
+        "rendering video, 2 s so far",
+        "rendering video, 4 s so far",
+    ]
+    row = await job_row(db, job.id)
+    assert [r["kind"] for r in row.usage_records] == ["json", "video", "video", "video", "video"]
+    assert row.usage_records[-1]["video_seconds"] == 8
 
-    # From the operation's start on, every heartbeat, the background ones included, carries it.
-    started = next(i for i, d in enumerate(run.heartbeats) if d and "checkpoint" in d[0])
-    assert all(d and d[0]["checkpoint"]["operation"]["name"] == name for d in run.heartbeats[started:])
-    polls = [m for m in run.messages() if m.startswith("rendering video, ")]
-    assert len(polls) == 2 and polls[0].endswith(" s so far")
-    assert all("video" not in c["operation"] or c["operation"]["video"] is None for c in checkpoints(run))
-    assert (await job_row(db, job.id)).usage_records[-1]["video_seconds"] == 8
 
-
-async def test_a_retried_attempt_resumes_the_heartbeated_operation(
+async def test_a_retried_submit_resumes_the_saved_operation_and_pays_for_no_second_video(
     db: Database, settings: Settings, provider_server: ProviderServer
 ) -> None:
-    name = f"models/{VEO}/operations/op-resumed"
     provider_server.files["vid123"] = VIDEO_BYTES
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
-    operation = VideoOperation(
-        provider="gemini", model=VEO, name=name, prompt="a slow pan over a coffee bar", duration_seconds=6
-    )
-    details = VideoCheckpoint(job_id=job.id, operation=operation, started_at=0).details()
     offline = OfflineProvider()
-    run = Activity(attempt=2, heartbeat_details=[{"progress": 30, "message": "rendering video", "checkpoint": details}])
-    result = await run.run(media_stage(db, settings, gemini_router(provider_server, offline)).generate_video, job)
+    stage = media_stage(db, settings, gemini_router(provider_server, offline))
+    first = await Activity().call(stage.submit_video, VideoSubmit(job_id=job.id))
+    calls = offline.calls
+    # The attempt's answer was lost (its worker died after the submit): the retry finds both steps saved.
+    again = Activity(attempt=2)
+    second = await again.call(stage.submit_video, VideoSubmit(job_id=job.id))
+    assert second == first and second.name == f"models/{VEO}/operations/op123"
+    assert len(provider_server.requests_for(PREDICT_LONG)) == 1 and offline.calls == calls
+    assert any(m.startswith("resuming the video operation") for m in again.messages())
+    assert "video" not in second.operation or second.operation["video"] is None
 
-    assert provider_server.requests_for(PREDICT_LONG) == [] and offline.calls == 0  # no new prompt, no new video
-    assert [r.path for r in provider_server.requests_for(OPERATION)] == [f"/v1beta/{name}"]
-    [asset] = await assets_of(db, job.id)
-    assert result.artifact_ids == [asset.id]
-    assert (asset.prompt, asset.duration_seconds) == ("a slow pan over a coffee bar", 6.0)
-    assert any(m.startswith(f"resuming video operation {name}") for m in run.messages())
+    render = await Activity().call(stage.poll_video, VideoPoll(render=second, elapsed_seconds=3))
+    assert render.result is not None
+    row = await job_row(db, job.id)
+    assert row.status == JobStatus.COMPLETED
+    assert [r["kind"] for r in row.usage_records] == ["json", "video", "video"]  # each call charged once
 
 
 async def test_a_rate_limited_poll_retries_and_the_retry_polls_the_same_operation(
@@ -477,18 +518,19 @@ async def test_a_rate_limited_poll_retries_and_the_retry_polls_the_same_operatio
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
     stage = media_stage(db, settings, gemini_router(provider_server))
+    render = await Activity().call(stage.submit_video, VideoSubmit(job_id=job.id))
     first = Activity()
     with pytest.raises(ApplicationError) as caught:
-        await first.run(stage.generate_video, job)
+        await first.call(stage.poll_video, VideoPoll(render=render))
     assert caught.value.type == "AIRateLimitError" and caught.value.next_retry_delay == timedelta(seconds=3)
-    assert (await job_row(db, job.id)).status == JobStatus.PROCESSING
+    row = await job_row(db, job.id)
+    assert row.status == JobStatus.PROCESSING and row.progress_message.startswith("rate limited, retrying in 3 s")
     assert files_under(settings.resolved_media_dir) == []
 
     details = first.last_details()
-    assert details[0]["checkpoint"]["operation"]["name"] == f"models/{VEO}/operations/op123"
     assert "too many polls" in details[0]["checkpoint"]["poll_error"]
-    second = Activity(attempt=2, heartbeat_details=details)
-    await second.run(stage.generate_video, job)
+    done = await Activity(attempt=2, heartbeat_details=details).call(stage.poll_video, VideoPoll(render=render))
+    assert done.result is not None
     assert len(provider_server.requests_for(PREDICT_LONG)) == 1, "the retry must not pay for a second video"
     assert len(provider_server.requests_for(OPERATION)) == 2
     assert (await job_row(db, job.id)).status == JobStatus.COMPLETED
@@ -505,14 +547,15 @@ async def test_an_operation_that_ends_with_a_permanent_error_fails_the_job(
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
     with pytest.raises(ApplicationError) as caught:
-        await Activity().run(media_stage(db, settings, gemini_router(provider_server)).generate_video, job)
+        await make_video(media_stage(db, settings, gemini_router(provider_server)), job)
     assert caught.value.type == "AIInvalidRequestError" and caught.value.non_retryable
     row = await job_row(db, job.id)
     assert row.status == JobStatus.FAILED and "bad prompt" in row.error_message
+    assert [r["kind"] for r in row.usage_records] == ["json", "video", "video"]  # the failed poll is recorded too
     assert await assets_of(db, job.id) == [] and files_under(settings.resolved_media_dir) == []
 
 
-async def test_an_operation_that_ends_with_a_transient_error_is_started_again_on_retry(
+async def test_an_operation_that_ends_with_a_transient_error_is_rendered_again(
     db: Database, settings: Settings, provider_server: ProviderServer
 ) -> None:
     name = f"models/{VEO}/operations/op123"
@@ -522,39 +565,66 @@ async def test_an_operation_that_ends_with_a_transient_error_is_started_again_on
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
     stage = media_stage(db, settings, gemini_router(provider_server))
+    render = await Activity().call(stage.submit_video, VideoSubmit(job_id=job.id))
     first = Activity()
     with pytest.raises(ApplicationError) as caught:
-        await first.run(stage.generate_video, job)
+        await first.call(stage.poll_video, VideoPoll(render=render))
     assert caught.value.type == "AIServerError" and not caught.value.non_retryable
     assert (await job_row(db, job.id)).status == JobStatus.PROCESSING
 
-    await Activity(attempt=2, heartbeat_details=first.last_details()).run(stage.generate_video, job)
-    assert len(provider_server.requests_for(PREDICT_LONG)) == 2  # the failed operation cannot be resumed
+    # The retry of that poll sees the same error: the operation failed, and the workflow submits a new render.
+    retried = await Activity(attempt=2, heartbeat_details=first.last_details()).call(
+        stage.poll_video, VideoPoll(render=render)
+    )
+    assert retried.failed and retried.result is None
+    offline_calls = len(provider_server.requests_for(PREDICT_LONG))
+    again = await Activity().call(stage.submit_video, VideoSubmit(job_id=job.id, render=2))
+    assert len(provider_server.requests_for(PREDICT_LONG)) == offline_calls + 1 == 2
+    done = await Activity().call(stage.poll_video, VideoPoll(render=again))
+    assert done.result is not None
     assert len(provider_server.requests_for(OPERATION)) == 3
     assert (await job_row(db, job.id)).status == JobStatus.COMPLETED
 
 
-async def test_cancelling_while_polling_stores_nothing_and_ends_the_job_cancelled(
+async def test_a_render_still_running_at_its_deadline_fails_the_job(
     db: Database, settings: Settings, provider_server: ProviderServer
 ) -> None:
     name = f"models/{VEO}/operations/op123"
-    provider_server.queue(OPERATION, *(Reply(json={"name": name, "done": False}) for _ in range(2000)))
+    provider_server.queue(OPERATION, Reply(json={"name": name, "done": False}))
     seeded = await seed(db)
     job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
+    stage = media_stage(db, settings, gemini_router(provider_server))
+    render = await Activity().call(stage.submit_video, VideoSubmit(job_id=job.id))
+    with pytest.raises(ApplicationError) as caught:
+        await Activity().call(stage.poll_video, VideoPoll(render=render, final=True, elapsed_seconds=900))
+    assert caught.value.type == "VideoDeadline" and caught.value.non_retryable
+    row = await job_row(db, job.id)
+    assert row.status == JobStatus.FAILED
+    assert row.error_message == f"the video was still rendering after 900 s (operation {name}); gave up"
+
+
+class SlowPolls(OfflineProvider):
+    """An offline provider whose operations take for ever to poll."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polling = asyncio.Event()
+
+    async def poll_video(self, operation: VideoOperation) -> VideoOperation:
+        self.polling.set()
+        await asyncio.sleep(3600)
+        return operation
+
+
+async def test_cancelling_a_poll_stores_nothing_and_ends_the_job_cancelled(db: Database, settings: Settings) -> None:
+    seeded = await seed(db)
+    job = await new_job(db, seeded, JobType.GENERATE_VIDEO, blog_post_id=seeded.blog_post.id)
+    provider = SlowPolls()
+    stage = media_stage(db, settings, offline_router(provider))
+    render = await Activity().call(stage.submit_video, VideoSubmit(job_id=job.id))
     run = Activity()
-    task = asyncio.create_task(run.run(media_stage(db, settings, gemini_router(provider_server)).generate_video, job))
-
-    def background_beat_with_the_operation() -> bool:
-        # The stage's background heartbeat (no progress message) must carry the operation too: an empty
-        # heartbeat would wipe the details that a retried attempt resumes from.
-        return any(d and "message" not in d[0] and "checkpoint" in d[0] for d in run.heartbeats)
-
-    for _ in range(300):
-        if background_beat_with_the_operation():
-            break
-        await asyncio.sleep(0.01)
-    assert background_beat_with_the_operation()
-    assert any(m.startswith("rendering video") for m in run.messages())
+    task = asyncio.create_task(run.call(stage.poll_video, VideoPoll(render=render)))
+    await asyncio.wait_for(provider.polling.wait(), timeout=30)
     run.env.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -562,6 +632,7 @@ async def test_cancelling_while_polling_stores_nothing_and_ends_the_job_cancelle
     assert row.status == JobStatus.CANCELLED and row.completed_at
     assert [r["kind"] for r in row.usage_records][:2] == ["json", "video"]  # what was spent is still recorded
     assert await assets_of(db, job.id) == [] and files_under(settings.resolved_media_dir) == []
+    await provider.close()
 
 
 async def test_a_video_job_needs_a_blog_post_with_text(db: Database, settings: Settings) -> None:
@@ -581,7 +652,7 @@ async def test_a_video_job_needs_a_blog_post_with_text(db: Database, settings: S
     for inputs, reason in cases:
         job = await new_job(db, seeded, JobType.GENERATE_VIDEO, **inputs)
         with pytest.raises(ApplicationError) as caught:
-            await Activity().run(stage.generate_video, job)
+            await Activity().call(stage.submit_video, VideoSubmit(job_id=job.id))
         assert caught.value.type == "MissingInput"
         row = await job_row(db, job.id)
         assert row.status == JobStatus.FAILED and reason in row.error_message

@@ -250,10 +250,13 @@ async def test_a_database_outage_answers_503_and_the_api_recovers_without_a_rest
                 await asyncio.wait_for(waiting_for_news.wait(), timeout=10)
 
                 # In flight: requests wait on a lock mid-query (or for a pooled connection) when the proxy is cut.
+                # Not a stream: one that has answered 200 when the cut comes stays open until the database is back
+                # (as the live stream above shows), so the burst could not end before the restore.
+                answered_at_once = [call for call in calls if not call.path.endswith("/stream/")]
                 async with company_table_locked(database_url):
                     burst = [
                         asyncio.create_task(send(http, seeded, call))
-                        for call in itertools.islice(itertools.cycle(calls), BURST)
+                        for call in itertools.islice(itertools.cycle(answered_at_once), BURST)
                     ]
                     waiting = await wait_for_lock_waiters(database_url, at_least=10)
                     await proxy.cut()

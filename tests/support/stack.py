@@ -164,9 +164,11 @@ async def serving(app: Any, port: int | None = None, **config: Any) -> AsyncIter
 @contextlib.asynccontextmanager
 async def running_stack(database_url: str, client: Client, **overrides: object) -> AsyncIterator[RunningStack]:
     from activities.deps import StageDeps
+    from activities.reconciler import start_reconciler, stop_reconciler
     from api.main import create_app
     from providers.router import ProviderRouter
     from worker import build_workers
+    from workflows.policies import PIPELINE_QUEUE
 
     port = free_port()
     target = client.service_client.config.target_host
@@ -180,9 +182,14 @@ async def running_stack(database_url: str, client: Client, **overrides: object) 
         **{"webhook_allow_private_networks": True, **overrides},  # type: ignore[arg-type]
     )
     worker_db = Database.from_url(database_url, pool_size=5)
-    deps = StageDeps(db=worker_db, router=ProviderRouter.from_settings(settings), settings=settings)
+    router = ProviderRouter.from_settings(settings, db=worker_db)
+    deps = StageDeps(db=worker_db, router=router, settings=settings)
     workers: list[Worker] = build_workers(client, deps, settings)
     worker_tasks = [asyncio.create_task(w.run()) for w in workers]
+    # As in worker.py: rows of workflows terminated from outside (the Web UI, a test) end without anyone reading them.
+    reconciler = start_reconciler(
+        client, worker_db, PIPELINE_QUEUE + settings.task_queue_suffix, settings.reconcile_every_seconds
+    )
 
     try:
         async with (
@@ -191,8 +198,10 @@ async def running_stack(database_url: str, client: Client, **overrides: object) 
         ):
             yield RunningStack(settings=settings, client=client, base_url=base_url, http=http)
     finally:
+        await stop_reconciler(reconciler)
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await asyncio.gather(*worker_tasks, return_exceptions=True)
+        await router.close()
         await worker_db.close()
 
 
