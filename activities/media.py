@@ -359,6 +359,7 @@ class MediaStage:
             render=submit.render,
             name=operation.name,
             operation=operation.for_heartbeat().model_dump(mode="json"),
+            poll_after_seconds=operation.poll_after_seconds,
         )
 
     async def _poll(self, run: StageRun, poll: VideoPoll, files: AttemptFiles, key: str) -> VideoRender:

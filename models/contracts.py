@@ -90,6 +90,8 @@ class VideoRender(BaseModel):
     # The operation itself failed (the same poll error on two attempts): the workflow submits a new render.
     failed: bool = False
     result: StageResult | None = None
+    # The provider's hint for the first poll (seconds after the submit); None: the workflow's own first wait.
+    poll_after_seconds: float | None = None
 
 
 class VideoPoll(BaseModel):

@@ -6,6 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeVar, overload
 
@@ -145,6 +146,9 @@ class VideoOperation(BaseModel):
     video_uri: str | None = None
     error: str | None = None
     video: GeneratedVideo | None = Field(default=None, description="set when done; the downloaded bytes")
+    # The provider's hint for the first poll, in seconds after the start: a provider that knows when its render
+    # will be ready (the offline one renders while it is being polled) spares the caller a guessed wait.
+    poll_after_seconds: float | None = None
 
     def for_heartbeat(self) -> VideoOperation:
         """A copy without the video bytes."""
@@ -420,6 +424,7 @@ class BaseProvider(ABC):
                 video_seconds=meter.video_seconds,
                 cost_usd=cost,
                 latency_ms=round((time.perf_counter() - started) * 1000),
+                started_at=datetime.now(UTC) - timedelta(seconds=time.perf_counter() - started),
                 error=error.type_name if error is not None else None,
                 note=note if error is None else (f"{note}; " if note else "") + error.reason[:300],
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, Field
@@ -22,6 +23,7 @@ class Usage(BaseModel):
     video_seconds: float = 0.0
     cost_usd: Decimal = Decimal("0")
     latency_ms: int = 0
+    started_at: datetime | None = Field(default=None, description="when the call began (UTC)")
     fallback_from: str | None = Field(default=None, description="the provider that failed before this one")
     error: str | None = Field(default=None, description="the error class name when the call failed")
     note: str = ""

@@ -2,6 +2,7 @@
 its gate, the social posts, images and video, the schedule, and each post published at its time. A stage that
 fails for good waits for a supervisor, who retries the branch from there or drops it."""
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -64,6 +65,7 @@ class TopicBranchWorkflow:
         self._seq = 0
         self._stage = PipelineStage.BLOGPOSTS  # the search attribute the pipeline started the branch with
         self._stages: Stages | None = None
+        self._writes: list[asyncio.Task[ItemList]] = []  # records running beside the work (see _enter_beside)
 
     # ---- the story --------------------------------------------------------------------------------------
 
@@ -96,7 +98,7 @@ class TopicBranchWorkflow:
         options, progress, view = self.request.pipeline.options, self._progress, self._view
         params = BlogPostParams(target_words=options.target_words, language=options.language)
         if view.blog_post_id is None:
-            await self._enter(BranchState.WRITING)
+            self._enter_beside(BranchState.WRITING)
             written = await self.stages.run(
                 JobType.GENERATE_BLOGPOST, f"blog post {self._title}", params, topic_id=view.topic_id
             )
@@ -193,7 +195,7 @@ class TopicBranchWorkflow:
         tier = self.request.pipeline.tier
         if tier == Tier.FREE:
             return
-        await self._enter(BranchState.MEDIA)
+        self._enter_beside(BranchState.MEDIA)
 
         async def image(social_post_id: uuid.UUID) -> None:
             what = f"image {social_ids.index(social_post_id) + 1} for {self._title}"
@@ -223,7 +225,7 @@ class TopicBranchWorkflow:
             Schedule,
             summary=f"schedule the posts of {self._title}",
         )
-        await self._enter(BranchState.SCHEDULED)
+        self._enter_beside(BranchState.SCHEDULED)
         return schedule
 
     async def _publish(self, schedule: Schedule) -> None:
@@ -234,11 +236,11 @@ class TopicBranchWorkflow:
         async def at_its_time(post: ScheduledPost) -> PublishOutcome:
             post_id, platform = post.social_post_id, post.platform
             when = post.local_time or f"{post.publish_at:%Y-%m-%d %H:%M} UTC"
-            await workflow.sleep(
-                self._wait_until(post.publish_at), summary=f"until the {platform.label} post at {when}"
-            )
+            wait = self._wait_until(post.publish_at)
+            if wait > timedelta(0):  # a post already due goes now: a zero timer still costs a task round trip
+                await workflow.sleep(wait, summary=f"until the {platform.label} post at {when}")
             if view.state != BranchState.PUBLISHING:
-                await self._enter(BranchState.PUBLISHING)
+                self._enter_beside(BranchState.PUBLISHING)
             outcome: PublishOutcome = await workflow.execute_activity(
                 Activity.PUBLISH_POST,
                 PublishPost(social_post_id=post_id),
@@ -264,6 +266,7 @@ class TopicBranchWorkflow:
 
         waiting = [p for p in schedule.posts if p.social_post_id not in progress.settled]
         outcomes, errors = await settle(at_its_time(p) for p in waiting)
+        await self._written()
         unsent = [o for o in outcomes if o.state not in SETTLED]
         progress.unsent = [o.social_post_id for o in unsent]
         problems = [failure_message(error) for error in errors] + [o.message or o.state.value for o in unsent]
@@ -373,12 +376,31 @@ class TopicBranchWorkflow:
         self, state: BranchState, *, verdict: BlogVerdict | None = None, requeue: list[uuid.UUID] | None = None
     ) -> None:
         if state == self._view.state and verdict is None and not requeue:
+            await self._written()
             return  # a decision's handler has shown it already
         self._view.state = state
+        await self._written()
         await self._write(verdict=verdict, requeue=requeue)
+
+    def _enter_beside(self, state: BranchState) -> None:
+        """A state shown while the work it names goes on: a record that carries no decision is bookkeeping the
+        work does not wait for (a round trip on the pipeline queue per stage, on the critical path otherwise).
+        The row keeps the newest record by `seq` whichever lands first; the next awaited record, or the end of
+        the publishing, waits for these first, so a failed write still fails the branch."""
+        if state == self._view.state:
+            return
+        self._view.state = state
+        self._writes.append(asyncio.create_task(self._write()))
+
+    async def _written(self) -> None:
+        """Waits for the records started beside the work."""
+        writes, self._writes = self._writes, []
+        for write in writes:
+            await write
 
     async def _open_item(self, gate: Gate, item_id: uuid.UUID, deadline: datetime) -> list[GateItem]:
         """Shows the item at the gate with its display fields, fetched by the same write."""
+        await self._written()
         self._view.state = BranchState.AWAITING_APPROVAL
         limit = self.request.pipeline.options.max_revisions
         opening = GateOpening(

@@ -29,11 +29,16 @@ class Branches:
     slots: int = 1  # how many topics share the month's publishing slots
     epoch: datetime | None = None  # when the first branch could start: a compressed demo month counts from here
 
+    async def start_all(self, request: PipelineRequest, topics: list[GateItem]) -> None:
+        """The topics' branches started together: one workflow task sends every start, where one after another each
+        waited for the last to be started (and the last branch, as long as the others, ended that much later)."""
+        await asyncio.gather(*(self.start(request, topic) for topic in topics))
+
     async def start(self, request: PipelineRequest, topic: GateItem) -> None:
         branch = BranchRequest(
             pipeline=request,
             topic=topic,
-            slot=len(self.handles),
+            slot=len(self.titles),  # taken before the start is awaited: starts run together (start_all)
             slots=self.slots,
             publish_epoch=self.epoch or workflow.now(),
         )
@@ -59,7 +64,7 @@ class Branches:
         """Every branch's outcome; a branch that ended in error (a bug, a terminate) counts as dropped with it.
         Waits without awaiting the handles: a cancel of the pipeline lands here, and `cancel` passes it on."""
         await workflow.wait(list(self.handles.values()))
-        for topic_id, handle in self.handles.items():
+        for topic_id, handle in self._in_order():
             try:
                 self.outcomes[topic_id] = handle.result()
             except Exception as error:
@@ -78,5 +83,9 @@ class Branches:
     def views(self) -> list[BranchView]:
         return [
             self.outcomes[t].view if t in self.outcomes else BranchView(topic_id=t, title=self.titles[t])
-            for t in self.handles
+            for t, _ in self._in_order()
         ]
+
+    def _in_order(self) -> list[tuple[uuid.UUID, ChildWorkflowHandle[Any, BranchOutcome]]]:
+        """The started branches in the order of their topics, whichever start was answered first."""
+        return [(t, self.handles[t]) for t in self.titles if t in self.handles]

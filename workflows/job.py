@@ -118,20 +118,27 @@ async def run_video(
         )
         return polled
 
+    def first_poll(render: VideoRender) -> timedelta:
+        """The provider's hint when it gave one (the offline provider: at once), else VIDEO_FIRST_POLL."""
+        hint = render.poll_after_seconds
+        return VIDEO_FIRST_POLL if hint is None else timedelta(seconds=max(0.0, hint))
+
     render = await submit(1)
     started = workflow.now()
-    interval = VIDEO_FIRST_POLL
+    interval = first_poll(render)
     try:
         while render.result is None:
             if render.failed:
                 workflow.logger.warning("%s: operation %s failed; rendering it again", what, render.name)
                 render = await submit(render.render + 1)
-                interval = VIDEO_FIRST_POLL
+                interval = first_poll(render)
                 continue
             left = VIDEO_RENDER_DEADLINE - (workflow.now() - started)
             wait = max(timedelta(0), min(interval, left))
-            await workflow.sleep(wait, summary=f"until the next poll of the {what}")
-            interval = min(VIDEO_POLL_CAP, interval * VIDEO_POLL_BACKOFF)
+            if wait > timedelta(0):  # a zero timer is no wait, yet its task round trip costs up to a second
+                await workflow.sleep(wait, summary=f"until the next poll of the {what}")
+            # Never below VIDEO_FIRST_POLL after a poll: a hint of 0 that was wrong must not poll in a tight loop.
+            interval = min(VIDEO_POLL_CAP, max(VIDEO_FIRST_POLL, interval * VIDEO_POLL_BACKOFF))
             render = await poll(render, workflow.now() - started)
     except asyncio.CancelledError:
         # A cancel that arrives on the timer reaches no activity, so the job's end is recorded here.

@@ -126,8 +126,7 @@ class ContentPipelineWorkflow:
                     return
             decision = run.topics or TopicDecision()
             by_id = {item.id: item for item in items}
-            for topic_id in decision.approved_topic_ids:
-                await run.branches.start(run.request, by_id[topic_id])
+            await run.branches.start_all(run.request, [by_id[t] for t in decision.approved_topic_ids])
             rejected = {r.topic_id: r.feedback for r in decision.rejected}
             pending = await self._regenerate(by_id, rejected) if rejected else []
 

@@ -27,7 +27,7 @@ VIDEO_TIMEOUT = timedelta(minutes=15)  # video models render for minutes; the st
 VIDEO_SUBMIT_TIMEOUT = AI_TIMEOUT
 VIDEO_POLL_TIMEOUT = DEFAULT_TIMEOUT  # one poll; the last one downloads and stores the video
 VIDEO_RENDER_DEADLINE = VIDEO_TIMEOUT  # from the first submit: a video still rendering then fails its job
-VIDEO_FIRST_POLL = timedelta(seconds=1)  # renders that finish fast (the offline provider) are seen soon
+VIDEO_FIRST_POLL = timedelta(seconds=1)  # unless the provider hints sooner (the offline one: at once)
 VIDEO_POLL_BACKOFF = 1.5
 VIDEO_POLL_CAP = timedelta(seconds=10)  # Veo renders for minutes: polls every 10 s keep the history small
 # How soon a lost worker (a crash, a kill, a machine gone) is noticed: every activity heartbeats in the

@@ -40,6 +40,14 @@ OFFLINE_MODEL = "offline-sample"
 # now drawn once per video, and videos are rendered in processes of their own; until those have started (they import
 # Pillow and the encoder for a second or more), the now cheap rendering runs in a thread instead of waiting.
 VIDEO_RENDER_PROCESSES = max(1, min(2, os.cpu_count() or 1))
+# A render in a thread is now ~0.2 s of CPU (six at once lag a 10 ms ticker by 50 ms at most), while each renderer
+# process costs ~2 s of CPU to start (a spawned interpreter imports the worker's modules): started at the first video
+# they took that CPU from the very pipeline whose videos they were to render (ULTIMATE: six at once). So the first
+# videos render in threads, and only a worker that keeps rendering starts its processes.
+THREAD_RENDERS_BEFORE_POOL = 12
+# Renders started at submit and not yet collected by a poll (a job cancelled between the two never polls): the
+# oldest are dropped beyond this many, so that forgotten videos never pile up in the worker's memory.
+PENDING_RENDERS = 32
 Fault = Literal["none", "rate_limit", "timeout", "invalid_json", "auth"]
 
 
@@ -71,6 +79,9 @@ class OfflineProvider(BaseProvider):
         self._video_renderer: ProcessPoolExecutor | None = None
         self._renderer_lock = threading.Lock()
         self._renderer_ready = threading.Event()
+        self._renders: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
+        self._warming = False  # the renderer's processes are being started
+        self._thread_renders = 0
 
     def _renderer(self) -> ProcessPoolExecutor:
         """The process that renders videos, started on first use (a fresh interpreter: `spawn` never forks the
@@ -83,9 +94,10 @@ class OfflineProvider(BaseProvider):
             return self._video_renderer
 
     def _warm_renderer(self) -> None:
-        """Starts the renderer's processes at the first video: off the event loop (starting a process blocks),
-        while the workflow waits for its first poll."""
-        if self._video_renderer is None:
+        """Starts the renderer's processes once this worker keeps rendering videos: off the event loop (starting a
+        process blocks), while the renders go on in threads."""
+        if self._video_renderer is None and not self._warming:
+            self._warming = True
             asyncio.get_running_loop().run_in_executor(None, self._start_renderer)
 
     def _start_renderer(self) -> None:
@@ -99,11 +111,17 @@ class OfflineProvider(BaseProvider):
             return await asyncio.get_running_loop().run_in_executor(
                 self._video_renderer, render_video, prompt, width, height, seconds
             )
-        self._warm_renderer()
+        self._thread_renders += 1
+        if self._thread_renders > THREAD_RENDERS_BEFORE_POOL:
+            self._warm_renderer()
         return await asyncio.to_thread(render_video, prompt, width, height, seconds)
 
     async def close(self) -> None:
-        """Stops the video renderer, if it was started."""
+        """Stops the video renderer, if it was started, and drops the renders no poll collected."""
+        for rendering in self._renders.values():
+            rendering.cancel()
+        self._renders.clear()
+        self._warming = False
         renderer, self._video_renderer = self._video_renderer, None
         self._renderer_ready.clear()
         if renderer is not None:
@@ -220,7 +238,6 @@ class OfflineProvider(BaseProvider):
         **options: Any,
     ) -> VideoOperation:
         aspect_size(aspect_ratio, 16)  # refuse a malformed ratio now, not at the first poll
-        self._warm_renderer()
 
         def produce(_: bool) -> tuple[VideoOperation, Metered]:
             digest = hashlib.sha256(f"{prompt}|{duration_seconds}|{aspect_ratio}".encode()).hexdigest()[:16]
@@ -234,18 +251,47 @@ class OfflineProvider(BaseProvider):
             )
             return operation, Metered(input_tokens=estimate_tokens(prompt), note="video started")
 
-        result: VideoOperation = await self._run(WorkKind.VIDEO, produce)
-        return result
+        started: VideoOperation = await self._run(WorkKind.VIDEO, produce)
+        # Like a hosted model, the render begins at the submit, not at the first poll; the poll that collects it
+        # is ready at once (it waits for the render if need be), so the caller polls without a guessed wait.
+        self._hold_render(started)
+        return started.model_copy(update={"poll_after_seconds": 0.0})
+
+    def _begin_render(self, operation: VideoOperation) -> asyncio.Future[tuple[bytes, str]]:
+        """The operation's render, started now in the background."""
+        seconds = max(1, min(operation.duration_seconds, 8))
+        width, height = aspect_size(operation.aspect_ratio, 640)
+        rendering = asyncio.ensure_future(self._render(operation.prompt, width, height, seconds))
+        rendering.add_done_callback(lambda done: done.cancelled() or done.exception())  # never "never retrieved"
+        return rendering
+
+    def _hold_render(self, operation: VideoOperation) -> None:
+        """Starts the render at the submit and keeps it for the operation's poll."""
+        self._renders[operation.name] = self._begin_render(operation)
+        while len(self._renders) > PENDING_RENDERS:
+            self._renders.pop(next(iter(self._renders))).cancel()
+
+    def _take_render(self, operation: VideoOperation) -> asyncio.Future[tuple[bytes, str]]:
+        """The render started at the submit if this worker still holds it; else (another worker's submit, a
+        restart, an evicted one) it is rendered again now: the same prompt gives the same video."""
+        rendering = self._renders.pop(operation.name, None)
+        if rendering is None or rendering.cancelled() or rendering.get_loop() is not asyncio.get_running_loop():
+            return self._begin_render(operation)
+        return rendering
 
     async def poll_video(self, operation: VideoOperation) -> VideoOperation:
         if operation.done and operation.video is not None:
             return operation
 
         async def call() -> tuple[VideoOperation, Metered]:
-            await self._before_call(WorkKind.VIDEO)
+            rendering = self._take_render(operation)  # rendering while the call's latency passes
+            try:
+                await self._before_call(WorkKind.VIDEO)
+                data, mime = await rendering
+            finally:
+                rendering.cancel()  # a no-op once done; a failed call leaves no orphan render behind
             seconds = max(1, min(operation.duration_seconds, 8))
             width, height = aspect_size(operation.aspect_ratio, 640)
-            data, mime = await self._render(operation.prompt, width, height, seconds)
             video = GeneratedVideo(
                 data=data, mime_type=mime, duration_seconds=float(seconds), width=width, height=height
             )

@@ -161,6 +161,21 @@ async def test_video_is_a_real_mp4() -> None:
     assert operation.video.duration_seconds == 3
 
 
+async def test_the_render_starts_at_the_submit_and_its_poll_collects_it() -> None:
+    """Like a hosted model, the offline provider renders from the submit on and hints that its first poll may come
+    at once; a poll of an operation it holds no render for (another worker's submit) renders it then."""
+    offline = OfflineProvider()
+    try:
+        operation = await offline.start_video("A slow pan over the forge", duration_seconds=2)
+        assert operation.poll_after_seconds == 0.0 and operation.name in offline._renders
+        done = await offline.poll_video(operation)
+        assert done.done and done.video is not None and not offline._renders
+        again = await offline.poll_video(operation)  # no render held: rendered now
+        assert again.video is not None and again.video.mime_type == done.video.mime_type
+    finally:
+        await offline.close()
+
+
 def _has_pyav() -> bool:
     try:
         import av  # noqa: F401

@@ -39,6 +39,7 @@ class StandIns:
 
     polls_to_finish: int | None = 3
     failing_renders: set[int] = field(default_factory=set)  # renders whose operation fails at the first poll
+    poll_after_seconds: float | None = None  # the provider's hint for the first poll
     submits: list[VideoSubmit] = field(default_factory=list)
     polls: list[VideoPoll] = field(default_factory=list)
     finishes: list[JobFinish] = field(default_factory=list)
@@ -50,7 +51,12 @@ class StandIns:
         @activity.defn(name="submit_video")
         async def submit_video(submit: VideoSubmit) -> VideoRender:
             stand_ins.submits.append(submit)
-            return VideoRender(job_id=submit.job_id, render=submit.render, name=f"operations/op-{submit.render}")
+            return VideoRender(
+                job_id=submit.job_id,
+                render=submit.render,
+                name=f"operations/op-{submit.render}",
+                poll_after_seconds=stand_ins.poll_after_seconds,
+            )
 
         @activity.defn(name="poll_video")
         async def poll_video(poll: VideoPoll) -> VideoRender:
@@ -135,6 +141,21 @@ async def test_the_render_is_polled_between_timers_that_back_off_to_a_cap(runnin
     }
     assert any("poll the video" in s and "operations/op-1" in s for s in summaries)
     assert any(s.startswith('"until the next poll of the video') for s in summaries)
+
+
+async def test_a_provider_that_hints_ready_is_polled_at_once_and_then_backs_off(running: Any) -> None:
+    """The offline provider renders while it is polled: its hint of 0 skips the first timer (a zero timer still
+    costs a task round trip); a render still running then is polled again no sooner than VIDEO_FIRST_POLL."""
+    env, queue, stand_ins = running
+    stand_ins.poll_after_seconds = 0.0
+    stand_ins.polls_to_finish = 3
+    handle = await start_video_job(env, queue)
+    outcome = await handle.result()
+
+    assert outcome.status == JobStatus.COMPLETED
+    assert len(stand_ins.polls) == 3
+    waits = await timers_of(handle)
+    assert waits[0] == VIDEO_FIRST_POLL and len(waits) == 2  # no timer before the first poll
 
 
 async def test_a_failed_operation_is_rendered_again(running: Any) -> None:
