@@ -11,7 +11,9 @@ Phase A starts --pipelines ULTIMATE pipelines (3 personas x --topics-per-persona
 gate auto-approved, the month compressed into a few seconds) and SIGKILLs the worker --kills times, each at a
 random moment 1-8 s (--kill-gap) after the restarted worker is ready, restarting it 0.5-3 s later (seeded:
 --seed). Phase B starts one more pipeline, waits until a generate_video job is PROCESSING, and SIGKILLs the
-worker --video-kills times in a row during that one job, each time after the restarted worker has resumed it.
+worker --video-kills times in a row during that one job, each time after the restarted worker has resumed it (a
+video job is a submit_video activity, then poll_video activities between durable timers: a kill lands on either,
+or on a timer that the dev server keeps while no worker runs).
 
 Resume seconds, per kill: from the restart until every job that was PROCESSING at the kill has a new job_event
 (a new attempt writes one at once); first_progress_s: until anything moved (any job event, any publish). A job
@@ -63,6 +65,7 @@ from api.main import create_app
 from cli.receiver import DemoReceiver, receiving
 from models.db import Database
 from models.enums import JobStatus, JobType, PublishState, Role, Tier
+from models.names import Activity
 from models.pipeline import month_after
 from models.settings import Settings
 from models.tables import AIJob, BlogPost, JobEvent, Pipeline, SocialPost
@@ -669,7 +672,8 @@ async def phase_b(run: Run, rng: random.Random, failures: list[str]) -> dict[str
             failures.append(f"phase B: after kill {number} the video job was {again['status']}, not PROCESSING")
             break
     figures, attempts = await run.end_phase([pipeline], began, deadline, failures, "phase B")
-    video_attempts = [a for name, data, a in attempts if name == "generate_video" and str(job_id) in data]
+    video_steps = (Activity.SUBMIT_VIDEO.value, Activity.POLL_VIDEO.value)
+    video_attempts = [a for name, data, a in attempts if name in video_steps and str(job_id) in data]
     final_job = await run.job(pipeline["pipeline"], job_id)
     if len(kills) < args.video_kills:
         failures.append(f"phase B: {len(kills)} of {args.video_kills} kills during the video stage")
@@ -682,7 +686,7 @@ async def phase_b(run: Run, rng: random.Random, failures: list[str]) -> dict[str
         "video_job_status": final_job["status"],
         "video_kills_requested": args.video_kills,
         "video_kills_done": len(kills),
-        "video_job_attempts": video_attempts[0] if video_attempts else None,
+        "video_job_attempts": max(video_attempts) if video_attempts else None,
         "video_job_resumed_with": resumed_with,
         "resume_seconds": [_round(k.resumed.get(job_id)) for k in kills],
         "lost_attempts_failed": [k.lost_attempts_failed for k in kills],

@@ -47,6 +47,7 @@ import httpx
 import psycopg
 from rich.console import Console
 from temporalio.client import Client
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.worker import Worker
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -54,11 +55,14 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 sys.path.insert(0, str(BENCH_DIR))
 
 from bench_dna_jobs import percentile  # noqa: E402
+from load_client import LoadClient  # noqa: E402
 from speed_anchor import ONE_ACTIVITY_WORKFLOW, TRIVIAL_WORKFLOW, OneActivityWorkflow, TrivialWorkflow, noop  # noqa: E402
 
 from cli.receiver import DemoReceiver, free_port, receiving  # noqa: E402
 from cli.stack import WORKER_READY_LINE, DevStack  # noqa: E402
-from models.enums import Tier  # noqa: E402
+from models.contracts import TIER_PRIORITY  # noqa: E402
+from models.enums import JobType, Tier  # noqa: E402
+from models.names import COMPANY_ID, JOB_TYPE, TENANT_ID  # noqa: E402
 from models.pipeline import month_after, month_bounds  # noqa: E402
 from models.settings import Settings  # noqa: E402
 
@@ -267,11 +271,13 @@ class Tenant:
 
 
 class Bench:
-    """The stack under test and what the sections share: an HTTP client, a Temporal client, a database connection."""
+    """The stack under test and what the sections share: HTTP clients, a Temporal client, a database connection."""
 
     def __init__(self, stack: DevStack, http: httpx.AsyncClient, client: Client, db: psycopg.AsyncConnection) -> None:
         self.stack = stack
         self.http = http
+        # The open-loop sections' client: httpx's pool costs the generator CPU per waiting request (load_client.py).
+        self.load = LoadClient(stack.api_url)
         self.client = client
         self.db = db
         self.anchor_queue = f"bench-anchor-{uuid.uuid4().hex[:8]}"
@@ -288,6 +294,10 @@ class Bench:
         say(f"[dim]restarting the worker with {changed}[/]")
         self.stack.worker.stop()
         self.stack.settings = self.stack.settings.model_copy(update=changed)
+        self.start_worker()
+
+    def start_worker(self) -> None:
+        """The stack's worker again, once it says it is ready."""
         self.stack.worker.start(self.stack.child_env())
         deadline = time.monotonic() + 90
         while WORKER_READY_LINE not in self.stack.worker.new_log_text():
@@ -393,7 +403,11 @@ async def running(overrides: dict[str, Any]) -> AsyncIterator[Bench]:
             http_client(stack.api_url) as http,
             await psycopg.AsyncConnection.connect(stack.database_url, autocommit=True) as db,
         ):
-            yield Bench(stack, http, client, db)
+            bench = Bench(stack, http, client, db)
+            try:
+                yield bench
+            finally:
+                await bench.load.aclose()
     finally:
         await asyncio.to_thread(stack.stop)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -427,10 +441,10 @@ async def section_reads(bench: Bench, sizes: Sizes) -> list[Result]:
     path = f"/api/v1/ai/pipelines/{pipeline_id}/"
 
     async def get_pipeline(_: int) -> str:
-        return str((await bench.http.get(path, headers=tenant.headers)).status_code)
+        return str(await bench.load.request("GET", path, tenant.headers))
 
     async def healthz(_: int) -> str:
-        return str((await bench.http.get("/healthz")).status_code)
+        return str(await bench.load.request("GET", "/healthz"))
 
     results = []
     for rate in sizes.read_rates:
@@ -466,21 +480,39 @@ async def section_starts(bench: Bench, sizes: Sizes) -> list[Result]:
     # One company per start: no company runs two researches at once, and no tenant's bucket is the bottleneck.
     targets = [(t, c) for t in tenants for c in await bench.companies(t, per_tenant)]
 
-    async def bare_start(_: int) -> str:
+    async def bare_start(i: int) -> str:
+        # The start the API makes (api/services/temporal.py), sent straight to the engine: the same id policy,
+        # search attributes and priority, so the ratio is what the API adds to it.
+        tenant, company = targets[i % len(targets)]
         await bench.client.start_workflow(
-            TRIVIAL_WORKFLOW, id=f"bench-start-{uuid.uuid4()}", task_queue=bench.anchor_queue
+            TRIVIAL_WORKFLOW,
+            id=f"bench-start-{uuid.uuid4()}",
+            task_queue=bench.anchor_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(TENANT_ID, str(tenant.id)),
+                    SearchAttributePair(COMPANY_ID, str(company)),
+                    SearchAttributePair(JOB_TYPE, JobType.GENERATE_DNA.value),
+                ]
+            ),
+            priority=Priority(priority_key=TIER_PRIORITY[Tier.ULTIMATE]),
         )
         return "ok"
 
     async def scrape_dna(i: int) -> str:
         tenant, company = targets[i % len(targets)]
-        response = await bench.http.post(f"/api/v1/ai/companies/{company}/scrape-dna/", headers=tenant.headers)
-        return str(response.status_code)
+        return str(await bench.load.request("POST", f"/api/v1/ai/companies/{company}/scrape-dna/", tenant.headers))
 
-    # The anchor first, with no worker on its queue: nothing of ours runs while it is measured. Its workflows
-    # then run on our own worker while the figure's jobs run on the stack's.
+    # The start path alone, as the anchor is: the anchor's workflows have no worker while it is measured, and
+    # the stack's worker is stopped while the figure is (on this 2-core machine the 100 DNA jobs a second it
+    # would run take the cores from the API; in production workers run elsewhere). Both backlogs run after.
     anchor = await open_loop("start_workflow", bare_start, sizes.start_rate, sizes.start_seconds)
-    figure = await open_loop("scrape-dna", scrape_dna, sizes.start_rate, sizes.start_seconds)
+    bench.stack.worker.stop()
+    try:
+        figure = await open_loop("scrape-dna", scrape_dna, sizes.start_rate, sizes.start_seconds)
+    finally:
+        bench.start_worker()
     async with bench.anchor_worker():
         left = await bench.wait_jobs_done(600)
     refused = figure.outcomes.get("429", 0)
@@ -506,7 +538,7 @@ async def section_starts(bench: Bench, sizes: Sizes) -> list[Result]:
         "starts",
         f"POST scrape-dna @{sizes.start_rate}/s p50 {figure.p(50):.1f} p99 {figure.p(99):.1f} ms "
         f"{dict(figure.outcomes)} ({len(tenants)} tenants, rate limits raised to {BENCH_RATE_LIMIT}/min, "
-        f"{refused} refused) | start_workflow p99 {anchor.p(99):.1f} ms",
+        f"{refused} refused, workers paused for both) | start_workflow p99 {anchor.p(99):.1f} ms",
         result,
     )
     return [result]
@@ -574,17 +606,36 @@ async def section_stage(bench: Bench, sizes: Sizes) -> list[Result]:
     return [result]
 
 
-async def critical_path(bench: Bench, pipeline_id: str, latency_ms: int, compress: float) -> tuple[float, list[str]]:
-    """The least the pipeline could have taken: its longest chain of dependent stages, each its provider calls in
-    sequence at the offline latency, and every post published no earlier than its place in the compressed month.
+def provider_seconds(records: list[dict[str, Any]] | None, latency_ms: int) -> float:
+    """A job's provider time on its own critical path: the union of its calls' [start, start + latency] intervals
+    (calls made in parallel, such as a blog post's sections, count once); `calls x latency` for records without a
+    start time."""
+    spans = []
+    for record in records or []:
+        began = record.get("started_at")
+        if not began:
+            return len(records or []) * latency_ms / 1000
+        start = datetime.fromisoformat(began).timestamp()
+        spans.append((start, start + int(record.get("latency_ms") or 0) / 1000))
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
-    dna -> personas -> topics (of the branch's persona) -> per topic: blog -> social (per platform, in parallel)
-    -> images and video (in parallel) -> each post at epoch + its fraction of the compressed month, the epoch being
-    when the topics were approved (workflows/children.py)."""
+
+async def critical_path(bench: Bench, pipeline_id: str, latency_ms: int, compress: float) -> tuple[float, list[str]]:
+    """The least the pipeline could have taken: its longest chain of dependent stages, each counted as its provider
+    time alone (provider_seconds: parallel calls once), and every post published no earlier than its place in the
+    compressed month.
+
+    dna -> personas -> topics (of the branch's persona) -> per topic: blog -> [social (per platform, in parallel)
+    -> images (in parallel)] beside [the video] -> each post at epoch + its fraction of the compressed month, the
+    epoch being when the topics were approved (workflows/children.py)."""
     jobs = await (
         await bench.db.execute(
-            "SELECT job_type, persona_id, topic_id, blog_post_id, jsonb_array_length(usage_records) "
-            "FROM ai_job WHERE pipeline_id = %s",
+            "SELECT job_type, persona_id, topic_id, blog_post_id, usage_records FROM ai_job WHERE pipeline_id = %s",
             (pipeline_id,),
         )
     ).fetchall()
@@ -598,39 +649,38 @@ async def critical_path(bench: Bench, pipeline_id: str, latency_ms: int, compres
             (pipeline_id,),
         )
     ).fetchall()
-    second = latency_ms / 1000
 
-    def calls(job_type: str, **match: Any) -> list[int]:
+    def seconds(job_type: str, **match: Any) -> list[float]:
         keys = {"persona_id": 1, "topic_id": 2, "blog_post_id": 3}
         return [
-            int(row[4]) for row in jobs if row[0] == job_type and all(row[keys[k]] == v for k, v in match.items())
-        ] or [0]
+            provider_seconds(row[4], latency_ms)
+            for row in jobs
+            if row[0] == job_type and all(row[keys[k]] == v for k, v in match.items())
+        ] or [0.0]
 
-    dna, personas = max(calls("generate_dna")), max(calls("generate_personas"))
+    dna, personas = max(seconds("generate_dna")), max(seconds("generate_personas"))
     start, end = month_bounds(month)
     span = (end - start).total_seconds()
     best: tuple[float, list[str]] = (0.0, [])
     for blog_post_id, topic_id, persona_id, publish_times in blogs:
-        topics = max(calls("generate_topics", persona_id=persona_id))
-        blog = sum(calls("generate_blogpost", topic_id=topic_id))  # revisions, if any, one after another
-        social = max(calls("generate_social", blog_post_id=blog_post_id))
-        media = max(
-            calls("generate_image", blog_post_id=blog_post_id) + calls("generate_video", blog_post_id=blog_post_id)
-        )
-        before_s = (dna + personas + topics) * second
-        made_s = before_s + (blog + social + media) * second
+        topics = max(seconds("generate_topics", persona_id=persona_id))
+        blog = sum(seconds("generate_blogpost", topic_id=topic_id))  # revisions, if any, one after another
+        social = max(seconds("generate_social", blog_post_id=blog_post_id))
+        image = max(seconds("generate_image", blog_post_id=blog_post_id))
+        video = max(seconds("generate_video", blog_post_id=blog_post_id))
+        before_s = dna + personas + topics
+        made_s = before_s + blog + max(social + image, video)
         last = max((min(1.0, max(0.0, (at - start).total_seconds() / span)) for at in publish_times if at), default=0)
         published_s = before_s + compress * last
         total = max(made_s, published_s)
         if total > best[0]:
             chain = [
-                f"dna {dna} call(s)",
-                f"personas {personas}",
-                f"topics {topics}",
-                f"blog {blog}",
-                f"social {social} (max of {len(PLATFORMS)})",
-                f"image/video {media} (max)",
-                f"= {made_s:.1f} s at {latency_ms} ms a call; its last post due {published_s:.1f} s "
+                f"dna {dna:.1f} s",
+                f"personas {personas:.1f}",
+                f"topics {topics:.1f}",
+                f"blog {blog:.1f}",
+                f"[social {social:.1f} (max of {len(PLATFORMS)}) -> image {image:.1f} (max)] beside video {video:.1f}",
+                f"= {made_s:.1f} s of provider time at {latency_ms} ms a call; its last post due {published_s:.1f} s "
                 f"({before_s:.1f} s + {last:.2f} of the {compress:.0f} s month)",
             ]
             best = (total, chain)
