@@ -94,7 +94,7 @@ class Sizes:
 
     read_rates: tuple[int, ...] = (50, 200)
     read_seconds: float = 15.0
-    start_rate: int = 100
+    start_rates: tuple[int, ...] = (50, 100)
     start_seconds: float = 10.0
     start_tenants: int = 20
     stage_jobs: int = 30
@@ -236,6 +236,18 @@ def _all_pids() -> Iterator[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             yield int(entry.name)
+
+
+def group_cpu_seconds(pgid: int | None) -> float:
+    """User and system CPU seconds used so far by every live process of a process group (a DevStack child)."""
+    if pgid is None:
+        return 0.0
+    ticks = 0
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields[2:3] == [str(pgid)]:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def group_rss_kib(pgid: int | None) -> int:
@@ -475,10 +487,10 @@ async def section_reads(bench: Bench, sizes: Sizes) -> list[Result]:
 
 async def section_starts(bench: Bench, sizes: Sizes) -> list[Result]:
     tenants = await bench.tenants(sizes.start_tenants)
-    total = int(sizes.start_rate * sizes.start_seconds)
+    total = int(max(sizes.start_rates) * sizes.start_seconds)
     per_tenant = math.ceil(total / len(tenants))
     # One company per start: no company runs two researches at once, and no tenant's bucket is the bottleneck.
-    targets = [(t, c) for t in tenants for c in await bench.companies(t, per_tenant)]
+    targets = [(t, c) for t in tenants for c in await bench.companies(t, per_tenant + 1)]
 
     async def bare_start(i: int) -> str:
         # The start the API makes (api/services/temporal.py), sent straight to the engine: the same id policy,
@@ -507,41 +519,62 @@ async def section_starts(bench: Bench, sizes: Sizes) -> list[Result]:
     # The start path alone, as the anchor is: the anchor's workflows have no worker while it is measured, and
     # the stack's worker is stopped while the figure is (on this 2-core machine the 100 DNA jobs a second it
     # would run take the cores from the API; in production workers run elsewhere). Both backlogs run after.
-    anchor = await open_loop("start_workflow", bare_start, sizes.start_rate, sizes.start_seconds)
-    bench.stack.worker.stop()
-    try:
-        figure = await open_loop("scrape-dna", scrape_dna, sizes.start_rate, sizes.start_seconds)
-    finally:
-        bench.start_worker()
-    async with bench.anchor_worker():
-        left = await bench.wait_jobs_done(600)
-    refused = figure.outcomes.get("429", 0)
-    ok = figure.p(99) < 50 and figure.p(99) <= 2 * anchor.p(99) and set(figure.outcomes) == {"202"}
-    result = Result(
-        "starts",
-        f"POST scrape-dna p99 @{sizes.start_rate}/s",
-        figure.p(99),
-        "client.start_workflow p99",
-        anchor.p(99),
-        "ms",
-        "target < 50 ms and <= 2x",
-        ok,
-        {
-            "figure": figure.summary(),
-            "anchor": anchor.summary(),
-            "tenants": len(tenants),
-            "rate_limit_per_minute": BENCH_RATE_LIMIT,
-            "jobs_left_running": left,
-        },
-    )
-    line(
-        "starts",
-        f"POST scrape-dna @{sizes.start_rate}/s p50 {figure.p(50):.1f} p99 {figure.p(99):.1f} ms "
-        f"{dict(figure.outcomes)} ({len(tenants)} tenants, rate limits raised to {BENCH_RATE_LIMIT}/min, "
-        f"{refused} refused, workers paused for both) | start_workflow p99 {anchor.p(99):.1f} ms",
-        result,
-    )
-    return [result]
+    # Warm both paths first (the API processes' first requests open their pools), on companies of their own.
+    await open_loop("warm-up", lambda i: scrape_dna(total + i), 20, 1)
+    await open_loop("warm-up", bare_start, 20, 1)
+    await bench.wait_jobs_done(60)
+    results = []
+    for rate in sizes.start_rates:
+        # Where the CPU goes per start: the API's processes and the engine's, over each measurement.
+        api_cpu, engine_cpu = group_cpu_seconds(bench.stack.api.pid), group_cpu_seconds(bench.stack.temporal.pid)
+        anchor = await open_loop("start_workflow", bare_start, rate, sizes.start_seconds)
+        engine_anchor = group_cpu_seconds(bench.stack.temporal.pid) - engine_cpu
+        bench.stack.worker.stop()
+        api_cpu, engine_cpu = group_cpu_seconds(bench.stack.api.pid), group_cpu_seconds(bench.stack.temporal.pid)
+        try:
+            figure = await open_loop("scrape-dna", scrape_dna, rate, sizes.start_seconds)
+        finally:
+            api_used = group_cpu_seconds(bench.stack.api.pid) - api_cpu
+            engine_used = group_cpu_seconds(bench.stack.temporal.pid) - engine_cpu
+            bench.start_worker()
+        async with bench.anchor_worker():
+            left = await bench.wait_jobs_done(600)
+        starts = max(1, len(figure.latencies_ms))
+        cpu = (
+            f"CPU a start: API {api_used / starts * 1000:.1f} ms, engine {engine_used / starts * 1000:.1f} ms "
+            f"(bare: engine {engine_anchor / max(1, len(anchor.latencies_ms)) * 1000:.1f} ms)"
+        )
+        refused = figure.outcomes.get("429", 0)
+        ok = figure.p(99) < 50 and figure.p(99) <= 2 * anchor.p(99) and set(figure.outcomes) == {"202"}
+        is_target = rate == max(sizes.start_rates)
+        result = Result(
+            "starts",
+            f"POST scrape-dna p99 @{rate}/s",
+            figure.p(99),
+            "client.start_workflow p99",
+            anchor.p(99),
+            "ms",
+            "target < 50 ms and <= 2x" if is_target else "info",
+            ok if is_target else None,
+            {
+                "figure": figure.summary(),
+                "anchor": anchor.summary(),
+                "tenants": len(tenants),
+                "rate_limit_per_minute": BENCH_RATE_LIMIT,
+                "jobs_left_running": left,
+                "api_cpu_ms_per_start": round(api_used / starts * 1000, 2),
+                "engine_cpu_ms_per_start": round(engine_used / starts * 1000, 2),
+            },
+        )
+        line(
+            "starts",
+            f"POST scrape-dna @{rate}/s p50 {figure.p(50):.1f} p99 {figure.p(99):.1f} ms "
+            f"{dict(figure.outcomes)} ({len(tenants)} tenants, rate limits raised to {BENCH_RATE_LIMIT}/min, "
+            f"{refused} refused, workers paused for both; {cpu}) | start_workflow p99 {anchor.p(99):.1f} ms",
+            result,
+        )
+        results.append(result)
+    return results
 
 
 async def section_stage(bench: Bench, sizes: Sizes) -> list[Result]:
@@ -679,7 +712,7 @@ async def critical_path(bench: Bench, pipeline_id: str, latency_ms: int, compres
                 f"personas {personas:.1f}",
                 f"topics {topics:.1f}",
                 f"blog {blog:.1f}",
-                f"[social {social:.1f} (max of {len(PLATFORMS)}) -> image {image:.1f} (max)] beside video {video:.1f}",
+                f"(social {social:.1f} (max of {len(PLATFORMS)}) -> image {image:.1f} (max)) beside video {video:.1f}",
                 f"= {made_s:.1f} s of provider time at {latency_ms} ms a call; its last post due {published_s:.1f} s "
                 f"({before_s:.1f} s + {last:.2f} of the {compress:.0f} s month)",
             ]
