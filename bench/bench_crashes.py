@@ -762,12 +762,17 @@ def main() -> None:
     )
     parser.add_argument("--phase", choices=["a", "b", "both"], default="both")
     parser.add_argument("--seed", type=int, default=10)
-    parser.add_argument("--latency-ms", type=int, default=300, help="phase A: offline provider latency per call")
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=5000,
+        help="phase A: offline provider latency per call (long enough that the pipelines outlast 20 kills)",
+    )
     parser.add_argument(
         "--video-latency-ms",
         type=int,
         default=2000,
-        help="phase B: offline latency per call (a video makes 3 calls and polls every 5 s)",
+        help="phase B: offline latency per call (a video makes 3 calls, polled between durable timers)",
     )
     parser.add_argument("--topics-per-persona", type=int, default=1, help="3 personas are selected")
     parser.add_argument("--compress-seconds", type=int, default=5, help="the month's posts go out within this")
