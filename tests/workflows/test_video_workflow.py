@@ -181,11 +181,23 @@ async def test_a_render_still_running_at_the_deadline_fails_the_job(running: Any
     assert [(f.status, "still rendering" in f.message) for f in stand_ins.finishes] == [(JobStatus.FAILED, True)]
 
 
+async def no_activity_in_flight(handle: WorkflowHandle[Any, Any]) -> None:
+    """Waits until the poll that set `polled` has completed in the history: a cancel that races an activity's
+    completion can make the time-skipping server reject the workflow task (ACTIVITY_UNKNOWN) and stop skipping
+    time, so the workflow would never see the cancel."""
+    for _ in range(400):
+        if not (await handle.describe()).raw_description.pending_activities:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the poll stayed in flight")
+
+
 async def test_a_cancel_on_the_timer_records_the_job_cancelled(running: Any) -> None:
     env, queue, stand_ins = running
     stand_ins.polls_to_finish = None
     handle = await start_video_job(env, queue)
-    await asyncio.wait_for(stand_ins.polled.wait(), timeout=60)  # the workflow now waits on a timer
+    await asyncio.wait_for(stand_ins.polled.wait(), timeout=60)
+    await no_activity_in_flight(handle)  # the workflow now waits on a timer
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
         await handle.result()
