@@ -387,36 +387,52 @@ async def execute_stage(
         except AIProviderError as error:
             await writer.settle()  # what the stage said before the error gives way to the retry's or the failure's
             await record_usage(store, job.id, usage, attempt)
-            failures = await store.count_provider_failure(job.id) if error.retryable else provider_attempt
-            if error.retryable and failures < AI_MAX_ATTEMPTS:
-                delay = retry_delay(error, failures)
-                await store.progress(job.id, 0, describe_retry(error, delay, failures))
-                raise ApplicationError(str(error), type=type(error).__name__, next_retry_delay=delay) from error
-            message = str(error) if not error.retryable else f"{error} (gave up after {failures} attempts)"
-            await store.finish(job.id, JobStatus.FAILED, message)
-            raise ApplicationError(message, type=type(error).__name__, non_retryable=True) from error
+            await fail_for_provider(store, job.id, error, provider_attempt)
         except ApplicationError:
             raise
         except TRANSIENT_ERRORS as error:
             # The database or the network blinked: Temporal retries the attempt (AI_RETRY), the job stays PROCESSING.
-            activity.logger.warning("job %s: transient error, will retry: %s", job.id, type(error).__name__)
             await writer.settle()
-            with contextlib.suppress(*TRANSIENT_ERRORS):
-                await store.progress(job.id, 0, f"temporary {type(error).__name__}, retrying")
-            raise ApplicationError(f"temporary {type(error).__name__}", type=ErrorType.TRANSIENT) from error
+            await retry_after_transient(store, job.id, error)
         except Exception as error:
             # The seed: anything else ends the job FAILED. The message names the error, not its internals.
             activity.logger.exception("job %s %s failed unexpectedly", job.id, job_type.value)
             await writer.settle()
             await record_usage(store, job.id, usage, attempt)
-            message = (
-                f"internal error in the {job_type.value} stage ({type(error).__name__}); the worker log has the details"
-            )
-            await store.finish(job.id, JobStatus.FAILED, message)
-            raise ApplicationError(message, type=ErrorType.INTERNAL, non_retryable=True) from error
+            await fail_internally(store, job.id, job_type, error)
         finally:
             # Whatever ended the attempt, no progress task outlives it.
             await asyncio.shield(writer.settle())
+
+
+async def fail_for_provider(
+    store: JobStore, job_id: uuid.UUID, error: AIProviderError, provider_attempt: int
+) -> NoReturn:
+    """A provider error as the seed treats it: a retryable one is retried after its delay until AI_MAX_ATTEMPTS
+    provider failures (the job says so and stays PROCESSING); a permanent one, or the last, ends the job FAILED."""
+    failures = await store.count_provider_failure(job_id) if error.retryable else provider_attempt
+    if error.retryable and failures < AI_MAX_ATTEMPTS:
+        delay = retry_delay(error, failures)
+        await store.progress(job_id, 0, describe_retry(error, delay, failures))
+        raise ApplicationError(str(error), type=type(error).__name__, next_retry_delay=delay) from error
+    message = str(error) if not error.retryable else f"{error} (gave up after {failures} attempts)"
+    await store.finish(job_id, JobStatus.FAILED, message)
+    raise ApplicationError(message, type=type(error).__name__, non_retryable=True) from error
+
+
+async def retry_after_transient(store: JobStore, job_id: uuid.UUID, error: BaseException) -> NoReturn:
+    """The database or the network blinked: Temporal retries the attempt, the job stays PROCESSING."""
+    activity.logger.warning("job %s: transient error, will retry: %s", job_id, type(error).__name__)
+    with contextlib.suppress(*TRANSIENT_ERRORS):
+        await store.progress(job_id, 0, f"temporary {type(error).__name__}, retrying")
+    raise ApplicationError(f"temporary {type(error).__name__}", type=ErrorType.TRANSIENT) from error
+
+
+async def fail_internally(store: JobStore, job_id: uuid.UUID, job_type: JobType, error: BaseException) -> NoReturn:
+    """The seed: anything else ends the job FAILED, its message naming the error, not its internals."""
+    message = f"internal error in the {job_type.value} stage ({type(error).__name__}); the worker log has the details"
+    await store.finish(job_id, JobStatus.FAILED, message)
+    raise ApplicationError(message, type=ErrorType.INTERNAL, non_retryable=True) from error
 
 
 # Errors worth another attempt that are not the provider's: connections to the database or elsewhere.

@@ -27,17 +27,18 @@ from activities.jobs import (
     ArtifactWriter,
     StageRun,
     attempt_budget,
-    describe_retry,
     execute_stage,
+    fail_for_provider,
+    fail_internally,
     fail_job,
     heartbeating,
     invalid_params_message,
-    retry_delay,
+    retry_after_transient,
     start_message,
 )
 from activities.prompts import render
 from activities.steps import JobSteps
-from models.contracts import AI_MAX_ATTEMPTS, StageInput, StageResult, VideoPoll, VideoRender, VideoSubmit
+from models.contracts import StageInput, StageResult, VideoPoll, VideoRender, VideoSubmit
 from models.db import Database
 from models.enums import JobStatus, JobType, MediaKind, Platform
 from models.generation import PLATFORM_ASPECT_RATIOS, ImagePrompt, VideoPrompt
@@ -500,30 +501,15 @@ class MediaStage:
                     )
                 raise
             except AIProviderError as error:
-                failures = await store.count_provider_failure(job.id) if error.retryable else provider_attempt
-                if error.retryable and failures < AI_MAX_ATTEMPTS:
-                    delay = retry_delay(error, failures)
-                    await store.progress(job.id, 0, describe_retry(error, delay, failures))
-                    run.heartbeat()  # the poll error, for the retry of this poll (see _poll)
-                    raise ApplicationError(str(error), type=type(error).__name__, next_retry_delay=delay) from error
-                message = str(error) if not error.retryable else f"{error} (gave up after {failures} attempts)"
-                await store.finish(job.id, JobStatus.FAILED, message)
-                raise ApplicationError(message, type=type(error).__name__, non_retryable=True) from error
+                run.heartbeat()  # the poll error, for the retry of this poll (see _poll)
+                await fail_for_provider(store, job.id, error, provider_attempt)
             except ApplicationError:
                 raise
             except TRANSIENT_ERRORS as error:
-                activity.logger.warning("job %s: transient error, will retry: %s", job.id, type(error).__name__)
-                with contextlib.suppress(*TRANSIENT_ERRORS):
-                    await store.progress(job.id, 0, f"temporary {type(error).__name__}, retrying")
-                raise ApplicationError(f"temporary {type(error).__name__}", type=ErrorType.TRANSIENT) from error
+                await retry_after_transient(store, job.id, error)
             except Exception as error:
                 activity.logger.exception("job %s generate_video failed unexpectedly", job.id)
-                message = (
-                    f"internal error in the generate_video stage ({type(error).__name__}); "
-                    "the worker log has the details"
-                )
-                await store.finish(job.id, JobStatus.FAILED, message)
-                raise ApplicationError(message, type=ErrorType.INTERNAL, non_retryable=True) from error
+                await fail_internally(store, job.id, JobType.GENERATE_VIDEO, error)
             finally:
                 # Failed calls cost money too; served calls are charged here unless their steps charged them.
                 unsaved = [r for r in usage.records if not (r.ok and served_in_steps)]
