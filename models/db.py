@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, LiteralString, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,6 +19,14 @@ CONNECT_ARGS: dict[str, Any] = {
     "keepalives_interval": 10,
     "keepalives_count": 3,
 }
+
+
+class RowInsert(NamedTuple):
+    """An INSERT of one row as raw SQL for the driver (psycopg, `%(name)s` parameters), to run as a part of a
+    larger statement: a start writes its row, claims its Idempotency-Key and takes its token in one round trip."""
+
+    sql: LiteralString
+    params: dict[str, Any]
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

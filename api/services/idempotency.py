@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Header
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,6 +54,17 @@ def key_reused() -> Problem:
     )
 
 
+# A start's claim of its key for the new row, as a CTE `claimed` of the start's one statement (api/services/
+# starts.py): the id of the claim, or no row when another request has the key.
+CLAIM_KEY = """
+    claimed AS (
+        INSERT INTO idempotency_key (id, tenant_id, key, request_hash, resource_id, created_at)
+        VALUES (%(claim_id)s, %(tenant_id)s, %(key)s, %(request_hash)s, %(resource_id)s, now())
+        ON CONFLICT (tenant_id, key) DO NOTHING
+        RETURNING id
+    )"""
+
+
 @dataclass(frozen=True)
 class Idempotency:
     """A tenant's key (None: the request sent none) and the fingerprint of the request that came with it."""
@@ -83,21 +93,15 @@ class Idempotency:
         resource_id: uuid.UUID = row.resource_id
         return resource_id
 
-    def claim_statement(self, resource_id: uuid.UUID) -> Any:
-        """Inserts the key for the new row, returning its id; nothing (no row) when another request has it."""
-        return (
-            insert(IdempotencyKey)
-            .values(
-                id=uuid.uuid4(),
-                tenant_id=self.tenant_id,
-                key=self.key,
-                request_hash=self.fingerprint,
-                resource_id=resource_id,
-                created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-            .returning(col(IdempotencyKey.id))
-        )
+    def claim_params(self, resource_id: uuid.UUID) -> dict[str, Any]:
+        """The parameters of CLAIM_KEY for the new row."""
+        return {
+            "claim_id": uuid.uuid4(),
+            "tenant_id": self.tenant_id,
+            "key": self.key,
+            "request_hash": self.fingerprint,
+            "resource_id": resource_id,
+        }
 
     async def release(self, session: AsyncSession) -> None:
         """Frees the key after a start that did not happen (the engine was down), so a retry starts afresh."""

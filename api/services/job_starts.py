@@ -36,6 +36,16 @@ def invalid_reference(field: str, what: str) -> Problem:
     )
 
 
+@dataclass(frozen=True)
+class StartedJob:
+    """What a job's workflow is started with."""
+
+    id: uuid.UUID
+    job_type: JobType
+    tenant_id: uuid.UUID
+    company_id: uuid.UUID
+
+
 @dataclass
 class JobStarter:
     """Everything a start endpoint needs: checks of its input against the company, and the start itself."""
@@ -82,19 +92,25 @@ class JobStarter:
         session, guard = self.session, self.guard
         earlier = guard.replay_of
         if earlier is None:
-            job = await JobStore.add(
-                session,
+            job = StartedJob(
+                id=uuid.uuid4(),
+                job_type=JobType(params.kind),
                 tenant_id=guard.principal.tenant_id,
                 company_id=self.company.id,
-                job_type=JobType(params.kind),
+            )
+            row = JobStore.new_row(
+                job.id,
+                tenant_id=job.tenant_id,
+                company_id=job.company_id,
+                job_type=job.job_type,
                 params=params,
-                workflow_id=job_workflow_id,
+                workflow_id=job_workflow_id(job.id),
                 persona_id=persona_id,
                 topic_id=topic_id,
                 blog_post_id=blog_post_id,
                 social_post_id=social_post_id,
             )
-            earlier = await guard.claim_and_admit(session, job.id)
+            earlier = await guard.admit(session, job.id, row)
             if earlier is None:
                 await session.commit()
                 await self.launch(job)
@@ -103,10 +119,17 @@ class JobStarter:
         if replayed is None:  # the key outlived its job
             raise Problem(409, "the job of this Idempotency-Key no longer exists; use a new key")
         if replayed.status == JobStatus.PENDING:
-            await self.launch(replayed)
+            await self.launch(
+                StartedJob(
+                    id=replayed.id,
+                    job_type=JobType(replayed.job_type),
+                    tenant_id=replayed.tenant_id,
+                    company_id=replayed.company_id,
+                )
+            )
         return JobAccepted(job_id=replayed.id)
 
-    async def launch(self, job: AIJob) -> None:
+    async def launch(self, job: StartedJob) -> None:
         async def refused() -> None:
             await self.store.refuse_start(job.id)
 
@@ -124,7 +147,7 @@ class JobStarter:
             request,
             workflow_id=job_workflow_id(job.id),
             company_id=job.company_id,
-            attribute=SearchAttributePair(JOB_TYPE, JobType(job.job_type).value),
+            attribute=SearchAttributePair(JOB_TYPE, job.job_type.value),
             refused=refused,
             what="job",
         )

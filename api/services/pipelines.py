@@ -83,7 +83,7 @@ async def accept_pipeline(
         pipeline.workflow_id = pipeline_workflow_id(company.name, company.id, body.month, pipeline.id)
         session.add(pipeline)
         await session.flush()
-        await guard.claim_and_admit(session, pipeline.id)  # the company lock makes a lost race impossible here
+        await guard.admit(session, pipeline.id)  # the company lock makes a lost race impossible here
         await session.commit()
     else:
         found = await session.get(Pipeline, earlier)

@@ -3,15 +3,12 @@
 import math
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.deps import Principal
 from api.errors import Problem
 from models.enums import Tier
 from models.settings import Settings
-from models.tables import RateBucket
 
 
 def per_minute(settings: Settings, tier: Tier) -> int:
@@ -22,19 +19,23 @@ def per_minute(settings: Settings, tier: Tier) -> int:
     }[tier]
 
 
-def start_token_statement(settings: Settings, principal: Principal) -> Any:
-    """Takes one token from the tenant's bucket, returning what is left (below zero: the bucket was empty). The
-    bucket row stays locked until the caller's transaction ends, so concurrent starts count exactly."""
+# A start's part of the tenant's bucket, as a CTE `taken` of the start's one statement (api/services/starts.py):
+# one token taken, returning what is left (below zero: the bucket was empty). The row stays locked until the
+# start's transaction ends, so concurrent starts count exactly.
+TAKE_START_TOKEN = """
+    taken AS (
+        INSERT INTO rate_bucket AS b (tenant_id, tokens, updated_at)
+        VALUES (%(tenant_id)s, %(capacity)s - 1, now())
+        ON CONFLICT (tenant_id) DO UPDATE
+        SET tokens = least(%(capacity)s, b.tokens + extract(epoch FROM now() - b.updated_at) * %(rate)s) - 1,
+            updated_at = now()
+        RETURNING tokens
+    )"""
+
+
+def start_token_params(settings: Settings, principal: Principal) -> dict[str, Any]:
     capacity = per_minute(settings, principal.tier)
-    rate = capacity / 60.0
-    table = RateBucket.__table__  # type: ignore[attr-defined]
-    refilled = sa.func.least(capacity, table.c.tokens + sa.extract("epoch", sa.func.now() - table.c.updated_at) * rate)
-    return (
-        insert(table)
-        .values(tenant_id=principal.tenant_id, tokens=capacity - 1, updated_at=sa.func.now())
-        .on_conflict_do_update(index_elements=["tenant_id"], set_={"tokens": refilled - 1, "updated_at": sa.func.now()})
-        .returning(table.c.tokens)
-    )
+    return {"tenant_id": principal.tenant_id, "capacity": capacity, "rate": capacity / 60.0}
 
 
 async def refuse_if_empty(session: AsyncSession, settings: Settings, principal: Principal, tokens: float) -> None:

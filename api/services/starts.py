@@ -1,7 +1,7 @@
 """What every start endpoint shares: the Idempotency-Key, the tenant's rate limit, and the workflow's start.
 
-A start runs in one transaction: look up the key (a replay returns what the first request made), add the new row,
-claim the key and take a token from the tenant's bucket in one statement (a concurrent request with the same key
+A start runs in one transaction: look up the key (a replay returns what the first request made), then add the new
+row, claim the key and take a token from the tenant's bucket in one statement (a concurrent request with the same key
 waits on the unique index and then replays; no token left: 429 and the whole transaction, key included, is rolled
 back), commit; then start the workflow and answer. Only when the engine refuses is there more: record that on the
 row, free the key and answer 503.
@@ -12,19 +12,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, LiteralString
 
-import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair
 
-from api.deps import MarketerDep, Principal, SessionDep, SettingsDep
+from api.deps import MarketerDep, Principal, SessionDep, SettingsDep, driver_rows
 from api.errors import Problem, problem
-from api.services.idempotency import Idempotency, IdempotencyKeyHeader, request_fingerprint
-from api.services.rate_limits import refuse_if_empty, start_token_statement
+from api.services.idempotency import CLAIM_KEY, Idempotency, IdempotencyKeyHeader, request_fingerprint
+from api.services.rate_limits import TAKE_START_TOKEN, refuse_if_empty, start_token_params
 from api.services.temporal import start_workflow
+from models.db import RowInsert
 from models.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -72,21 +72,28 @@ class StartGuard:
         """What an earlier request with this key started; 422 when that request was a different one."""
         return await self.idempotency.earlier(session)
 
-    async def claim_and_admit(self, session: AsyncSession, resource_id: uuid.UUID) -> uuid.UUID | None:
-        """Ties the key to the new row (flushed before) and takes a token of the tenant's start-request bucket, in
-        one statement. A concurrent request that claimed the key first wins: the transaction is rolled back (the
-        token with it) and what that request started is returned for a replay. An empty bucket: 429."""
-        token = start_token_statement(self.settings, self.principal)
-        if self.idempotency.key is None:
-            tokens = (await session.exec(token)).scalar_one()  # type: ignore[call-overload]
-        else:
-            claimed = self.idempotency.claim_statement(resource_id).cte("claimed")
-            taken = token.cte("taken")
-            both = sa.select(sa.select(claimed.c.id).scalar_subquery(), sa.select(taken.c.tokens).scalar_subquery())
-            claim_id, tokens = (await session.exec(both)).one()  # type: ignore[call-overload]
-            if claim_id is None:
-                await session.rollback()
-                return await self.idempotency.earlier(session)
+    async def admit(
+        self, session: AsyncSession, resource_id: uuid.UUID, made: RowInsert | None = None
+    ) -> uuid.UUID | None:
+        """In one statement: writes the new row (`made`; or it was flushed before), ties the key to it and takes a
+        token of the tenant's start-request bucket. A concurrent request that claimed the key first wins: the
+        transaction is rolled back (the row and the token with it) and what that request started is returned for a
+        replay. An empty bucket: 429, the same rollback."""
+        params = start_token_params(self.settings, self.principal)
+        parts: list[LiteralString] = [TAKE_START_TOKEN]
+        claim: LiteralString = "NULL::uuid"
+        if made is not None:
+            parts.insert(0, "made AS (" + made.sql + ")")
+            params |= made.params
+        if self.idempotency.key is not None:
+            parts.append(CLAIM_KEY)
+            params |= self.idempotency.claim_params(resource_id)
+            claim = "(SELECT id FROM claimed)"
+        statement = "WITH " + ",".join(parts) + " SELECT (SELECT tokens FROM taken), " + claim
+        [(tokens, claim_id)] = await driver_rows(session, statement, params)
+        if self.idempotency.key is not None and claim_id is None:
+            await session.rollback()
+            return await self.idempotency.earlier(session)
         await refuse_if_empty(session, self.settings, self.principal, float(tokens))
         return None
 

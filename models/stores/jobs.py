@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
 
 from models.contracts import StageResult
-from models.db import Database
+from models.db import Database, RowInsert
 from models.enums import JobStatus, JobType
 from models.job_params import AnyJobParams, stored_params
 from models.names import ErrorType
@@ -82,6 +83,21 @@ def saved_steps_of_the_job() -> Any:
     )
 
 
+# A job started alone through the API (JobStore.new_row): every column the table needs, as AIJob's defaults are.
+INSERT_STARTED_JOB = """
+    INSERT INTO ai_job (
+        id, tenant_id, company_id, job_type, status, persona_id, topic_id, blog_post_id, social_post_id, params,
+        progress, progress_message, error_message, provider_failures, workflow_id, created_at,
+        input_tokens, output_tokens, cost_usd, usage_records
+    )
+    VALUES (
+        %(job_id)s, %(tenant_id)s, %(company_id)s, %(job_type)s, %(status)s, %(persona_id)s, %(topic_id)s,
+        %(blog_post_id)s, %(social_post_id)s, %(params)s,
+        0, 'queued', '', 0, %(workflow_id)s, now(),
+        0, 0, 0, '[]'::jsonb
+    )"""
+
+
 class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -129,36 +145,37 @@ class JobStore:
         return made is not None
 
     @staticmethod
-    async def add(
-        session: AsyncSession,
+    def new_row(
+        job_id: uuid.UUID,
         *,
         tenant_id: uuid.UUID,
         company_id: uuid.UUID,
         job_type: JobType,
         params: AnyJobParams,
-        workflow_id: Callable[[uuid.UUID], str],
+        workflow_id: str,
         persona_id: uuid.UUID | None = None,
         topic_id: uuid.UUID | None = None,
         blog_post_id: uuid.UUID | None = None,
         social_post_id: uuid.UUID | None = None,
-    ) -> AIJob:
-        """A job started alone through the API, PENDING, in the caller's transaction (with its Idempotency-Key
-        and rate limit); `workflow_id` names its workflow after its id."""
-        job = AIJob(
-            tenant_id=tenant_id,
-            company_id=company_id,
-            job_type=job_type,
-            progress_message="queued",
-            params=stored_params(params),
-            persona_id=persona_id,
-            topic_id=topic_id,
-            blog_post_id=blog_post_id,
-            social_post_id=social_post_id,
+    ) -> RowInsert:
+        """The row of a job started alone through the API, PENDING, for the caller's start statement (with its
+        Idempotency-Key and rate limit: api/services/starts.py)."""
+        return RowInsert(
+            INSERT_STARTED_JOB,
+            {
+                "job_id": job_id,
+                "tenant_id": tenant_id,
+                "company_id": company_id,
+                "job_type": job_type.value,
+                "status": JobStatus.PENDING.value,
+                "persona_id": persona_id,
+                "topic_id": topic_id,
+                "blog_post_id": blog_post_id,
+                "social_post_id": social_post_id,
+                "params": Jsonb(stored_params(params)),
+                "workflow_id": workflow_id,
+            },
         )
-        job.workflow_id = workflow_id(job.id)
-        session.add(job)
-        await session.flush()
-        return job
 
     # ---- the status -----------------------------------------------------------------------------------------
 
