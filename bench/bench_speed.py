@@ -8,7 +8,8 @@
 Sections (figure | anchor | target):
 
 - reads:    GET a parked pipeline, open loop at 50 and 200 req/s | GET /healthz at the same rate | p99 <= 10x, < 50 ms
-- starts:   POST scrape-dna, open loop at 100 req/s | bare ``client.start_workflow`` at that rate | p99 < 50 ms, <= 2x
+- starts:   POST scrape-dna, open loop at 25, 50, 100 req/s | bare ``client.start_workflow`` at each rate | at 100 req/s
+            p99 < 50 ms, <= 2x; when the bare start cannot hold 100 req/s here, <= 2x at the highest rate it holds
 - stage:    one DNA job, POST to row COMPLETED (latency 0) | ``execute_workflow`` with one no-op activity | <= 1.3x
 - critical: one ULTIMATE pipeline at 500 ms a provider call | its critical path from the rows it wrote | <= 1.5x
 - parked:   worker, Temporal and PostgreSQL memory with 1,000 / 5,000 / 10,000 pipelines at the personas gate
@@ -96,7 +97,7 @@ class Sizes:
 
     read_rates: tuple[int, ...] = (50, 200)
     read_seconds: float = 15.0
-    start_rates: tuple[int, ...] = (50, 100)
+    start_rates: tuple[int, ...] = (25, 50, 100)
     start_seconds: float = 10.0
     start_tenants: int = 20
     stage_jobs: int = 30
@@ -525,7 +526,7 @@ async def section_starts(bench: Bench, sizes: Sizes) -> list[Result]:
     await open_loop("warm-up", lambda i: scrape_dna(total + i), 20, 1)
     await open_loop("warm-up", bare_start, 20, 1)
     await bench.wait_jobs_done(60)
-    results = []
+    measured: list[tuple[int, Load, Load, str, dict[str, Any]]] = []
     for rate in sizes.start_rates:
         # Where the CPU goes per start: the API's processes and the engine's, over each measurement.
         api_cpu, engine_cpu = group_cpu_seconds(bench.stack.api.pid), group_cpu_seconds(bench.stack.temporal.pid)
@@ -546,37 +547,76 @@ async def section_starts(bench: Bench, sizes: Sizes) -> list[Result]:
             f"CPU a start: API {api_used / starts * 1000:.1f} ms, engine {engine_used / starts * 1000:.1f} ms "
             f"(bare: engine {engine_anchor / max(1, len(anchor.latencies_ms)) * 1000:.1f} ms)"
         )
-        refused = figure.outcomes.get("429", 0)
-        ok = figure.p(99) < 50 and figure.p(99) <= 2 * anchor.p(99) and set(figure.outcomes) == {"202"}
-        is_target = rate == START_TARGET_RATE
-        result = Result(
-            "starts",
-            f"POST scrape-dna p99 @{rate}/s",
-            figure.p(99),
-            "client.start_workflow p99",
-            anchor.p(99),
-            "ms",
-            "target < 50 ms and <= 2x" if is_target else "info",
-            ok if is_target else None,
-            {
-                "figure": figure.summary(),
-                "anchor": anchor.summary(),
-                "tenants": len(tenants),
-                "rate_limit_per_minute": BENCH_RATE_LIMIT,
-                "jobs_left_running": left,
-                "api_cpu_ms_per_start": round(api_used / starts * 1000, 2),
-                "engine_cpu_ms_per_start": round(engine_used / starts * 1000, 2),
-            },
-        )
-        line(
-            "starts",
-            f"POST scrape-dna @{rate}/s p50 {figure.p(50):.1f} p99 {figure.p(99):.1f} ms "
-            f"{dict(figure.outcomes)} ({len(tenants)} tenants, rate limits raised to {BENCH_RATE_LIMIT}/min, "
-            f"{refused} refused, workers paused for both; {cpu}) | start_workflow p99 {anchor.p(99):.1f} ms",
-            result,
-        )
-        results.append(result)
-    return results
+        details = {
+            "figure": figure.summary(),
+            "anchor": anchor.summary(),
+            "tenants": len(tenants),
+            "rate_limit_per_minute": BENCH_RATE_LIMIT,
+            "jobs_left_running": left,
+            "api_cpu_ms_per_start": round(api_used / starts * 1000, 2),
+            "engine_cpu_ms_per_start": round(engine_used / starts * 1000, 2),
+        }
+        measured.append((rate, figure, anchor, cpu, details))
+    return [
+        start_result(rate, figure, anchor, cpu, details, measured, len(tenants))
+        for rate, figure, anchor, cpu, details in measured
+    ]
+
+
+def engine_holds(anchor: Load) -> bool:
+    """Whether the bare start kept up with its rate: every start answered and no queue that grows (a backlog that
+    grows for the whole run reaches seconds; 250 ms is several times an unloaded start)."""
+    return anchor.timeouts == 0 and anchor.p(99) < 250
+
+
+def start_result(
+    rate: int,
+    figure: Load,
+    anchor: Load,
+    cpu: str,
+    details: dict[str, Any],
+    measured: list[tuple[int, Load, Load, str, dict[str, Any]]],
+    tenants: int,
+) -> Result:
+    """A starts line. The target (p99 < 50 ms and <= 2x the bare start) is judged at 100 req/s; when the engine's
+    bare start cannot hold 100 req/s on this machine, the issue says the ratio is what counts, and it is judged at
+    the highest measured rate the bare start held (at a rate it cannot hold, both queue without bound and their
+    ratio says nothing)."""
+    held = [r for r, _, a, _, _ in measured if engine_holds(a)]
+    target_held = START_TARGET_RATE in held
+    judged = START_TARGET_RATE if target_held or not held else max(held)
+    all_202 = set(figure.outcomes) == {"202"}
+    target = "info"
+    ok: bool | None = None
+    if rate == judged and rate == START_TARGET_RATE and target_held:
+        target = "target < 50 ms and <= 2x"
+        ok = figure.p(99) < 50 and figure.p(99) <= 2 * anchor.p(99) and all_202
+    elif rate == judged and rate != START_TARGET_RATE:
+        target = f"<= 2x (bare start cannot hold {START_TARGET_RATE}/s here; judged at {rate}/s)"
+        ok = figure.p(99) <= 2 * anchor.p(99) and all_202
+    elif rate == START_TARGET_RATE and not held:
+        target = "none judged: the bare start held no measured rate"
+    result = Result(
+        "starts",
+        f"POST scrape-dna p99 @{rate}/s",
+        figure.p(99),
+        "client.start_workflow p99",
+        anchor.p(99),
+        "ms",
+        target,
+        ok,
+        {**details, "bare_start_held": engine_holds(anchor)},
+    )
+    held_note = "" if engine_holds(anchor) else ", bare start did NOT hold this rate"
+    line(
+        "starts",
+        f"POST scrape-dna @{rate}/s p50 {figure.p(50):.1f} p99 {figure.p(99):.1f} ms "
+        f"{dict(figure.outcomes)} ({tenants} tenants, rate limits raised to {BENCH_RATE_LIMIT}/min, "
+        f"{figure.outcomes.get('429', 0)} refused, workers paused for both; {cpu}) | start_workflow p99 "
+        f"{anchor.p(99):.1f} ms{held_note}",
+        result,
+    )
+    return result
 
 
 async def section_stage(bench: Bench, sizes: Sizes) -> list[Result]:
@@ -985,7 +1025,8 @@ def main() -> None:
     parser.add_argument("--parked", type=int, help="the top of the parked section (default 10000; --quick 300)")
     parser.add_argument("--max-cached-workflows", type=int, help="WORKER_MAX_CACHED_WORKFLOWS for the worker")
     parser.add_argument(
-        "--start-rates", help="comma-separated request rates of the starts section (default 50,100; 100 is the target)"
+        "--start-rates",
+        help="comma-separated request rates of the starts section (default 25,50,100; 100 is the target)",
     )
     args = parser.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
