@@ -17,6 +17,7 @@ from api.events import JobEventHub
 from api.limits import install_limits
 from api.logcontext import RequestLogScope, bind_route_ids
 from api.routes import approvals, artifacts, companies, health, job_starts, jobs, media, pipelines, streams, tenant
+from api.studio.pages import install_studio
 from models.db import Database
 from models.logs import install_logging
 from models.settings import Settings, get_settings
@@ -111,4 +112,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(media.router, prefix=API_PREFIX)
     app.include_router(approvals.inbox_router, prefix=API_PREFIX)
     app.include_router(tenant.router, prefix=API_PREFIX)
+    install_studio(app)
     return app

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     rate_limit_free_per_minute: int = 20
     rate_limit_pro_per_minute: int = 60
     rate_limit_ultimate_per_minute: int = 240
+    # The studio (/studio/): how long a sign-in lasts (a revoked key ends its sessions at once).
+    studio_session_hours: float = Field(default=12.0, gt=0)
 
     @property
     def embedded_pg_dir(self) -> Path:

@@ -1,0 +1,69 @@
+"""How the studio renders: the Jinja2 templates (autoescaped), model-written Markdown made safe, and diffs.
+
+Model output is untrusted input. Markdown is rendered with raw HTML off (a `<script>` in a post is shown as text)
+and markdown-it's link check on (no `javascript:` or `data:` links); citation markers `[n]` that name one of the
+post's sources become links to the numbered source list.
+"""
+
+import difflib
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi.templating import Jinja2Templates
+from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
+
+from models.pipeline import PAGE_WORDS
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+STATIC_DIR = Path(__file__).parent / "static"
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
+def _when(value: datetime | None, zone: str = "UTC") -> str:
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+TEMPLATES.env.filters["when"] = _when
+
+
+def markdown_html(markdown: str, citation_numbers: set[int]) -> Markup:
+    """A blog post as safe HTML: no raw HTML, no script links, its citation markers linked to its sources."""
+    html = _MARKDOWN.render(markdown)
+
+    def cite(match: re.Match[str]) -> str:
+        number = int(match.group(1))
+        if number not in citation_numbers:
+            return match.group(0)
+        return f'<sup><a href="#source-{number}" class="citation">[{number}]</a></sup>'
+
+    # Markers only in text: the rendered HTML has no raw HTML of the model's, and hrefs are percent-encoded.
+    return Markup(_CITATION.sub(cite, html))
+
+
+def pages_of(words: int) -> float:
+    return round(words / PAGE_WORDS, 1)
+
+
+def diff_lines(before: str, after: str) -> list[dict[str, Any]]:
+    """A line diff of two revisions' Markdown, for a `<pre>`: each line with its kind (added, removed, same,
+    hunk)."""
+    lines = []
+    for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=2):
+        if line.startswith(("---", "+++")):
+            continue
+        kind = {"+": "added", "-": "removed", "@": "hunk"}.get(line[:1], "same")
+        lines.append({"kind": kind, "text": line})
+    return lines
+
+
+def plain(value: Any) -> Markup:
+    """Any value as escaped text (for the rare place a template builds markup)."""
+    return escape(value)
