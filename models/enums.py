@@ -120,6 +120,7 @@ class TopicStatus(StrEnum):
     PROPOSED = "PROPOSED"
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
+    DROPPED = "DROPPED"  # given up at the gate: no blog post, not planned again
 
 
 class BlogPostStatus(StrEnum):
@@ -180,6 +181,7 @@ class Count(StrEnum):
     TOPICS = "topics"
     TOPICS_APPROVED = "topicsApproved"
     TOPICS_REJECTED = "topicsRejected"
+    TOPICS_DROPPED = "topicsDropped"
     BLOG_POSTS = "blogPosts"
     BLOG_REVISIONS = "blogRevisions"
     SOCIAL_POSTS = "socialPosts"

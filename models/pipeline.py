@@ -143,6 +143,9 @@ class TopicDecision(InputModel):
 
     approved_topic_ids: list[uuid.UUID] = Field(default_factory=list)
     rejected: list[RejectedTopic] = Field(default_factory=list)
+    dropped_topic_ids: list[uuid.UUID] = Field(
+        default_factory=list, description="topics given up: no blog post, and not planned again"
+    )
 
 
 class BlogPostVerdictIn(InputModel):
@@ -275,6 +278,7 @@ class PersonaSelection(BaseModel):
 class TopicVerdicts(BaseModel):
     approved: list[uuid.UUID] = Field(default_factory=list)
     rejected: dict[uuid.UUID, str] = Field(default_factory=dict)  # topic id -> feedback
+    dropped: list[uuid.UUID] = Field(default_factory=list)
 
 
 class BlogVerdict(BaseModel):

@@ -29,15 +29,19 @@ def check_persona_selection(gates: Gates, decided: bool, decision: SelectPersona
 
 
 def check_topic_decision(gates: Gates, decided: bool, decision: TopicDecision, limit: int) -> None:
-    """Gate 2: every topic of the round approved or rejected, once; a topic at the revision limit only approved."""
+    """Gate 2: every topic of the round approved, rejected or dropped, once; a topic at the revision limit cannot be
+    rejected again (approve or drop it)."""
     gate = gates.require(Gate.TOPICS)
     if decided:
         raise refuse("this round of topics was already decided", Refusal.ALREADY_DECIDED)
     approved = decision.approved_topic_ids
     rejected = [r.topic_id for r in decision.rejected]
-    everything = approved + rejected
+    everything = approved + rejected + decision.dropped_topic_ids
     if len(set(everything)) != len(everything):
-        raise refuse("a topic appears twice (approved and rejected, or twice in one list)", Refusal.INVALID_DECISION)
+        raise refuse(
+            "a topic appears twice (in two of approved, rejected and dropped, or twice in one list)",
+            Refusal.INVALID_DECISION,
+        )
     unknown = [str(i) for i in everything if i not in gate.items]
     if unknown:
         raise refuse(f"not a topic awaiting approval: {', '.join(unknown)}", Refusal.INVALID_DECISION)
@@ -49,8 +53,7 @@ def check_topic_decision(gates: Gates, decided: bool, decision: TopicDecision, l
     spent = [str(i) for i in rejected if gate.items[i].revision >= limit]
     if spent:
         raise refuse(
-            f"these topics reached the limit of {limit} revisions; approve them or cancel the pipeline: "
-            + ", ".join(spent),
+            f"these topics reached the limit of {limit} revisions; approve or drop them: " + ", ".join(spent),
             Refusal.REVISION_LIMIT,
         )
 

@@ -191,10 +191,15 @@ class ContentPipelineWorkflow:
         run.gates.close_round(Gate.TOPICS)
         run.count(Count.TOPICS_APPROVED, len(decision.approved_topic_ids))
         run.count(Count.TOPICS_REJECTED, len(decision.rejected))
+        if decision.dropped_topic_ids:
+            run.count(Count.TOPICS_DROPPED, len(decision.dropped_topic_ids))
         next_stage = PipelineStage.TOPICS if decision.rejected else PipelineStage.BLOGPOSTS
         await self._write("record the topic decision", stage=next_stage, topics=self._verdicts())
         approved, rejected = len(decision.approved_topic_ids), len(decision.rejected)
-        return DecisionAccepted(gate=Gate.TOPICS, message=f"{approved} approved, {rejected} sent back for regeneration")
+        message = f"{approved} approved, {rejected} sent back for regeneration"
+        if decision.dropped_topic_ids:
+            message += f", {len(decision.dropped_topic_ids)} dropped"
+        return DecisionAccepted(gate=Gate.TOPICS, message=message)
 
     @decide_topics.validator
     def _check_topics(self, decision: TopicDecision) -> None:
@@ -212,7 +217,9 @@ class ContentPipelineWorkflow:
     def _verdicts(self) -> TopicVerdicts:
         decision = self.pipeline.topics or TopicDecision()
         return TopicVerdicts(
-            approved=decision.approved_topic_ids, rejected={r.topic_id: r.feedback for r in decision.rejected}
+            approved=decision.approved_topic_ids,
+            rejected={r.topic_id: r.feedback for r in decision.rejected},
+            dropped=decision.dropped_topic_ids,
         )
 
     # ---- waiting at a gate ------------------------------------------------------------------------------

@@ -298,6 +298,7 @@ async def topics_decide(
     if gate is None:
         return await topic_gate_page(request, user, session, pipeline, "No topic decision is pending.", 409, posted)
     approved: list[uuid.UUID] = []
+    dropped: list[uuid.UUID] = []
     rejected: list[dict[str, Any]] = []
     missing: list[str] = []
     for item in gate.items:
@@ -305,25 +306,29 @@ async def topics_decide(
         feedback = posted.get(f"feedback-{item.id}", "").strip()
         if choice == "approve":
             approved.append(item.id)
+        elif choice == "drop":
+            dropped.append(item.id)
         elif choice == "reject":
             if not feedback:
                 missing.append(item.title)
             rejected.append({"topic_id": item.id, "feedback": feedback})
         else:
             return await topic_gate_page(
-                request, user, session, pipeline, f"Choose Approve or Reject for “{item.title}”.", 422, posted
+                request, user, session, pipeline, f"Choose Approve, Reject or Drop for “{item.title}”.", 422, posted
             )
     if missing:
         error = "Feedback is required for a rejected topic: " + "; ".join(f"“{title}”" for title in missing)
         return await topic_gate_page(request, user, session, pipeline, error + ". Nothing was changed.", 422, posted)
     try:
-        body = TopicDecision.model_validate({"approved_topic_ids": approved, "rejected": rejected})
+        body = TopicDecision.model_validate(
+            {"approved_topic_ids": approved, "rejected": rejected, "dropped_topic_ids": dropped}
+        )
         await decide(temporal, pipeline, ContentPipelineWorkflow.decide_topics, body)
     except Problem as refusal:
         return await topic_gate_page(
             request, user, session, pipeline, f"{refusal.detail}. Nothing was changed.", 422, posted
         )
-    notice = f"Decision sent: {len(approved)} approved, {len(rejected)} sent back."
+    notice = f"Decision sent: {len(approved)} approved, {len(rejected)} sent back, {len(dropped)} dropped."
     return see_other(f"/studio/pipelines/{pipeline_id}?notice={quote(notice)}")
 
 

@@ -149,6 +149,10 @@ class PipelineStore:
             await session.exec(  # type: ignore[call-overload]
                 sa.update(Topic).where(col(Topic.id).in_(verdicts.approved)).values(status=TopicStatus.APPROVED.value)
             )
+        if verdicts.dropped:
+            await session.exec(  # type: ignore[call-overload]
+                sa.update(Topic).where(col(Topic.id).in_(verdicts.dropped)).values(status=TopicStatus.DROPPED.value)
+            )
         for topic_id, feedback in verdicts.rejected.items():
             await session.exec(  # type: ignore[call-overload]
                 sa.update(Topic)

@@ -205,17 +205,21 @@ async def test_three_gates_through_the_studios_forms(stack: RunningStack, tenant
         assert refused.status_code == 422 and "Feedback is required" in refused.text
         assert 'value="reject" id="reject-' in refused.text and "checked" in refused.text  # the choices are kept
         form[f"feedback-{topics[0]}"] = "Too generic: name a real retrofit project"
+        form[f"decision-{topics[1]}"] = "drop"
         sent = await supervisor.post(f"{base}/topics", data=form)
         assert sent.status_code == 303, sent.text
+        assert "1 approved, 1 sent back, 1 dropped" in (await supervisor.get(sent.headers["location"])).text
         async with db.session() as session:
             rejected = await session.get(Topic, uuid.UUID(topics[0]))
             assert rejected is not None and rejected.status == "REJECTED"
+            dropped = await session.get(Topic, uuid.UUID(topics[1]))
+            assert dropped is not None and dropped.status == "DROPPED"
 
         # The regenerated topic comes back to the gate; approve it.
         state = await wait_for(stack.http, tenant, pipeline, "topics")
         page = await supervisor.get(f"{base}/topics")
         again = re.findall(r'name="decision-([0-9a-f-]{36})" value="approve"', page.text)
-        assert again and topics[0] not in again, state
+        assert len(again) == 1 and again[0] not in topics, state  # the rejected one, rewritten; not the dropped
         form = {"csrf_token": csrf_of(page.text)} | {f"decision-{t}": "approve" for t in again}
         assert (await supervisor.post(f"{base}/topics", data=form)).status_code == 303
 

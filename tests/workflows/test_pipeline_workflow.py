@@ -499,7 +499,7 @@ async def test_revision_limit_leaves_only_approve(env: Any) -> None:
         ContentPipelineWorkflow.decide_topics,
         TopicDecision(rejected=[RejectedTopic(topic_id=replacement.id, feedback="no")]),
     )
-    assert "RevisionLimit" in message and "approve them or cancel" in message
+    assert "RevisionLimit" in message and "approve or drop them" in message
     await handle.execute_update(
         ContentPipelineWorkflow.decide_topics, TopicDecision(approved_topic_ids=[replacement.id])
     )
@@ -507,6 +507,28 @@ async def test_revision_limit_leaves_only_approve(env: Any) -> None:
     # can make the time-skipping server reject the workflow task, ACTIVITY_UNKNOWN, and stop skipping time.)
     await gate_of(handle, Gate.BLOGPOST, 3)
     assert TopicVerdicts(approved=[replacement.id]) in fake.verdicts
+    await handle.quiet()
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await finished(handle)
+
+
+async def test_a_dropped_topic_gets_no_post_and_is_not_planned_again(env: Any) -> None:
+    _, _, fake = env
+    handle = await start(env, request(max_revisions=1, auto_approve_personas=True))
+    state = await gate_of(handle, Gate.TOPICS, 3)
+    topics = [item.id for item in state.pending_approval.items]  # type: ignore[union-attr]
+    twice = TopicDecision(approved_topic_ids=topics, dropped_topic_ids=topics[:1])
+    assert "appears twice" in await refused(handle, ContentPipelineWorkflow.decide_topics, twice)
+    accepted = await handle.execute_update(
+        ContentPipelineWorkflow.decide_topics,
+        TopicDecision(approved_topic_ids=topics[1:], dropped_topic_ids=topics[:1]),
+    )
+    assert accepted.message == "2 approved, 0 sent back for regeneration, 1 dropped"
+    state = await gate_of(handle, Gate.BLOGPOST, 2)
+    assert TopicVerdicts(approved=topics[1:], dropped=topics[:1]) in fake.verdicts
+    assert state.counts["topicsDropped"] == 1 and state.counts["topicsApproved"] == 2
+    assert not any(p.gate == Gate.TOPICS for p in state.pending_approvals)  # nothing is planned again
     await handle.quiet()
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
