@@ -34,6 +34,7 @@ from models.enums import BlogPostStatus, JobType
 from models.generation import BlogOutline, BlogSection, OutlineSection, ResearchResult, Source
 from models.job_params import BlogPostParams
 from models.pipeline import PAGE_WORDS
+from models.prose import CITATION, GROUPED_CITATION, count_words
 from models.tables import BlogPost, BlogPostRevision, CompanyDNA, Persona, Topic
 
 T = TypeVar("T")
@@ -56,11 +57,6 @@ MAX_SOURCES = 30
 RESEARCH_PROMPT_CHARS = 8000
 PREVIOUS_PROMPT_CHARS = 6000
 
-# The marker BlogSection.check_against reads: [n], 1-based.
-_CITATION = re.compile(r"\[(\d{1,3})\]")
-# "[1, 3]" or "[2-4]": readers and our checks cannot resolve these; the model must write [1][3].
-_GROUPED_CITATION = re.compile(r"\[\d{1,3}(?:\s*[,;\u2013-]\s*\d{1,3})+\]")
-_WORD = re.compile(r"\w+(?:['\u2019-]\w+)*")
 _SLUG_PART = re.compile(r"[^a-z0-9]+")
 
 
@@ -148,7 +144,7 @@ def check_outline(outline: BlogOutline) -> list[str]:
 def check_section(section: BlogSection, source_count: int) -> list[str]:
     """Every marker resolves to a source, one number per marker."""
     problems = section.check_against(source_count)
-    grouped = _GROUPED_CITATION.findall(section.body_markdown)
+    grouped = GROUPED_CITATION.findall(section.body_markdown)
     if grouped:
         problems.append(f"write one number per citation marker, e.g. [1][3] instead of {grouped[0]}")
     return problems
@@ -164,11 +160,6 @@ def section_body(section: BlogSection, heading: str) -> str:
     ):
         lines = lines[1:]
     return "\n".join(lines).strip()
-
-
-def count_words(markdown: str) -> int:
-    """Words of prose: citation markers and Markdown symbols are not words."""
-    return len(_WORD.findall(_CITATION.sub(" ", markdown)))
 
 
 def sections_to_expand(words: list[int], targets: list[int], total_target: int) -> list[int]:
@@ -191,7 +182,7 @@ def renumber_citations(bodies: list[str], sources: list[Source]) -> tuple[list[s
     """Only the cited sources, numbered 1..n in order of first citation, with every marker rewritten to match."""
     new_number: dict[int, int] = {}
     for body in bodies:
-        for match in _CITATION.finditer(body):
+        for match in CITATION.finditer(body):
             number = int(match.group(1))
             if 1 <= number <= len(sources) and number not in new_number:
                 new_number[number] = len(new_number) + 1
@@ -201,7 +192,7 @@ def renumber_citations(bodies: list[str], sources: list[Source]) -> tuple[list[s
         return f"[{new_number[number]}]" if number in new_number else match.group(0)
 
     cited = [sources[old - 1] for old, _ in sorted(new_number.items(), key=lambda item: item[1])]
-    return [_CITATION.sub(rewrite, body) for body in bodies], cited
+    return [CITATION.sub(rewrite, body) for body in bodies], cited
 
 
 def assemble_markdown(title: str, sections: list[tuple[str, str]], sources: list[Source]) -> str:

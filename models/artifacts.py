@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from models.api import CamelModel
+from models.api import CamelModel, InputModel
 from models.enums import BlogPostStatus, MediaKind, Platform, PublishState, TopicStatus
 
 JobId = Annotated[
@@ -56,6 +56,9 @@ class RevisionSummary(CamelModel):
     revision: int = Field(description="1 for the first draft; each requested change adds one", examples=[1])
     word_count: int = Field(examples=[2140])
     feedback: str | None = Field(default=None, description="the change the supervisor asked for on this revision")
+    written_by: str = Field(
+        default="model", description="model: written by the blog stage; person: a supervisor's own edit"
+    )
     created_at: datetime
     job_id: JobId = None
 
@@ -69,6 +72,20 @@ class Citation(CamelModel):
 class BlogRevision(RevisionSummary):
     markdown: str = Field(examples=["# Halve your downtime\n\nSmall plants lose ... [1]"])
     citations: list[Citation]
+
+
+class BlogPostEdit(InputModel):
+    """A supervisor's own edit of a blog post's Markdown, saved as its next revision."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"markdown": "# Halve your downtime\n\nSmall plants ... [1]"}]}
+    )
+
+    markdown: str = Field(
+        min_length=1,
+        max_length=200_000,
+        description="the whole post; its citation markers [n] must name the current revision's sources",
+    )
 
 
 class BlogPostBase(Artifact):

@@ -161,6 +161,9 @@ class BlogPostRevision(SQLModel, table=True):
     word_count: int = 0
     citations: list[dict[str, Any]] = Field(default_factory=list, sa_column=_json(nullable=False))
     feedback: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # "model" for a draft or rewrite by the blog stage; "person" for a supervisor's own edit (and its key).
+    written_by: str = Field(default="model", sa_column=sa.Column(sa.String(16), nullable=False, server_default="model"))
+    edited_by_key_id: uuid.UUID | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 

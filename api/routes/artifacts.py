@@ -14,6 +14,7 @@ from api.errors import PROBLEMS
 from api.routing import SlashRouter
 from api.services.artifacts import (
     ListingDep,
+    add_person_revision,
     blog_post_detail,
     blog_posts_public,
     media_public,
@@ -22,7 +23,9 @@ from api.services.artifacts import (
 from models.api import CompanyDNAPublic, Page
 from models.artifacts import (
     BlogPostDetail,
+    BlogPostEdit,
     BlogPostPublic,
+    BlogRevision,
     MediaPublic,
     PersonaPublic,
     SocialPostPublic,
@@ -108,6 +111,23 @@ async def list_blog_posts(
     order = [col(BlogPost.created_at).desc(), col(BlogPost.id).desc()]
     posts, count = await listing.rows(BlogPost, order, status=status, topic_id=topic_id)
     return listing.page(await blog_posts_public(listing.session, posts), count)
+
+
+@router.post(
+    "/{company_id}/blogposts/{blog_post_id}/revisions/",
+    status_code=201,
+    response_model=BlogRevision,
+    responses=PROBLEMS,
+    summary="Edit a blog post: a supervisor's own text saved as its next revision",
+    description="The whole Markdown of the post, saved as revision n + 1 and marked `writtenBy: person`; its "
+    "citation markers must name the current revision's sources (422 otherwise, or when nothing changed). Only "
+    "a draft waiting for review can be edited (409 while it is being written or once approved); approve it at "
+    "the gate afterwards as usual. A supervisor's or admin's key; another tenant's post answers 404.",
+)
+async def edit_blog_post(
+    company_id: uuid.UUID, blog_post_id: uuid.UUID, body: BlogPostEdit, principal: MarketerDep, session: SessionDep
+) -> BlogRevision:
+    return await add_person_revision(session, principal, company_id, blog_post_id, body.markdown)
 
 
 @read(

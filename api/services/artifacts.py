@@ -14,8 +14,8 @@ from pydantic import BaseModel
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.deps import LimitQuery, MarketerDep, OffsetQuery, SessionDep
-from api.errors import not_found
+from api.deps import LimitQuery, MarketerDep, OffsetQuery, Principal, SessionDep, check_role
+from api.errors import Problem, not_found
 from api.routes.companies import company_of_tenant
 from models.api import Page
 from models.artifacts import (
@@ -26,8 +26,10 @@ from models.artifacts import (
     RevisionSummary,
     SocialPostPublic,
 )
+from models.enums import BlogPostStatus, JobStatus, JobType, Role
+from models.prose import citation_problems, count_words
 from models.settings import Settings
-from models.tables import BlogPost, BlogPostRevision, MediaAsset, SocialPost
+from models.tables import AIJob, BlogPost, BlogPostRevision, MediaAsset, SocialPost
 
 Row = TypeVar("Row", bound=SQLModel)
 T = TypeVar("T")
@@ -143,3 +145,71 @@ async def social_posts_public(
     )
     by_post = grouped((media_public(settings, asset) for asset in assets.all()), lambda media: media.social_post_id)
     return [public(SocialPostPublic, post, media=by_post[post.id]) for post in posts]
+
+
+async def add_person_revision(
+    session: AsyncSession, principal: Principal, company_id: uuid.UUID, blog_post_id: uuid.UUID, markdown: str
+) -> BlogRevision:
+    """A supervisor's own edit saved as the post's next revision, marked as written by a person, with the current
+    revision's sources (every marker must still name one). Only a draft waiting for review can be edited: not
+    one being rewritten (its job would write the same revision), nor an approved one (its social posts were
+    written from it). Another tenant's or company's post: 404, whatever the key's role."""
+    await company_of_tenant(session, principal.tenant_id, company_id)
+    post = (await session.exec(select(BlogPost).where(col(BlogPost.id) == blog_post_id).with_for_update())).first()
+    if post is None or post.tenant_id != principal.tenant_id or post.company_id != company_id:
+        raise not_found("the blog post")
+    check_role(principal, Role.SUPERVISOR)
+    if post.status != BlogPostStatus.DRAFT.value:
+        raise Problem(409, f"only a draft waiting for review can be edited; this post is {post.status}")
+    writing = (
+        await session.exec(
+            select(AIJob.id)
+            .where(
+                col(AIJob.job_type) == JobType.GENERATE_BLOGPOST.value,
+                col(AIJob.topic_id) == post.topic_id,
+                col(AIJob.status).in_([JobStatus.PENDING.value, JobStatus.PROCESSING.value]),
+            )
+            .limit(1)
+        )
+    ).first()
+    if writing is not None:
+        raise Problem(409, f"the post is being written (job {writing}); edit it when it waits for review")
+    current = (
+        await session.exec(
+            select(BlogPostRevision).where(
+                col(BlogPostRevision.blog_post_id) == post.id, col(BlogPostRevision.revision) == post.current_revision
+            )
+        )
+    ).first()
+    if current is None:
+        raise Problem(409, "the post has no text yet; edit it when it waits for review")
+    text = markdown.strip()
+    if text == current.markdown.strip():
+        raise Problem(
+            422,
+            f"the text is the same as revision {current.revision}; nothing was saved",
+            errors=[{"field": "markdown", "message": "unchanged", "type": "unchanged"}],
+        )
+    problems = citation_problems(text, len(current.citations))
+    if problems:
+        raise Problem(
+            422,
+            "; ".join(problems),
+            errors=[{"field": "markdown", "message": problem, "type": "citation"} for problem in problems],
+        )
+    revision = BlogPostRevision(
+        tenant_id=post.tenant_id,
+        blog_post_id=post.id,
+        revision=post.current_revision + 1,
+        markdown=text,
+        word_count=count_words(text),
+        citations=current.citations,
+        written_by="person",
+        edited_by_key_id=principal.key_id,
+    )
+    post.current_revision = revision.revision
+    post.updated_at = revision.created_at
+    session.add(post)
+    session.add(revision)
+    await session.commit()
+    return BlogRevision.model_validate(revision)

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.deps import PipelineStoreDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import Problem
+from api.services.artifacts import add_person_revision
 from api.services.decisions import approvals_of_tenant, blog_post_branch, branch_of, decide
 from api.services.pipelines import open_gates, pipeline_of_tenant, read_pipeline, request_pipeline_cancel
 from api.studio.render import TEMPLATES, diff_lines, markdown_html, pages_of
@@ -343,6 +344,7 @@ async def blog_post_page(
     blog_post_id: uuid.UUID,
     error: str = "",
     status: int = 200,
+    draft: str | None = None,
 ) -> Response:
     post = await session.get(BlogPost, blog_post_id)
     if post is None or post.tenant_id != user.principal.tenant_id or post.company_id != pipeline.company_id:
@@ -375,7 +377,11 @@ async def blog_post_page(
         pages=pages_of(current.word_count) if current else 0,
         history=list(reversed(history)),
         waiting=waiting,
+        editable=waiting and post.status == "DRAFT",
+        draft=draft if draft is not None else (current.markdown if current else ""),
+        editing=draft is not None,
         error=error,
+        notice=request.query_params.get("notice", ""),
     )
 
 
@@ -416,6 +422,27 @@ async def blog_post_decide(
         return await blog_post_page(request, user, session, pipeline, blog_post_id, error, 422)
     notice = "Blog post approved: social posts are being written." if decision == "approve" else "Changes requested."
     return see_other(f"/studio/pipelines/{pipeline_id}?notice={quote(notice)}")
+
+
+@router.post("/pipelines/{pipeline_id}/blogposts/{blog_post_id}/edit", response_class=HTMLResponse)
+async def blog_post_edit(
+    request: Request, pipeline_id: uuid.UUID, blog_post_id: uuid.UUID, user: StudioUserDep, session: SessionDep
+) -> Response:
+    """The supervisor's own edit, saved as the next revision (as POST .../blogposts/{id}/revisions/ does)."""
+    form = await checked_form(request, user)
+    pipeline = await owned_pipeline(session, user, pipeline_id)
+    markdown = str(form.get("markdown") or "")
+    if not user.can_decide:
+        return await blog_post_page(request, user, session, pipeline, blog_post_id, DECIDE_REASON, 403, markdown)
+    try:
+        saved = await add_person_revision(session, user.principal, pipeline.company_id, blog_post_id, markdown)
+    except Problem as refusal:
+        if refusal.status == 404:
+            raise StudioNotFound() from None
+        error = f"{refusal.detail}. Nothing was saved."
+        return await blog_post_page(request, user, session, pipeline, blog_post_id, error, refusal.status, markdown)
+    notice = f"Saved as revision {saved.revision}, written by you. Approve it or request changes."
+    return see_other(f"/studio/pipelines/{pipeline_id}/blogposts/{blog_post_id}?notice={quote(notice)}")
 
 
 # ---- a failed branch -------------------------------------------------------------------------------------------
@@ -459,6 +486,7 @@ def install_studio(app: Any) -> None:
     """The studio's pages, assets and error pages on the API's app."""
     from fastapi.staticfiles import StaticFiles
 
+    from api.studio.calendar import router as calendar_router
     from api.studio.render import STATIC_DIR
 
     async def signed_out(request: Request, exc: Exception) -> Response:
@@ -483,6 +511,7 @@ def install_studio(app: Any) -> None:
     app.add_exception_handler(StudioNotFound, not_found)
     app.mount("/studio/static", StaticFiles(directory=STATIC_DIR), name="studio-static")
     app.include_router(router)
+    app.include_router(calendar_router)
 
 
 CSRF_MESSAGE = "This form did not come from a studio page of this session, or the page is too old. Nothing was changed."

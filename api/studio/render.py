@@ -17,12 +17,12 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 from models.pipeline import PAGE_WORDS
+from models.prose import CITATION
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
-_CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
 def _when(value: datetime | None, zone: str = "UTC") -> str:
@@ -44,8 +44,10 @@ def markdown_html(markdown: str, citation_numbers: set[int]) -> Markup:
             return match.group(0)
         return f'<sup><a href="#source-{number}" class="citation">[{number}]</a></sup>'
 
+    # A code block scrolls sideways: focusable, so that a keyboard can scroll it too.
+    html = html.replace("<pre>", '<pre tabindex="0">')
     # Markers only in text: the rendered HTML has no raw HTML of the model's, and hrefs are percent-encoded.
-    return Markup(_CITATION.sub(cite, html))
+    return Markup(CITATION.sub(cite, html))
 
 
 def pages_of(words: int) -> float:

@@ -241,6 +241,27 @@ async def test_three_gates_through_the_studios_forms(stack: RunningStack, tenant
         await wait_for_revision(stack, tenant, pipeline, post, 1)
         page = await supervisor.get(f"{base}/blogposts/{post}")
         assert "Revision 2" in page.text and 'class="diff"' in page.text and "Add a customer story" in page.text
+
+        # The supervisor's own edit, with hostile Markdown: saved as revision 3 by a person, shown as text.
+        detail = await stack.http.get(f"/api/v1/companies/{company}/blogposts/{post}", headers=tenant.headers())
+        hostile = (
+            detail.json()["markdown"]
+            + "\n\n<script>window.__pwned=1</script> <img src=x onerror=alert(2)> [click](javascript:alert(3)) [1]"
+        )
+        bad = await supervisor.post(
+            f"{base}/blogposts/{post}/edit", data={"csrf_token": csrf_of(page.text), "markdown": hostile + " [99]"}
+        )
+        assert bad.status_code == 422 and "point at no source" in bad.text and "Nothing was saved" in bad.text
+        edited = await supervisor.post(
+            f"{base}/blogposts/{post}/edit", data={"csrf_token": csrf_of(page.text), "markdown": hostile}
+        )
+        assert edited.status_code == 303, edited.text
+        page = await supervisor.get(edited.headers["location"])
+        assert "Saved as revision 3" in page.text and "written by a person" in page.text
+        prose = page.text.split('<div class="prose">', 1)[1].split("</div>", 1)[0]
+        for raw in ("<script>", "<img", 'href="javascript:'):
+            assert raw not in prose, prose[max(0, prose.find(raw) - 300) : prose.find(raw) + 100]
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in prose
         approved = await supervisor.post(
             f"{base}/blogposts/{post}", data={"csrf_token": csrf_of(page.text), "decision": "approve"}
         )
