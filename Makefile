@@ -26,6 +26,7 @@ test: $(STAMP)  ## format and lint checks, type check, import contracts and the 
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
+	sh tests/support/ensure_browser.sh  # the studio's browser tests drive Debian's chromium: installed if missing
 	$(BIN)/pytest -q
 
 dev: $(STAMP)  ## API :8000, Temporal :7233, Web UI :8233 until Ctrl-C

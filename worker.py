@@ -20,6 +20,7 @@ from activities.dna import DnaStage
 from activities.jobs import JobActivities
 from activities.ledger import LEDGER_FOLDER, AttemptLedger, AttemptLedgerInterceptor, fail_lost_attempts
 from activities.logcontext import LogContextInterceptor
+from activities.lookup import CompanyLookup
 from activities.media import MediaStage
 from activities.personas import PersonaStage
 from activities.pipeline import PipelineActivities
@@ -33,12 +34,16 @@ from models.settings import Settings, get_settings
 from providers.router import ProviderRouter
 from workflows.branch import TopicBranchWorkflow
 from workflows.job import GenerationJobWorkflow
+from workflows.lookup import CompanyLookupWorkflow
 from workflows.pipeline import ContentPipelineWorkflow
 from workflows.policies import AI_QUEUE, MEDIA_QUEUE, PIPELINE_QUEUE, PUBLISH_QUEUE
+from workflows.republish import PublishAgainWorkflow
 
 logger = logging.getLogger("worker")
 
-WORKFLOWS = [GenerationJobWorkflow, ContentPipelineWorkflow, TopicBranchWorkflow]
+WORKFLOWS = [GenerationJobWorkflow, ContentPipelineWorkflow, TopicBranchWorkflow, PublishAgainWorkflow]
+# The "New company" search runs on the ai queue, its workflow as well as its activity: someone waits for it.
+AI_WORKFLOWS = [CompanyLookupWorkflow]
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
@@ -65,6 +70,7 @@ def build_workers(
         TopicStage(deps).generate_topics,
         BlogStage(deps).generate_blogpost,
         SocialStage(deps).generate_social,
+        CompanyLookup(deps).lookup_company,
     ]
     bookkeeping: list[Callable[..., Any]] = [
         jobs.finish_job,
@@ -94,11 +100,15 @@ def build_workers(
 
     return [
         queue_worker(PIPELINE_QUEUE, bookkeeping, settings.worker_pipeline_concurrency, WORKFLOWS),
-        queue_worker(AI_QUEUE, ai_stages, settings.worker_ai_concurrency),
+        queue_worker(AI_QUEUE, ai_stages, settings.worker_ai_concurrency, AI_WORKFLOWS),
         queue_worker(
             MEDIA_QUEUE, [media.generate_image, media.submit_video, media.poll_video], settings.worker_media_concurrency
         ),
-        queue_worker(PUBLISH_QUEUE, [publish.publish_post, publish.notify_tenant], settings.worker_publish_concurrency),
+        queue_worker(
+            PUBLISH_QUEUE,
+            [publish.publish_post, publish.notify_tenant, publish.reschedule_post, publish.reopen_post],
+            settings.worker_publish_concurrency,
+        ),
     ]
 
 

@@ -55,8 +55,11 @@ from models.enums import MediaKind, PublishState
 from models.media_store import signed_media_url
 from models.names import ErrorType
 from models.pipeline import (
+    PublishAgain,
     PublishOutcome,
     PublishPost,
+    Rescheduled,
+    ReschedulePost,
     Schedule,
     ScheduledPost,
     ScheduleRequest,
@@ -194,6 +197,22 @@ class PostStore:
     @staticmethod
     def _in(states: tuple[PublishState, ...]) -> Any:
         return col(SocialPost.publish_state).in_([s.value for s in states])
+
+    async def move(self, post_id: uuid.UUID, publish_at: datetime) -> bool:
+        """A waiting post's new time."""
+        return await self._update(
+            post_id, [self._in((PublishState.DRAFT, PublishState.SCHEDULED))], publish_at=publish_at
+        )
+
+    async def reopen(self, post_id: uuid.UUID) -> bool:
+        """UNCONFIRMED or FAILED back to SCHEDULED with a fresh send budget, keeping the delivery id."""
+        return await self._update(
+            post_id,
+            [self._in((PublishState.UNCONFIRMED, PublishState.FAILED))],
+            publish_state=PublishState.SCHEDULED.value,
+            delivery_attempts=0,
+            publish_error=None,
+        )
 
     async def claim(self, post: SocialPost, delivery_id: str) -> Claim | None:
         """PUBLISHING and one more send, committed before anything is sent; the post's delivery id is
@@ -334,6 +353,25 @@ class PublishActivities:
             ", ".join(f"{s.platform.value} at {s.publish_at.astimezone(zone):%Y-%m-%d %H:%M %Z}" for s in scheduled),
         )
         return Schedule(posts=scheduled)
+
+    @activity.defn(name="reschedule_post")
+    async def reschedule_post(self, request: ReschedulePost) -> Rescheduled:
+        """Records the time a person moved a waiting post to (its branch's timer already follows it). A post
+        that is no longer waiting keeps its time: the workflow refuses moving a post once it is being sent."""
+        post = await self._load(request.social_post_id)
+        await self.posts.move(post.id, request.publish_at)
+        async with self.deps.db.session() as session:
+            company = await session.get(Company, post.company_id)
+        zone = company_zone(company.timezone if company else None)
+        local = f"{_aware(request.publish_at).astimezone(zone):%Y-%m-%d %H:%M} {zone.key}"
+        return Rescheduled(social_post_id=post.id, publish_at=request.publish_at, local_time=local)
+
+    @activity.defn(name="reopen_post")
+    async def reopen_post(self, request: PublishAgain) -> None:
+        """A post that ended UNCONFIRMED or FAILED, checked by a person, becomes SCHEDULED again with a fresh
+        send budget (its delivery id stays: a receiver that has it after all de-duplicates it). Any other state
+        is left alone, so that a retried attempt after the post was sent changes nothing."""
+        await self.posts.reopen(request.social_post_id)
 
     # ---- publishing ----------------------------------------------------------------------------------
 

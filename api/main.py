@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from temporalio.client import Client
@@ -17,6 +18,7 @@ from api.events import JobEventHub
 from api.limits import install_limits
 from api.logcontext import RequestLogScope, bind_route_ids
 from api.routes import approvals, artifacts, companies, health, job_starts, jobs, media, pipelines, streams, tenant
+from api.routes.company_lookup import router as company_lookup_router
 from api.studio.pages import install_studio
 from models.db import Database
 from models.logs import install_logging
@@ -69,6 +71,28 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# What a browser page of a configured origin may send and read: the API's methods and the headers it takes
+# (bearer key, JSON, Idempotency-Key, an SSE stream's Last-Event-ID) and answers with (Retry-After, Location).
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"]
+CORS_EXPOSED_HEADERS = ["Retry-After", "Location"]
+
+
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS for the origins in CORS_ALLOW_ORIGINS only; with none configured, no CORS header is ever sent. No
+    credentials: the API authenticates with a bearer key, never with cookies (the studio's are same-origin)."""
+    if not settings.cors_allow_origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_allow_origins,
+        allow_methods=CORS_METHODS,
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        allow_credentials=False,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     install_logging()  # JSON lines with the request's ids, uvicorn's too (LOG_FORMAT=text: plain lines)
@@ -100,9 +124,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_limits(app)
     install_openapi(app)
+    install_cors(app, settings)
     app.add_middleware(RequestLogScope)
     app.router.dependencies.append(Depends(bind_route_ids))
     app.include_router(health.router)
+    app.include_router(company_lookup_router, prefix=API_PREFIX)  # before companies: /companies/{id}
     app.include_router(companies.router, prefix=API_PREFIX)
     app.include_router(artifacts.router, prefix=API_PREFIX)
     app.include_router(job_starts.router, prefix=API_PREFIX)

@@ -287,7 +287,7 @@ async def run_pipeline(api_url: str, keys: DemoKeys, wait_seconds: float = 600) 
         return {"company": company, "pipeline": pipeline, "jobs": jobs, "receiver": receiver}
 
 
-def show(outcome: dict[str, Any]) -> None:
+def show(outcome: dict[str, Any], api_url: str) -> None:
     pipeline, jobs, receiver = outcome["pipeline"], outcome["jobs"], outcome["receiver"]
     artifacts = pipeline["artifacts"]
     table = Table(title=f"Pipeline {pipeline['id']}: {pipeline['status']}", show_header=False)
@@ -328,6 +328,11 @@ def show(outcome: dict[str, Any]) -> None:
     if pipeline["reason"]:
         table.add_row("reason", pipeline["reason"])
     table.add_row("Temporal Web UI", pipeline["temporalUiUrl"])
+    table.add_row(
+        "studio",
+        f"{api_url}/studio/pipelines/{pipeline['id']} (while the stack runs, e.g. under `make dev`: sign in with "
+        "an API key from `content-pipeline apikey create`)",
+    )
     console.print(table)
     if "offline" in providers:
         console.print(
@@ -365,13 +370,13 @@ def run_demo(settings: Settings) -> int:
         if api_url is not None:
             console.print(f"using the stack already running at {api_url}")
             outcome = asyncio.run(demo(api_url, resolve_database_url(settings)))
-            show(outcome)
+            show(outcome, api_url)
         else:
             # The demo's receiver listens on 127.0.0.1, which webhooks may not reach unless the stack allows it.
             own = settings.model_copy(update={"webhook_allow_private_networks": True})
             with DevStack(own) as stack:
                 outcome = asyncio.run(demo(stack.api_url, stack.database_url))
-                show(outcome)
+                show(outcome, stack.api_url)
     except LocalWebhookRefused as refused:
         console.print(f"[red bold]✗ {escape(str(refused))}[/]")
         return 1

@@ -588,6 +588,7 @@ class DevStack:
         processes = "process" if self.api_processes == 1 else "processes"
         table.add_row("API", f"{self.api_url} ({self.api_processes} {processes})")
         table.add_row("API docs", f"{self.api_url}/docs")
+        table.add_row("Studio", f"{self.api_url}/studio/ (sign in with an API key: content-pipeline apikey create)")
         table.add_row("Temporal gRPC", f"{self.temporal_address} (namespace {self.namespace})")
         table.add_row("Temporal Web UI", self.ui_url)
         table.add_row("PostgreSQL", redact_url(self.database_url))

@@ -88,6 +88,42 @@ class BlogPostEdit(InputModel):
     )
 
 
+class SocialPostEdit(InputModel):
+    """A person's new text of a social post: the whole post as it will be sent, link and hashtags included."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"text": "Downtime costs a shift a week. #maintenance"}]})
+
+    text: str = Field(min_length=1, max_length=70_000)
+
+
+class SocialPostMove(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"publishAt": "2027-01-16T09:30:00"}]})
+
+    publish_at: datetime = Field(
+        description="the new time; without an offset it is the company's local time (its `timezone`)"
+    )
+
+
+class SocialPostMoved(CamelModel):
+    social_post_id: uuid.UUID
+    publish_at: datetime
+    local_time: str = Field(description="the new time in the company's time zone")
+
+
+class PublishAgainIn(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"receiverChecked": True}]})
+
+    receiver_checked: bool = Field(
+        description="must be true: someone looked at the receiver (the platform, the webhook's system) and the "
+        "post is not there, so sending it again does not make a duplicate"
+    )
+
+
+class PublishAgainAccepted(CamelModel):
+    social_post_id: uuid.UUID
+    workflow_id: str
+
+
 class BlogPostBase(Artifact):
     topic_id: uuid.UUID
     title: str = Field(examples=["Halve your downtime"])

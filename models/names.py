@@ -19,6 +19,7 @@ class WorkflowName(StrEnum):
     PIPELINE = "ContentPipelineWorkflow"
     TOPIC_BRANCH = "TopicBranchWorkflow"
     JOB = "GenerationJobWorkflow"
+    PUBLISH_AGAIN = "PublishAgainWorkflow"
 
 
 class Activity(StrEnum):
@@ -42,6 +43,8 @@ class Activity(StrEnum):
     # publishing
     SCHEDULE_POSTS = "schedule_posts"
     PUBLISH_POST = "publish_post"
+    RESCHEDULE_POST = "reschedule_post"
+    REOPEN_POST = "reopen_post"
     NOTIFY_TENANT = "notify_tenant"
 
     @classmethod

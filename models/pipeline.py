@@ -325,6 +325,25 @@ class PublishPost(BaseModel):
     social_post_id: uuid.UUID
 
 
+class ReschedulePost(BaseModel):
+    """A scheduled post moved to another time by a person: its branch's timer follows."""
+
+    social_post_id: uuid.UUID
+    publish_at: datetime  # aware
+
+
+class Rescheduled(BaseModel):
+    social_post_id: uuid.UUID
+    publish_at: datetime
+    local_time: str = ""  # in the company's time zone, for people
+
+
+class PublishAgain(BaseModel):
+    """A post that ended UNCONFIRMED or FAILED, sent again after a person checked the receiver."""
+
+    social_post_id: uuid.UUID
+
+
 class PublishOutcome(BaseModel):
     social_post_id: uuid.UUID
     state: PublishState
@@ -438,6 +457,20 @@ class PipelinePublic(CamelModel):
     completed_at: datetime | None = None
     workflow_id: str
     temporal_ui_url: str
+
+
+class PipelineSummary(CamelModel):
+    """One of a company's pipelines in a list: what it is and where it stands; GET /ai/pipelines/{id}/ has the rest."""
+
+    id: uuid.UUID
+    month: str
+    status: PipelineStatus
+    stage: PipelineStage
+    platforms: list[Platform]
+    tier: Tier
+    created_at: datetime
+    completed_at: datetime | None = None
+    pending_gates: int = Field(description="how many approval gates wait for a decision (0 once it has ended)")
 
 
 class ApprovalInboxItem(CamelModel):

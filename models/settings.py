@@ -1,11 +1,12 @@
 """Every setting of the product in one pydantic-settings class, read from the environment and `.env`."""
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +50,12 @@ class Settings(BaseSettings):
     gemini_image_backend: Literal["gemini", "imagen"] = "gemini"
     # List prices used for cost; unset = providers/pricing.json.
     ai_pricing_file: Path | None = None
+
+    # Company lookup ("New company" search): Google's Programmable Search JSON API when both are set, else the
+    # research providers' grounded search, else offline samples. The base URL is for tests (a local fake).
+    google_search_api_key: SecretStr | None = None
+    google_search_engine_id: str | None = None
+    google_search_base_url: str = "https://www.googleapis.com"
 
     # Provider rate limits: requests and tokens (input + output) a minute per provider, shared by every worker
     # process through PostgreSQL (providers/rate_limits.py); a call waits for its share instead of running into
@@ -115,6 +122,22 @@ class Settings(BaseSettings):
     rate_limit_ultimate_per_minute: int = 240
     # The studio (/studio/): how long a sign-in lasts (a revoked key ends its sessions at once).
     studio_session_hours: float = Field(default=12.0, gt=0)
+
+    # CORS: browser origins (`https://app.example`) that may call the API from their pages, as a comma-separated
+    # list or a JSON list in CORS_ALLOW_ORIGINS. None by default: no CORS headers at all, same-origin only.
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list):
+            # A browser's Origin never ends in a slash: `https://app.example/` would match nothing.
+            cleaned = [origin.strip().rstrip("/") if isinstance(origin, str) else origin for origin in value]
+            return [origin for origin in cleaned if origin != ""]
+        return value
 
     @property
     def embedded_pg_dir(self) -> Path:

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from models.enums import BranchState, Count, Gate, JobType, PipelineStage, Platform, PublishState, Tier
     from models.job_params import BlogPostParams, ImageParams, SocialParams, VideoParams
-    from models.names import PIPELINE_STAGE, Activity, ErrorType, WorkflowName
+    from models.names import PIPELINE_STAGE, Activity, ErrorType, Refusal, WorkflowName
     from models.pipeline import (
         BlogPostDecision,
         BlogVerdict,
@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
         ItemList,
         PublishOutcome,
         PublishPost,
+        Rescheduled,
+        ReschedulePost,
         Schedule,
         ScheduledPost,
         ScheduleRequest,
@@ -31,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.records import BranchOutcome, BranchRecord, BranchRequest, GateOpening, branches_stage
     from workflows.decisions import check_blog_decision, check_failure_decision
-    from workflows.gates import GateExpired, Gates
+    from workflows.gates import GateExpired, Gates, refuse
     from workflows.job import failure_message
     from workflows.policies import DEFAULT_TIMEOUT, HEARTBEAT_TIMEOUT, PUBLISH_QUEUE, PUBLISH_RETRY, priority_for
     from workflows.stages import StageFailed, Stages, all_or_fail, queue, settle
@@ -66,6 +68,11 @@ class TopicBranchWorkflow:
         self._stage = PipelineStage.BLOGPOSTS  # the search attribute the pipeline started the branch with
         self._stages: Stages | None = None
         self._writes: list[asyncio.Task[ItemList]] = []  # records running beside the work (see _enter_beside)
+        # Each waiting post's time and how often a person moved it: its timer starts again when it moves.
+        self._post_times: dict[uuid.UUID, datetime] = {}
+        self._local_times: dict[uuid.UUID, str] = {}
+        self._moves: dict[uuid.UUID, int] = {}
+        self._sending: set[uuid.UUID] = set()  # posts whose time came: no longer moved
 
     # ---- the story --------------------------------------------------------------------------------------
 
@@ -235,10 +242,28 @@ class TopicBranchWorkflow:
 
         async def at_its_time(post: ScheduledPost) -> PublishOutcome:
             post_id, platform = post.social_post_id, post.platform
-            when = post.local_time or f"{post.publish_at:%Y-%m-%d %H:%M} UTC"
-            wait = self._wait_until(post.publish_at)
-            if wait > timedelta(0):  # a post already due goes now: a zero timer still costs a task round trip
-                await workflow.sleep(wait, summary=f"until the {platform.label} post at {when}")
+            self._post_times.setdefault(post_id, post.publish_at)
+            self._local_times.setdefault(post_id, post.local_time or f"{post.publish_at:%Y-%m-%d %H:%M} UTC")
+            while True:
+                when = self._local_times[post_id]
+                wait = self._wait_until(self._post_times[post_id])
+                if wait <= timedelta(0):  # a post already due goes now: a zero timer still costs a round trip
+                    break
+
+                def moved(seen: int = self._moves.get(post_id, 0)) -> bool:
+                    return self._moves.get(post_id, 0) != seen
+
+                try:
+                    # The post's timer; a person moving the post (reschedule_post) ends it and a new one starts.
+                    await workflow.wait_condition(
+                        moved,
+                        timeout=wait,
+                        timeout_summary=f"until the {platform.label} post at {when}",
+                    )
+                except TimeoutError:
+                    break
+            self._sending.add(post_id)
+            when = self._local_times[post_id]
             if view.state != BranchState.PUBLISHING:
                 self._enter_beside(BranchState.PUBLISHING)
             outcome: PublishOutcome = await workflow.execute_activity(
@@ -351,6 +376,38 @@ class TopicBranchWorkflow:
     def _check_failure(self, decision: FailureDecision) -> None:
         ours = decision.topic_id == self._view.topic_id
         check_failure_decision(self._gates, ours, self._progress.failure is not None, decision)
+
+    # ---- a person moves a waiting post --------------------------------------------------------------------
+
+    @workflow.update
+    async def reschedule_post(self, request: ReschedulePost) -> Rescheduled:
+        """The post's timer follows at once; then its row records the new time."""
+        post_id = request.social_post_id
+        self._post_times[post_id] = request.publish_at
+        self._moves[post_id] = self._moves.get(post_id, 0) + 1
+        done: Rescheduled = await workflow.execute_activity(
+            Activity.RESCHEDULE_POST,
+            request,
+            result_type=Rescheduled,
+            task_queue=queue(PUBLISH_QUEUE),
+            start_to_close_timeout=DEFAULT_TIMEOUT,
+            summary=f"record the new time of a post of {self._title}",
+        )
+        self._local_times[post_id] = done.local_time
+        return done
+
+    @reschedule_post.validator
+    def _check_reschedule(self, request: ReschedulePost) -> None:
+        post_id = request.social_post_id
+        if post_id in self._sending or post_id in self._progress.settled:
+            raise refuse("this post is already being published; it can no longer be moved", Refusal.ALREADY_DECIDED)
+        if post_id not in self._post_times:
+            raise refuse(
+                "this post is not waiting for its time in this branch (it is not scheduled yet)",
+                Refusal.GATE_NOT_PENDING,
+            )
+        if request.publish_at <= workflow.now():
+            raise refuse("the new time has passed; choose a time in the future", Refusal.INVALID_DECISION)
 
     # ---- state: the query and the branch's part of the Pipeline row ---------------------------------------
 

@@ -7,6 +7,7 @@ from temporalio.common import Priority, RetryPolicy
 
 from models.contracts import AI_MAX_ATTEMPTS, TIER_PRIORITY
 from models.enums import JobType, Tier
+from models.lookup import LookupErrorType
 from models.names import PERMANENT_PROVIDER_ERRORS
 
 # The seed's Celery queues, rebuilt as Temporal task queues.
@@ -60,6 +61,20 @@ PUBLISH_RETRY = RetryPolicy(
 )
 QUICK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=30
+)
+
+# Company lookup ("New company" search) on the ai queue: someone waits for it on a page, so one attempt gets 20 s,
+# all attempts together (a rate limit or a 5xx is tried again twice) end before the API stops waiting after 25 s,
+# and a lookup that no worker picked up is gone a minute later instead of running for nobody.
+LOOKUP_TIMEOUT = timedelta(seconds=20)
+LOOKUP_DEADLINE = timedelta(seconds=24)
+LOOKUP_EXECUTION_TIMEOUT = timedelta(seconds=60)
+LOOKUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=4),
+    maximum_attempts=3,
+    non_retryable_error_types=[LookupErrorType.SEARCH_REJECTED, *(str(error) for error in PERMANENT_PROVIDER_ERRORS)],
 )
 
 

@@ -5,12 +5,12 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Depends, Query
 from fastapi.types import DecoratedCallable
 from sqlmodel import col
 
-from api.deps import MarketerDep, SessionDep, SettingsDep
-from api.errors import PROBLEMS
+from api.deps import KeyDep, MarketerDep, Principal, SessionDep, SettingsDep, TemporalDep, check_role, owned_by_path
+from api.errors import PROBLEMS, Problem, not_found, problems
 from api.routing import SlashRouter
 from api.services.artifacts import (
     ListingDep,
@@ -20,6 +20,7 @@ from api.services.artifacts import (
     media_public,
     social_posts_public,
 )
+from api.services.social_posts import edit_text, publish_again, reschedule
 from models.api import CompanyDNAPublic, Page
 from models.artifacts import (
     BlogPostDetail,
@@ -28,14 +29,49 @@ from models.artifacts import (
     BlogRevision,
     MediaPublic,
     PersonaPublic,
+    PublishAgainAccepted,
+    PublishAgainIn,
+    SocialPostEdit,
+    SocialPostMove,
+    SocialPostMoved,
     SocialPostPublic,
     TopicPublic,
 )
-from models.enums import BlogPostStatus, MediaKind, Platform, PublishState, TopicStatus
+from models.enums import BlogPostStatus, MediaKind, Platform, PublishState, Role, TopicStatus
 from models.pipeline import MONTH_PATTERN
 from models.tables import BlogPost, CompanyDNA, MediaAsset, Persona, SocialPost, Topic
 
 router = SlashRouter(prefix="/companies", tags=["artifacts"])
+
+
+# The objects that changes name in their path, as dependencies: another tenant's is a 404 before the body is read
+# (refusal_before_body), whatever the key's role; then a key below the change's role is a 403.
+@owned_by_path("blog_post_id", role=Role.SUPERVISOR)
+async def edited_blog_post(blog_post_id: uuid.UUID, principal: KeyDep, session: SessionDep) -> BlogPost:
+    post = await session.get(BlogPost, blog_post_id)
+    if post is None or post.tenant_id != principal.tenant_id:
+        raise not_found("the blog post")
+    check_role(principal, Role.SUPERVISOR)
+    return post
+
+
+def social_post_of(post: SocialPost | None, principal: Principal) -> SocialPost:
+    if post is None or post.tenant_id != principal.tenant_id:
+        raise not_found("the social post")
+    return post
+
+
+@owned_by_path("social_post_id")
+async def own_social_post(social_post_id: uuid.UUID, principal: MarketerDep, session: SessionDep) -> SocialPost:
+    return social_post_of(await session.get(SocialPost, social_post_id), principal)
+
+
+@owned_by_path("social_post_id", role=Role.SUPERVISOR)
+async def resent_social_post(social_post_id: uuid.UUID, principal: KeyDep, session: SessionDep) -> SocialPost:
+    post = social_post_of(await session.get(SocialPost, social_post_id), principal)
+    check_role(principal, Role.SUPERVISOR)
+    return post
+
 
 TENANCY = "Another tenant's company answers 404."
 
@@ -117,7 +153,7 @@ async def list_blog_posts(
     "/{company_id}/blogposts/{blog_post_id}/revisions/",
     status_code=201,
     response_model=BlogRevision,
-    responses=PROBLEMS,
+    responses={**PROBLEMS, **problems(_409="the post is being written, approved, or has no text yet")},
     summary="Edit a blog post: a supervisor's own text saved as its next revision",
     description="The whole Markdown of the post, saved as revision n + 1 and marked `writtenBy: person`; its "
     "citation markers must name the current revision's sources (422 otherwise, or when nothing changed). Only "
@@ -125,7 +161,12 @@ async def list_blog_posts(
     "the gate afterwards as usual. A supervisor's or admin's key; another tenant's post answers 404.",
 )
 async def edit_blog_post(
-    company_id: uuid.UUID, blog_post_id: uuid.UUID, body: BlogPostEdit, principal: MarketerDep, session: SessionDep
+    company_id: uuid.UUID,
+    blog_post_id: uuid.UUID,
+    body: BlogPostEdit,
+    principal: KeyDep,
+    session: SessionDep,
+    _: Annotated[BlogPost, Depends(edited_blog_post)],
 ) -> BlogRevision:
     return await add_person_revision(session, principal, company_id, blog_post_id, body.markdown)
 
@@ -170,6 +211,96 @@ async def list_social_posts(
         SocialPost, order, blog_post_id=blog_post_id, platform=platform, publish_state=publish_state
     )
     return listing.page(await social_posts_public(listing.session, settings, posts), count)
+
+
+@router.patch(
+    "/{company_id}/social-posts/{social_post_id}",
+    response_model=SocialPostPublic,
+    responses={**PROBLEMS, **problems(_409="the post is being sent or has been published")},
+    summary="Edit a social post's text before it goes out",
+    description="The whole post as it will be sent (link and hashtags included; its hashtags are the ones in the "
+    "text). Checked against the platform's limit as the platform counts it (X counts every link as 23 "
+    "characters; Bluesky counts graphemes): 422 with the count otherwise. A post being sent or published answers "
+    "409. Another tenant's post answers 404.",
+)
+async def edit_social_post(
+    company_id: uuid.UUID,
+    social_post_id: uuid.UUID,
+    body: SocialPostEdit,
+    principal: MarketerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Annotated[SocialPost, Depends(own_social_post)],
+) -> SocialPostPublic:
+    post = await edit_text(session, principal, company_id, social_post_id, body.text)
+    [public] = await social_posts_public(session, settings, [post])
+    return public
+
+
+@router.post(
+    "/{company_id}/social-posts/{social_post_id}/reschedule/",
+    response_model=SocialPostMoved,
+    responses={
+        **PROBLEMS,
+        **problems(
+            _409="the post is not waiting for its time in a running pipeline",
+            _503="the workflow engine is not reachable; nothing was moved",
+            _504="the pipeline did not answer in time",
+        ),
+    },
+    summary="Move a scheduled social post to another time",
+    description="A time without an offset is the company's local time. The post's durable timer in its pipeline "
+    "follows at once. Only a post waiting for its time in a running pipeline can move (409 otherwise, also once "
+    "it is being sent); a time that has passed answers 422.",
+)
+async def reschedule_social_post(
+    company_id: uuid.UUID,
+    social_post_id: uuid.UUID,
+    body: SocialPostMove,
+    principal: MarketerDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    _: Annotated[SocialPost, Depends(own_social_post)],
+) -> SocialPostMoved:
+    done = await reschedule(session, temporal, principal, company_id, social_post_id, body.publish_at)
+    return SocialPostMoved(social_post_id=done.social_post_id, publish_at=done.publish_at, local_time=done.local_time)
+
+
+@router.post(
+    "/{company_id}/social-posts/{social_post_id}/publish-again/",
+    status_code=202,
+    response_model=PublishAgainAccepted,
+    responses={
+        **PROBLEMS,
+        **problems(
+            _409="the post is not UNCONFIRMED or FAILED, is being published again, or its topic awaits a decision",
+            _503="the workflow engine is not reachable; nothing was sent",
+        ),
+    },
+    summary="Publish again a post that ended UNCONFIRMED or FAILED, after checking the receiver",
+    description="`receiverChecked` must be true: an UNCONFIRMED post may have arrived, and only a person who "
+    "looked can say it did not. The post is sent through the same publisher with a fresh send budget (and its "
+    "delivery id, so a receiver that has it after all drops the copy). Supervisor or admin; 409 for any other "
+    "state, while it is already being published again, or while its topic waits for a failure decision.",
+)
+async def publish_social_post_again(
+    company_id: uuid.UUID,
+    social_post_id: uuid.UUID,
+    body: PublishAgainIn,
+    principal: KeyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    _: Annotated[SocialPost, Depends(resent_social_post)],
+) -> PublishAgainAccepted:
+    if not body.receiver_checked:
+        raise Problem(
+            422,
+            "check the receiver first: set receiverChecked to true once you know the post is not there",
+            errors=[{"field": "receiverChecked", "message": "must be true", "type": "confirmation"}],
+        )
+    workflow_id = await publish_again(session, temporal, settings, principal, company_id, social_post_id)
+    return PublishAgainAccepted(social_post_id=social_post_id, workflow_id=workflow_id)
 
 
 @read(

@@ -20,7 +20,7 @@ from api.errors import Problem
 from api.services.artifacts import add_person_revision
 from api.services.decisions import approvals_of_tenant, blog_post_branch, branch_of, decide
 from api.services.pipelines import open_gates, pipeline_of_tenant, read_pipeline, request_pipeline_cancel
-from api.studio.render import TEMPLATES, diff_lines, markdown_html, pages_of
+from api.studio.render import TEMPLATES, diff_lines, markdown_html, pages_of, post_body
 from api.studio.sessions import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -190,7 +190,13 @@ async def cancel(
 
 
 async def persona_gate_page(
-    request: Request, user: StudioUser, session: AsyncSession, pipeline: Pipeline, error: str = "", status: int = 200
+    request: Request,
+    user: StudioUser,
+    session: AsyncSession,
+    pipeline: Pipeline,
+    error: str = "",
+    status: int = 200,
+    chosen: list[str] | None = None,
 ) -> Response:
     gate = gate_of(pipeline, Gate.PERSONAS)
     ids = [item.id for item in gate.items] if gate else []
@@ -209,6 +215,7 @@ async def persona_gate_page(
         gate=gate,
         personas=personas,
         error=error,
+        chosen=chosen or [],
     )
 
 
@@ -229,13 +236,13 @@ async def personas_decide(
     chosen = [str(value) for value in form.getlist("persona")]
     if len(chosen) < 3:
         error = f"Select at least 3 personas (you selected {len(chosen)}). Nothing was changed."
-        return await persona_gate_page(request, user, session, pipeline, error, 422)
+        return await persona_gate_page(request, user, session, pipeline, error, 422, chosen)
     try:
         body = SelectPersonas(selected_persona_ids=[uuid.UUID(value) for value in chosen])
         await decide(temporal, pipeline, ContentPipelineWorkflow.select_personas, body)
     except (ValueError, Problem) as refusal:
         detail = refusal.detail if isinstance(refusal, Problem) else "a selected persona is not one of this gate's"
-        return await persona_gate_page(request, user, session, pipeline, f"{detail}. Nothing was changed.", 422)
+        return await persona_gate_page(request, user, session, pipeline, f"{detail}. Nothing was changed.", 422, chosen)
     return see_other(f"/studio/pipelines/{pipeline_id}?notice={quote('Personas selected: topics are being planned.')}")
 
 
@@ -373,7 +380,7 @@ async def blog_post_page(
         company_name=await company_name(session, pipeline.company_id),
         post=post,
         current=current,
-        body=markdown_html(current.markdown, numbers) if current else "",
+        body=markdown_html(post_body(current.markdown), numbers) if current else "",
         pages=pages_of(current.word_count) if current else 0,
         history=list(reversed(history)),
         waiting=waiting,
@@ -487,7 +494,10 @@ def install_studio(app: Any) -> None:
     from fastapi.staticfiles import StaticFiles
 
     from api.studio.calendar import router as calendar_router
+    from api.studio.companies_new import router as companies_new_router
+    from api.studio.company import router as company_router
     from api.studio.render import STATIC_DIR
+    from api.studio.social import router as social_router
 
     async def signed_out(request: Request, exc: Exception) -> Response:
         why = exc.reason if isinstance(exc, SignInRequired) else ""
@@ -510,8 +520,11 @@ def install_studio(app: Any) -> None:
     app.add_exception_handler(CsrfRefused, csrf_refused)
     app.add_exception_handler(StudioNotFound, not_found)
     app.mount("/studio/static", StaticFiles(directory=STATIC_DIR), name="studio-static")
+    app.include_router(companies_new_router)  # first: /studio/companies/new is no company id
+    app.include_router(company_router)
     app.include_router(router)
     app.include_router(calendar_router)
+    app.include_router(social_router)
 
 
 CSRF_MESSAGE = "This form did not come from a studio page of this session, or the page is too old. Nothing was changed."

@@ -34,6 +34,18 @@ def _when(value: datetime | None, zone: str = "UTC") -> str:
 TEMPLATES.env.filters["when"] = _when
 
 
+_LEADING_TITLE = re.compile(r"\A\s*# [^\n]*\n+")
+# The closing source list the blog stage writes: a "## Sources" heading and list items to the end, nothing else
+# (a person's text after it keeps the section on the page).
+_SOURCES_SECTION = re.compile(r"\n## Sources\n(?:[ \t]*(?:\d+[.)]|[-*+])[ \t][^\n]*\n?|[ \t]*\n)*\Z")
+
+
+def post_body(markdown: str) -> str:
+    """The post's Markdown without what its page shows itself: the leading `# title` (the page's h1) and the
+    closing `## Sources` list (the page's numbered list, which the citation markers link to)."""
+    return _SOURCES_SECTION.sub("\n", _LEADING_TITLE.sub("", markdown, count=1))
+
+
 def markdown_html(markdown: str, citation_numbers: set[int]) -> Markup:
     """A blog post as safe HTML: no raw HTML, no script links, its citation markers linked to its sources."""
     html = _MARKDOWN.render(markdown)

@@ -30,13 +30,19 @@ import httpx
 import jsonschema_rs
 import pytest
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.deps import StageDeps
+from activities.lookup import CompanyLookup
 from api.main import API_PREFIX, create_app
 from models.db import Database
 from models.enums import Role, Tier
 from models.settings import Settings
+from providers.router import ProviderRouter
 from tests.support.seed import SeededTenant, counts_of, minimal_bodies, schema_name, seed_tenant
 from tests.support.stack import free_port, make_tenant, serving
+from workflows.lookup import CompanyLookupWorkflow
+from workflows.policies import AI_QUEUE
 
 PROBLEM = "application/problem+json"
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -46,8 +52,8 @@ STREAM_READ_SECONDS = 3.0
 DOCUMENT: dict[str, Any] = create_app(Settings(_env_file=None)).openapi()  # type: ignore[call-arg]
 
 # The routes that need more than the marketer role. The contract names them: the approvals and the inbox
-# (`/approvals/`) are the supervisor's, API keys and `/tenant/webhook` the admin's; every other route is
-# a marketer's. `test_the_role_table_is_the_contracts` holds this table to the document.
+# (`/approvals/`) are the supervisor's, API keys, `/tenant/webhook` and deleting a company the admin's; every
+# other route is a marketer's. `test_the_role_table_is_the_contracts` holds this table to the document.
 REQUIRED_ROLE: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/approvals/"): Role.SUPERVISOR,
     ("POST", "/api/v1/ai/pipelines/{pipeline_id}/approvals/personas/"): Role.SUPERVISOR,
@@ -59,14 +65,17 @@ REQUIRED_ROLE: dict[tuple[str, str], Role] = {
     ("DELETE", "/api/v1/apikeys/{key_id}"): Role.ADMIN,
     ("PUT", "/api/v1/tenant/webhook"): Role.ADMIN,
     ("DELETE", "/api/v1/tenant/webhook"): Role.ADMIN,
+    ("DELETE", "/api/v1/companies/{company_id}"): Role.ADMIN,
 }
 
 # The routes anyone may call, without a key: the probes outside /api/v1.
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 
 
-def role_by_contract(path: str) -> Role:
+def role_by_contract(method: str, path: str) -> Role:
     segments = path.strip("/").split("/")
+    if (method, path) == ("DELETE", f"{API_PREFIX}/companies/{{company_id}}"):
+        return Role.ADMIN  # a company with everything it produced
     if "approvals" in segments:
         return Role.SUPERVISOR
     if "apikeys" in segments or path.startswith(f"{API_PREFIX}/tenant/webhook"):
@@ -118,11 +127,13 @@ class Operation:
 
     def query(self) -> dict[str, str]:
         required = [p["name"] for p in self.parameters("query") if p.get("required")]
-        if required:
+        missing = [name for name in required if name not in QUERY_VALUES]
+        if missing:
             pytest.fail(
-                f"{self.label}: required query parameter(s) {required} have no value in the matrix; add them here"
+                f"{self.label}: required query parameter(s) {missing} have no value in the matrix; add them to "
+                "QUERY_VALUES"
             )
-        return {}
+        return {name: QUERY_VALUES[name] for name in required}
 
     def body(self, owner: SeededTenant) -> dict[str, Any] | None:
         content = self.spec.get("requestBody", {}).get("content", {})
@@ -178,6 +189,10 @@ def callers(operation: Operation) -> list[str]:
 CASES = [pytest.param(op, caller, id=f"{op.label} | {caller}") for op in OPERATIONS for caller in callers(op)]
 
 
+# Values of required query parameters: nothing of either tenant's (the company lookup's `q`).
+QUERY_VALUES = {"q": "Matrixcorp"}
+
+
 @dataclass
 class World:
     http: httpx.AsyncClient
@@ -191,7 +206,8 @@ async def world(
     db: Database, database_url: str, dev_temporal: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[World]:
     """The API on 127.0.0.1 with a real Temporal behind it (so that no route answers 503 instead of its auth
-    check) and no worker: nothing A's requests could start would run."""
+    check) and no worker but the company lookup's (it makes nothing, and a caller waits for its answer):
+    nothing A's requests could start would run."""
     port, media_dir = free_port(), tmp_path_factory.mktemp("matrix-media")
     settings = Settings(
         database_url=database_url,
@@ -205,11 +221,24 @@ async def world(
     a = await seed_tenant(db, await make_tenant(db, Tier.ULTIMATE, "Tenant A"), media_dir)
     b = await seed_tenant(db, await make_tenant(db, Tier.FREE, "Tenant B"), media_dir)
     before = await counts_of(db, a.tenant.id)
-    async with (
-        serving(create_app(settings), port) as base_url,
-        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
-    ):
-        yield World(http, a, b, before)
+    lookup_db = Database.from_url(database_url, pool_size=2)
+    router = ProviderRouter.from_settings(settings, db=lookup_db)
+    lookup = Worker(
+        dev_temporal.client,
+        task_queue=AI_QUEUE + settings.task_queue_suffix,
+        workflows=[CompanyLookupWorkflow],
+        activities=[CompanyLookup(StageDeps(db=lookup_db, router=router, settings=settings)).lookup_company],
+    )
+    try:
+        async with (
+            lookup,
+            serving(create_app(settings), port) as base_url,
+            httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+        ):
+            yield World(http, a, b, before)
+    finally:
+        await router.close()
+        await lookup_db.close()
 
 
 @dataclass
@@ -353,7 +382,7 @@ async def test_refusal_wins_over_a_bad_body(
 
 
 def test_the_role_table_is_the_contracts() -> None:
-    by_contract = {op.key: role_by_contract(op.path) for op in OPERATIONS if role_by_contract(op.path) != Role.MARKETER}
+    by_contract = {op.key: role_by_contract(*op.key) for op in OPERATIONS if role_by_contract(*op.key) != Role.MARKETER}
     assert REQUIRED_ROLE == by_contract, (
         "REQUIRED_ROLE must list exactly the document's supervisor and admin routes; "
         f"missing {sorted(by_contract.keys() - REQUIRED_ROLE.keys())},"

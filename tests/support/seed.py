@@ -263,6 +263,7 @@ def minimal_bodies(owner: SeededTenant) -> dict[str, dict[str, Any]]:
     month = next_month()
     return {
         "CompanyCreate": {"name": "Matrix company"},
+        "CompanyUpdate": {"name": "Matrix company"},
         "PersonasJobCreate": {},
         "TopicsJobCreate": {"personaId": str(owner.persona_id), "month": month},
         "BlogPostJobCreate": {"topicId": str(owner.topic_id)},
@@ -275,6 +276,10 @@ def minimal_bodies(owner: SeededTenant) -> dict[str, dict[str, Any]]:
         "BlogPostVerdictIn": {"decision": "approve"},
         "FailureVerdictIn": {"decision": "drop"},
         "ApiKeyCreate": {"role": "marketer"},
+        "BlogPostEdit": {"markdown": "# Matrix\n\nEdited."},
+        "SocialPostEdit": {"text": "Matrix text"},
+        "SocialPostMove": {"publishAt": "2030-01-01T09:00:00"},
+        "PublishAgainIn": {"receiverChecked": True},
         # A public address as a literal: it resolves offline, and nothing is sent to it when it is set.
         "WebhookConfig": {"url": "https://93.184.215.14/matrix"},
     }
