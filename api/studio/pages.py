@@ -7,6 +7,8 @@ disabled and the reason beside them.
 """
 
 import uuid
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +21,7 @@ from api.deps import PipelineStoreDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import Problem
 from api.services.artifacts import add_person_revision
 from api.services.decisions import approvals_of_tenant, blog_post_branch, branch_of, decide
-from api.services.pipelines import open_gates, pipeline_of_tenant, read_pipeline, request_pipeline_cancel
+from api.services.pipelines import FINISHED, open_gates, pipeline_of_tenant, read_pipeline, request_pipeline_cancel
 from api.studio.render import TEMPLATES, diff_lines, markdown_html, pages_of, post_body
 from api.studio.sessions import (
     SESSION_COOKIE,
@@ -38,7 +40,7 @@ from api.studio.sessions import (
 )
 from models.enums import Gate
 from models.pipeline import BlogPostDecision, FailureDecision, SelectPersonas, TopicDecision
-from models.tables import BlogPost, BlogPostRevision, Company, Persona, Pipeline, Topic
+from models.tables import AIJob, BlogPost, BlogPostRevision, Company, Persona, Pipeline, Topic
 from workflows.branch import TopicBranchWorkflow
 from workflows.pipeline import ContentPipelineWorkflow
 
@@ -51,6 +53,12 @@ SIGNED_OUT_REASONS = {
     "invalid": "Your session is not valid. Sign in again.",
     "signed-out": "You have signed out.",
 }
+
+
+@dataclass(frozen=True)
+class JobUsage:
+    tokens: int
+    cost: Decimal
 
 
 class StudioNotFound(Exception):
@@ -155,11 +163,25 @@ async def pipeline_page(
     except Problem:
         raise StudioNotFound() from None
     template = "pipeline_live.html" if request.headers.get("hx-request") else "pipeline.html"
+    rows = (
+        await session.exec(
+            select(col(AIJob.id), col(AIJob.input_tokens), col(AIJob.output_tokens), col(AIJob.cost_usd)).where(
+                col(AIJob.pipeline_id) == pipeline.id
+            )
+        )
+    ).all()
+    usage = {
+        job_id: JobUsage(tokens=used_in + used_out, cost=Decimal(cost)) for job_id, used_in, used_out, cost in rows
+    }
     return page(
         request,
         template,
         user,
         pipeline=pipeline,
+        running=pipeline.status.value not in FINISHED,
+        usage=usage,
+        total_tokens=sum(u.tokens for u in usage.values()),
+        total_cost=sum((u.cost for u in usage.values()), Decimal(0)),
         company_name=await company_name(session, pipeline.company_id),
         gate_paths=GATE_PATHS,
         notice=request.query_params.get("notice", ""),
