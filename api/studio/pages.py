@@ -22,6 +22,7 @@ from api.errors import Problem
 from api.services.artifacts import add_person_revision
 from api.services.decisions import approvals_of_tenant, blog_post_branch, branch_of, decide
 from api.services.pipelines import FINISHED, open_gates, pipeline_of_tenant, read_pipeline, request_pipeline_cancel
+from api.services.stream_tokens import mint_stream_token
 from api.studio.render import TEMPLATES, diff_lines, markdown_html, pages_of, post_body
 from api.studio.sessions import (
     SESSION_COOKIE,
@@ -38,7 +39,7 @@ from api.studio.sessions import (
     sign_in,
     sign_in_token_ok,
 )
-from models.enums import Gate
+from models.enums import Gate, JobStatus
 from models.pipeline import BlogPostDecision, FailureDecision, SelectPersonas, TopicDecision
 from models.tables import AIJob, BlogPost, BlogPostRevision, Company, Persona, Pipeline, Topic
 from workflows.branch import TopicBranchWorkflow
@@ -173,6 +174,14 @@ async def pipeline_page(
     usage = {
         job_id: JobUsage(tokens=used_in + used_out, cost=Decimal(cost)) for job_id, used_in, used_out, cost in rows
     }
+    # Jobs still running follow their own streams (the API's job streams, opened with a stream token minted for
+    # this session's key: same origin, no header needed); the page itself refreshes less often.
+    streams = {}
+    for job in pipeline.jobs:
+        if job.status.value in (JobStatus.PENDING.value, JobStatus.PROCESSING.value):
+            path = request.app.url_path_for("stream_job", job_id=str(job.id))
+            minted = await mint_stream_token(session, settings, user.principal.key_id, job.id, path)
+            streams[job.id] = f"{path}?token={minted.token}"
     return page(
         request,
         template,
@@ -180,6 +189,7 @@ async def pipeline_page(
         pipeline=pipeline,
         running=pipeline.status.value not in FINISHED,
         usage=usage,
+        streams=streams,
         total_tokens=sum(u.tokens for u in usage.values()),
         total_cost=sum((u.cost for u in usage.values()), Decimal(0)),
         company_name=await company_name(session, pipeline.company_id),

@@ -389,3 +389,56 @@ async def test_a_phone_screen_has_no_sideways_scroll(
             await findings.check(assert_no_sideways_scroll(page, PHONE["width"]))
     finally:
         await cancel(stack, tenant, pipeline)
+
+
+@pytest.mark.e2e
+async def test_the_pipeline_page_shows_progress_live(
+    stack: RunningStack, tenant: Tenant, db: Database, page: Page
+) -> None:
+    """A running job's row follows its stream in the browser: a progress report and the job's end show without
+    a reload, and the page's script raises no error."""
+    from models.enums import JobStatus, JobType
+    from models.tables import AIJob, Company, Pipeline
+
+    async with db.session() as session:
+        company = Company(tenant_id=tenant.id, name="Live Co", website="https://live.example")
+        session.add(company)
+        await session.flush()
+        pipeline = Pipeline(
+            tenant_id=tenant.id, company_id=company.id, month="2027-01", workflow_id=f"wf-{uuid.uuid4()}"
+        )
+        session.add(pipeline)
+        await session.flush()
+        job = AIJob(
+            tenant_id=tenant.id,
+            company_id=company.id,
+            pipeline_id=pipeline.id,
+            job_type=JobType.GENERATE_DNA,
+            status=JobStatus.PROCESSING,
+            progress=10,
+            progress_message="starting the research",
+        )
+        session.add(job)
+        await session.commit()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await sign_in(page, tenant.keys[Role.MARKETER])
+    await page.goto(f"/studio/pipelines/{pipeline.id}")
+    row = page.locator(f"#job-{job.id}")
+    await expect(row.locator(".job-message")).to_have_text("starting the research")
+
+    async def move(**values: object) -> None:
+        async with db.session() as session:
+            current = await session.get(AIJob, job.id)
+            assert current is not None
+            for name, value in values.items():
+                setattr(current, name, value)
+            session.add(current)
+            await session.commit()
+
+    await move(progress=60, progress_message="extracting data points")
+    await expect(row.locator(".job-message")).to_have_text("extracting data points", timeout=30_000)
+    await expect(row.locator(".job-progress")).to_have_text("60")
+    await move(status=JobStatus.COMPLETED, progress=100, progress_message="completed")
+    await expect(row.locator(".job-status")).to_have_text("COMPLETED", timeout=30_000)
+    assert errors == []

@@ -267,3 +267,59 @@ async def test_three_gates_through_the_studios_forms(stack: RunningStack, tenant
         )
         assert approved.status_code == 303, approved.text
     await stack.http.post(f"/api/v1/ai/pipelines/{pipeline}/cancel/", headers=tenant.headers())
+
+
+async def test_the_pipeline_page_follows_running_jobs_on_their_streams(
+    stack: RunningStack, tenant: Tenant, db: Database
+) -> None:
+    """A running job's row carries its stream's URL with a token minted for the session's key: it opens without a
+    header, sends the job's progress and its end."""
+    from models.enums import JobStatus, JobType
+    from models.tables import AIJob, Company, Pipeline
+
+    async with db.session() as session:
+        company = Company(tenant_id=tenant.id, name="Stream Co", website="https://stream.example")
+        session.add(company)
+        await session.flush()
+        pipeline = Pipeline(
+            tenant_id=tenant.id, company_id=company.id, month="2027-01", workflow_id=f"wf-{uuid.uuid4()}"
+        )
+        session.add(pipeline)
+        await session.flush()
+        job = AIJob(
+            tenant_id=tenant.id,
+            company_id=company.id,
+            pipeline_id=pipeline.id,
+            job_type=JobType.GENERATE_DNA,
+            status=JobStatus.PROCESSING,
+            progress=40,
+            progress_message="researching",
+        )
+        session.add(job)
+        await session.commit()
+    async with signed_in(stack, tenant.keys[Role.MARKETER]) as client:
+        page = await client.get(f"/studio/pipelines/{pipeline.id}")
+        assert 'src="/studio/static/studio.js"' in page.text
+        found = re.search(rf'id="job-{job.id}" data-stream="([^"]+)"', page.text)
+        assert found, page.text
+        url = found.group(1).replace("&amp;", "&")
+        assert url.startswith(f"/api/v1/ai/jobs/{job.id}/stream/?token=")
+        assert (await client.get("/studio/static/studio.js")).status_code == 200
+
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as browser:  # no key, no cookie
+        async with browser.stream("GET", url) as stream:
+            assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+            seen, ended = "", False
+            async for chunk in stream.aiter_text():
+                seen += chunk
+                if "event: progress" in seen and "researching" in seen and not ended:
+                    ended = True
+                    async with db.session() as session:
+                        row = await session.get(AIJob, job.id)
+                        assert row is not None
+                        row.status, row.progress, row.progress_message = JobStatus.COMPLETED, 100, "completed"
+                        session.add(row)
+                        await session.commit()
+                if "event: end" in seen:
+                    break
+        assert "event: end" in seen
