@@ -16,7 +16,6 @@ from activities.jobs import OFFLINE_PROVIDER
 from activities.prompts import render
 from models.generation import SAMPLE_MARKER
 from models.lookup import (
-    LOOKUP_ACTIVITY,
     MAX_CANDIDATES,
     CompanyCandidate,
     FoundCompanies,
@@ -27,7 +26,7 @@ from models.lookup import (
     LookupSource,
     deduplicated,
 )
-from models.names import slug
+from models.names import Activity, slug
 from models.settings import Settings
 from providers.base import AIProviderError, AIRateLimitError, WorkKind
 from providers.router import ProviderRouter
@@ -57,7 +56,7 @@ class CompanyLookup:
     def __init__(self, deps: StageDeps) -> None:
         self.deps = deps
 
-    @activity.defn(name=LOOKUP_ACTIVITY)
+    @activity.defn(name=Activity.LOOKUP_COMPANY)
     async def lookup_company(self, request: LookupRequest) -> LookupResult:
         query = _clean(request.query)
         settings = self.deps.settings

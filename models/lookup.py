@@ -1,5 +1,5 @@
-"""The company lookup ("New company" search): its Temporal contracts, names, error types and the research answer's
-schema."""
+"""The company lookup ("New company" search): its Temporal contracts, error types and the research answer's schema
+(its workflow and activity names are in models/names.py)."""
 
 import uuid
 from enum import StrEnum
@@ -7,8 +7,6 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
-LOOKUP_WORKFLOW = "CompanyLookupWorkflow"
-LOOKUP_ACTIVITY = "lookup_company"
 MAX_CANDIDATES = 10
 QUERY_MIN_LENGTH = 2
 QUERY_MAX_LENGTH = 200

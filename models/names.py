@@ -20,6 +20,7 @@ class WorkflowName(StrEnum):
     TOPIC_BRANCH = "TopicBranchWorkflow"
     JOB = "GenerationJobWorkflow"
     PUBLISH_AGAIN = "PublishAgainWorkflow"
+    COMPANY_LOOKUP = "CompanyLookupWorkflow"
 
 
 class Activity(StrEnum):
@@ -45,6 +46,8 @@ class Activity(StrEnum):
     PUBLISH_POST = "publish_post"
     RESCHEDULE_POST = "reschedule_post"
     REOPEN_POST = "reopen_post"
+    # the company search of "New company"
+    LOOKUP_COMPANY = "lookup_company"
     NOTIFY_TENANT = "notify_tenant"
 
     @classmethod
