@@ -397,29 +397,11 @@ async def test_the_pipeline_page_shows_progress_live(
 ) -> None:
     """A running job's row follows its stream in the browser: a progress report and the job's end show without
     a reload, and the page's script raises no error."""
-    from models.enums import JobStatus, JobType
-    from models.tables import AIJob, Company, Pipeline
+    from models.enums import JobStatus
+    from models.tables import AIJob
+    from tests.studio.test_studio_http import pipeline_with_running_job
 
-    async with db.session() as session:
-        company = Company(tenant_id=tenant.id, name="Live Co", website="https://live.example")
-        session.add(company)
-        await session.flush()
-        pipeline = Pipeline(
-            tenant_id=tenant.id, company_id=company.id, month="2027-01", workflow_id=f"wf-{uuid.uuid4()}"
-        )
-        session.add(pipeline)
-        await session.flush()
-        job = AIJob(
-            tenant_id=tenant.id,
-            company_id=company.id,
-            pipeline_id=pipeline.id,
-            job_type=JobType.GENERATE_DNA,
-            status=JobStatus.PROCESSING,
-            progress=10,
-            progress_message="starting the research",
-        )
-        session.add(job)
-        await session.commit()
+    pipeline, job = await pipeline_with_running_job(db, tenant, "starting the research")
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     await sign_in(page, tenant.keys[Role.MARKETER])

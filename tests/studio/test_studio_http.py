@@ -16,8 +16,8 @@ from sqlmodel import col, select
 
 from api.keys import hash_key
 from models.db import Database
-from models.enums import Role
-from models.tables import ApiKey, Persona, Topic
+from models.enums import JobStatus, JobType, Role
+from models.tables import AIJob, ApiKey, Company, Persona, Pipeline, Topic
 from tests.api.test_pipeline_api import new_company, start, wait_for
 from tests.support.stack import RunningStack, Tenant
 
@@ -269,14 +269,8 @@ async def test_three_gates_through_the_studios_forms(stack: RunningStack, tenant
     await stack.http.post(f"/api/v1/ai/pipelines/{pipeline}/cancel/", headers=tenant.headers())
 
 
-async def test_the_pipeline_page_follows_running_jobs_on_their_streams(
-    stack: RunningStack, tenant: Tenant, db: Database
-) -> None:
-    """A running job's row carries its stream's URL with a token minted for the session's key: it opens without a
-    header, sends the job's progress and its end."""
-    from models.enums import JobStatus, JobType
-    from models.tables import AIJob, Company, Pipeline
-
+async def pipeline_with_running_job(db: Database, tenant: Tenant, message: str) -> tuple[Pipeline, AIJob]:
+    """A pipeline row (no workflow behind it) with one DNA job PROCESSING at 40 % with `message`."""
     async with db.session() as session:
         company = Company(tenant_id=tenant.id, name="Stream Co", website="https://stream.example")
         session.add(company)
@@ -293,10 +287,19 @@ async def test_the_pipeline_page_follows_running_jobs_on_their_streams(
             job_type=JobType.GENERATE_DNA,
             status=JobStatus.PROCESSING,
             progress=40,
-            progress_message="researching",
+            progress_message=message,
         )
         session.add(job)
         await session.commit()
+    return pipeline, job
+
+
+async def test_the_pipeline_page_follows_running_jobs_on_their_streams(
+    stack: RunningStack, tenant: Tenant, db: Database
+) -> None:
+    """A running job's row carries its stream's URL with a token minted for the session's key: it opens without a
+    header, sends the job's progress and its end."""
+    pipeline, job = await pipeline_with_running_job(db, tenant, "researching")
     async with signed_in(stack, tenant.keys[Role.MARKETER]) as client:
         page = await client.get(f"/studio/pipelines/{pipeline.id}")
         assert 'src="/studio/static/studio.js"' in page.text
