@@ -104,12 +104,17 @@ def publish_time(value: datetime, company: Company) -> datetime:
     return value.astimezone(UTC)
 
 
+async def pipeline_of_post(session: AsyncSession, post: SocialPost) -> tuple[Pipeline | None, BlogPost | None]:
+    """The pipeline whose social job wrote the post (None for a post of a job of its own), and its blog post."""
+    job = await session.get(AIJob, post.job_id) if post.job_id else None
+    pipeline = await session.get(Pipeline, job.pipeline_id) if job and job.pipeline_id else None
+    return pipeline, await session.get(BlogPost, post.blog_post_id)
+
+
 async def branch_of_post(session: AsyncSession, post: SocialPost) -> tuple[Pipeline, str]:
     """The running pipeline whose topic branch waits to publish the post, and that branch's workflow id; 409 when
     no pipeline publishes it (a post made by a job of its own, or a pipeline that has ended)."""
-    job = await session.get(AIJob, post.job_id) if post.job_id else None
-    pipeline = await session.get(Pipeline, job.pipeline_id) if job and job.pipeline_id else None
-    blog_post = await session.get(BlogPost, post.blog_post_id)
+    pipeline, blog_post = await pipeline_of_post(session, post)
     if pipeline is None or blog_post is None or pipeline.status in FINISHED:
         raise Problem(409, "no running pipeline publishes this post, so it has no time to move")
     return pipeline, branch_workflow_id(pipeline.workflow_id, blog_post.topic_id)
@@ -158,9 +163,7 @@ async def publish_again(
         raise Problem(
             409, f"the post is {post.publish_state}; only an UNCONFIRMED or FAILED post can be published again"
         )
-    job = await session.get(AIJob, post.job_id) if post.job_id else None
-    pipeline = await session.get(Pipeline, job.pipeline_id) if job and job.pipeline_id else None
-    blog_post = await session.get(BlogPost, post.blog_post_id)
+    pipeline, blog_post = await pipeline_of_post(session, post)
     if pipeline is not None and blog_post is not None:
         failed = [g for g in open_gates(pipeline) if g.gate == Gate.FAILURE]
         if any(item.id == blog_post.topic_id for g in failed for item in g.items):

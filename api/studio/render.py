@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from models.pipeline import PAGE_WORDS
 from models.prose import CITATION
@@ -76,8 +76,3 @@ def diff_lines(before: str, after: str) -> list[dict[str, Any]]:
         kind = {"+": "added", "-": "removed", "@": "hunk"}.get(line[:1], "same")
         lines.append({"kind": kind, "text": line})
     return lines
-
-
-def plain(value: Any) -> Markup:
-    """Any value as escaped text (for the rare place a template builds markup)."""
-    return escape(value)

@@ -51,8 +51,14 @@ async def test_dna_job_end_to_end(stack: RunningStack, tenant: Tenant) -> None:
     assert all(s["url"].startswith("https://") for s in dna["sources"])
     assert "SAMPLE" in dna["summary"].upper() or all("sample" in s["title"].lower() for s in dna["sources"])
 
-    # The workflow carries its search attributes: an operator can find it by company.
-    found = [w async for w in stack.client.list_workflows(f"CompanyId='{company_id}'")]
+    # The workflow carries its search attributes: an operator can find it by company. The row is COMPLETED
+    # before the workflow closes (its last activity writes it), and visibility follows the close a moment later.
+    await stack.client.get_workflow_handle(f"job-{job_id}").result()
+    for _ in range(300):
+        found = [w async for w in stack.client.list_workflows(f"CompanyId='{company_id}'")]
+        if found and found[0].status != WorkflowExecutionStatus.RUNNING:
+            break
+        await asyncio.sleep(0.1)
     assert [w.id for w in found] == [f"job-{job_id}"]
     assert found[0].status == WorkflowExecutionStatus.COMPLETED
 

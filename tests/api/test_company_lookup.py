@@ -12,7 +12,7 @@ import asyncio
 import json
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from models.settings import Settings
 from providers.base import AIAuthError, BaseProvider, WorkKind
 from providers.router import ProviderRouter
 from providers.structured import SchemaArg
+from tests.support.provider_fixtures import provider_server_session_fixture  # noqa: F401
 from tests.support.provider_server import CHAT, ProviderServer, Reply, chat_completion
 from tests.support.stack import RunningStack, Tenant, running_stack, serving
 from worker import build_workers
@@ -218,13 +219,9 @@ async def google_stack(
 
 
 @pytest.fixture(scope="module")
-def perplexity() -> Iterator[ProviderServer]:
-    server = ProviderServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def perplexity(provider_server_session: ProviderServer) -> ProviderServer:
+    """The provider tests' local protocol server, speaking for Perplexity here (each test resets it)."""
+    return provider_server_session
 
 
 @pytest.fixture(scope="module")
