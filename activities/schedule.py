@@ -57,6 +57,7 @@ PLATFORM_WINDOWS: dict[Platform, PostingWindow] = {
     Platform.FACEBOOK: PostingWindow(time(13, 0), EVERY_DAY),
     Platform.INSTAGRAM: PostingWindow(time(18, 0), EVERY_DAY),
     Platform.THREADS: PostingWindow(time(19, 0), EVERY_DAY),
+    Platform.MASTODON: PostingWindow(time(10, 0), EVERY_DAY),
 }
 
 LEAD_TIME = timedelta(minutes=10)  # a post is never planned closer than this to `not_before`

@@ -55,6 +55,7 @@ class Platform(StrEnum):
     FACEBOOK = "facebook"
     THREADS = "threads"
     BLUESKY = "bluesky"
+    MASTODON = "mastodon"
 
     @property
     def label(self) -> str:

@@ -203,6 +203,8 @@ PLATFORM_LIMITS: dict[Platform, PlatformLimit] = {
     Platform.FACEBOOK: PlatformLimit(max_chars=63206),
     Platform.THREADS: PlatformLimit(max_chars=500),
     Platform.BLUESKY: PlatformLimit(max_chars=300),
+    # Mastodon's default; a connected channel's instance may allow more (its configuration says, see publishers).
+    Platform.MASTODON: PlatformLimit(max_chars=500),
 }
 
 
@@ -249,4 +251,5 @@ PLATFORM_ASPECT_RATIOS: dict[Platform, str] = {
     Platform.FACEBOOK: "1.91:1",
     Platform.THREADS: "4:5",
     Platform.BLUESKY: "16:9",
+    Platform.MASTODON: "16:9",
 }

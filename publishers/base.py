@@ -73,6 +73,8 @@ class Delivery(Wire):
     is_sample: bool = Field(
         default=False, description="made by the offline provider: sample content, not for a real audience"
     )
+    blog_title: str = Field(default="", description="the blog post's title: a platform's link card shows it")
+    blog_summary: str = Field(default="", description="the blog post's first lines, for a link card")
 
 
 class Receipt(BaseModel):
@@ -141,6 +143,15 @@ class Publisher(ABC):
     # be sent again with the same id (the webhook: Standard Webhooks receivers de-duplicate on `webhook-id`).
     # False for a platform API that would post twice: an unknown outcome is then UNCONFIRMED, never re-sent.
     repeatable: ClassVar[bool] = False
+    # True when the receiver can be asked whether it holds the post of a delivery (`find`): an unknown outcome
+    # is then resolved by asking, not marked UNCONFIRMED (Bluesky: the record key is derived from the post).
+    checkable: ClassVar[bool] = False
+
+    async def find(self, delivery: Delivery, delivery_id: str) -> Receipt | None:
+        """The receipt of the post when the receiver holds it under this delivery, None when it does not.
+        Raises `PublishNotSent` (or `PublishOutcomeUnknown`) when the receiver cannot be asked now. Only a
+        `checkable` publisher is asked."""
+        raise NotImplementedError(f"the {self.name} publisher cannot be asked whether it holds a post")
 
     @abstractmethod
     async def publish(self, delivery: Delivery, delivery_id: str) -> Receipt:

@@ -175,7 +175,7 @@ async def test_a_rewrite_still_too_long_is_shortened_at_a_word_boundary(db: Data
         (
             {"platforms": ["x", "myspace"]},
             "InvalidInput",
-            "unknown platforms ['myspace']; known: bluesky, facebook, instagram, linkedin, threads, x",
+            "unknown platforms ['myspace']; known: bluesky, facebook, instagram, linkedin, mastodon, threads, x",
         ),
         ({"platforms": {"x": 1}}, "InvalidInput", "platforms must be a list of platform names, got {'x': 1}"),
         (
