@@ -23,7 +23,7 @@ from api.errors import Problem, not_found
 from api.routes.companies import company_of_tenant
 from api.services.decisions import decide
 from api.services.pipelines import FINISHED, open_gates
-from api.studio.text_limits import HASHTAG, LIMITS, counted_length, unit_of
+from models.text_limits import HASHTAG, LIMITS, counted_length, unit_of
 from models.enums import Gate, Platform, PublishState, Role
 from models.generation import PLATFORM_LIMITS
 from models.names import COMPANY_ID, TENANT_ID, branch_workflow_id

@@ -5,7 +5,7 @@
   The token is `<key id hex>.<HMAC-SHA256 hex, keyed by the key's stored hash, of "studio-ics.<key id hex>">`: it
   never expires, and dies with the key (the feed looks the key up by id among the live ones).
 - /studio/blogposts/{id}/social: each social post as its audience would see it, with its length counted the way
-  the platform counts (api/studio/text_limits.py).
+  the platform counts (models/text_limits.py).
 - /studio/media/{id}: a media file for the studio's pages (the API's media route wants a bearer key, which a
   browser's <img> cannot send).
 """
@@ -28,7 +28,7 @@ from api.deps import SessionDep, SettingsDep
 from api.studio import ics
 from api.studio.pages import StudioNotFound, page
 from api.studio.sessions import StudioUserDep
-from api.studio.text_limits import HASHTAG, LIMITS, X_URL_LENGTH, counted_length, unit_of, url_spans
+from models.text_limits import HASHTAG, LIMITS, X_URL_LENGTH, counted_length, unit_of, url_spans
 from models.enums import MediaKind, Platform, PublishState
 from models.media_store import EXTENSIONS, media_file
 from models.tables import ApiKey, BlogPost, Company, MediaAsset, SocialPost, Tenant

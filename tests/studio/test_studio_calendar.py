@@ -14,7 +14,7 @@ from playwright.async_api import expect
 from api.keys import add_key
 from api.studio import ics
 from api.studio.calendar import ics_token
-from api.studio.text_limits import LIMITS, counted_length, grapheme_count
+from models.text_limits import LIMITS, counted_length, grapheme_count
 from models.db import Database
 from models.enums import MediaKind, Platform, PublishState, Role
 from models.media_store import media_path
