@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     # workflows keep the worker's memory bounded however many pipelines wait: 10,000 parked stay under 400 MB.
     worker_max_cached_workflows: int = Field(default=500, ge=0)
 
+    # Channels (connected accounts on Bluesky, Mastodon...). CHANNEL_KEYS: comma-separated Fernet keys, the first
+    # encrypting (models/credentials.py); unset, a key is made once under the data directory.
+    channel_keys: SecretStr | None = None
+    # A PDS or an instance on a private address (a local PDS for `make dev`) is refused unless this is set.
+    channels_allow_private_networks: bool = False
+    # One request to a platform; and how long before a post is due its channel is checked (the daily check runs
+    # at CHANNEL_CHECK_HOUR_UTC).
+    channel_timeout_seconds: float = Field(default=20.0, gt=0)
+    channel_check_ahead_minutes: int = Field(default=60, ge=1)
+    channel_check_hour_utc: int = Field(default=6, ge=0, le=23)
+
     # API.
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from models.channels import ChannelState
 from models.enums import (
     JobStatus,
     JobType,
@@ -348,3 +349,61 @@ class ProviderRateBucket(SQLModel, table=True):
     budget: str = Field(sa_column=sa.Column(sa.String(16), primary_key=True))  # "requests" or "tokens"
     tokens: float
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Channel(SQLModel, table=True):
+    """One connected account on one platform for one company: its posts for that platform go out through it.
+    The credentials are a Fernet token (models/credentials.py), never readable without the deployment's keys."""
+
+    __tablename__ = "channel"
+    __table_args__ = (sa.UniqueConstraint("company_id", "platform", name="uq_channel_company_platform"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    platform: Platform = Field(sa_column=_enum(Platform))
+    state: ChannelState = Field(default=ChannelState.CONNECTED, sa_column=_enum(ChannelState))
+    service: str = Field(max_length=500)  # the PDS address or the Mastodon instance
+    account_id: str = Field(max_length=500)
+    handle: str = Field(max_length=500)
+    display_name: str = Field(default="", max_length=500)
+    account_url: str | None = Field(default=None, max_length=1000)
+    credentials: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    rules: dict[str, Any] | None = Field(default=None, sa_column=_json())
+    last_checked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # When channel.needs_reconnect was last sent for the present trouble: sent once a trouble, not daily.
+    notified_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    connected_by_key_id: uuid.UUID | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ChannelAttempt(SQLModel, table=True):
+    """A connection in progress: the credentials a person gave (encrypted) until a worker has checked them with
+    the platform, or an OAuth sign-in until the platform calls back (found by the hash of its `state`)."""
+
+    __tablename__ = "channel_attempt"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    platform: Platform = Field(sa_column=_enum(Platform))
+    service: str = Field(max_length=500)
+    state_hash: str | None = Field(default=None, max_length=64, unique=True)
+    secrets: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_by_key_id: uuid.UUID | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+
+
+class OAuthClient(SQLModel, table=True):
+    """This deployment's app on one OAuth server (a Mastodon instance), registered once and reused."""
+
+    __tablename__ = "oauth_client"
+    __table_args__ = (sa.UniqueConstraint("platform", "service", "redirect_uri", name="uq_oauth_client"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    platform: Platform = Field(sa_column=_enum(Platform))
+    service: str = Field(max_length=500)
+    redirect_uri: str = Field(max_length=1000)
+    client_id: str = Field(max_length=500)
+    secrets: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # {"clientSecret"}, encrypted
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -19,38 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import Field
-
-from publishers.base import MediaRef, PublishNotSent, Wire
+from models.channels import ChannelAccount, PlatformRules
+from publishers.base import MediaRef, PublishNotSent
 
 # The credentials of one channel: names and values are the platform module's own, e.g. Bluesky
 # {"service", "handle", "appPassword", "did", "session"}, Mastodon {"instance", "accessToken"}.
 Credentials = dict[str, str]
 SaveCredentials = Callable[[Credentials], Awaitable[None]]
 ReadMedia = Callable[[MediaRef], Awaitable[bytes]]
-
-
-class ChannelAccount(Wire):
-    """The account a channel posts as, as the platform reported it when it was last checked."""
-
-    id: str = Field(description="the platform's id for the account: a DID on Bluesky, the account id on Mastodon")
-    handle: str = Field(description="as people write it: alice.bsky.social, @alice@mastodon.social")
-    display_name: str = ""
-    url: str | None = Field(default=None, description="the account's profile page, when the platform has one")
-
-
-class PlatformRules(Wire):
-    """How long a post may be on this channel, as its platform (or its instance) counts."""
-
-    max_chars: int
-    unit: Literal["graphemes", "characters"] = "characters"
-    url_length: int | None = Field(
-        default=None, description="every link counts this many characters (Mastodon: 23); None: counted as written"
-    )
-    max_images: int = 4
-    image_max_bytes: int | None = Field(default=None, description="the largest image file the platform takes")
 
 
 @dataclass
@@ -66,7 +43,12 @@ class ChannelSession:
 
 
 class ChannelCredentialsRejected(PublishNotSent):
-    """The platform refused the channel's credentials: a person reconnects it. Nothing was posted."""
+    """The platform refused the channel's credentials: a person reconnects it. Nothing was posted.
+    `revoked` when the platform said the access itself was revoked (not merely expired or changed)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, revoked: bool = False) -> None:
+        super().__init__(message, status_code=status_code)
+        self.revoked = revoked
 
 
 class ChannelUnavailable(Exception):

@@ -31,6 +31,8 @@ from models.tables import (
     AIJob,
     BlogPost,
     BlogPostRevision,
+    Channel,
+    ChannelAttempt,
     Company,
     CompanyDNA,
     IdempotencyKey,
@@ -294,6 +296,9 @@ async def delete_company(session: AsyncSession, temporal: Client | None, company
         ("personas", sa.delete(Persona).where(col(Persona.company_id) == company_id)),
         ("pipelines", sa.delete(Pipeline).where(col(Pipeline.company_id) == company_id)),
         ("DNA versions", sa.delete(CompanyDNA).where(col(CompanyDNA.company_id) == company_id)),
+        # Its connected accounts' credentials go with it (the platforms' own sessions simply expire).
+        ("channel attempts", sa.delete(ChannelAttempt).where(col(ChannelAttempt.company_id) == company_id)),
+        ("channels", sa.delete(Channel).where(col(Channel.company_id) == company_id)),
         ("company", sa.delete(Company).where(col(Company.id) == company_id)),
     ]
     for name, statement in steps:

@@ -53,7 +53,8 @@ def test_migrations_up_from_empty_match_the_models_and_go_down_again(server_url:
 
 
 # Tables of the deployment, not of a tenant: a provider's rate limits bind every tenant together.
-DEPLOYMENT_TABLES = {"tenant", "provider_rate_bucket"}
+# The deployment's own: the tenants themselves, a provider's budget, this deployment's app on an OAuth server.
+DEPLOYMENT_TABLES = {"tenant", "provider_rate_bucket", "oauth_client"}
 
 
 def test_every_table_is_tenant_scoped() -> None:
