@@ -10,11 +10,23 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.worker import Interceptor, Worker
 
 from activities.blog import BlogStage
+from activities.channels import ChannelActivities
 from activities.deps import StageDeps
 from activities.dna import DnaStage
 from activities.jobs import JobActivities
@@ -28,20 +40,29 @@ from activities.publish import PublishActivities
 from activities.reconciler import start_reconciler, stop_reconciler
 from activities.social import SocialStage
 from activities.topics import TopicStage
+from models.channels import ChannelHealthRequest
 from models.db import Database
 from models.logs import install_logging
 from models.settings import Settings, get_settings
 from providers.router import ProviderRouter
 from workflows.branch import TopicBranchWorkflow
+from workflows.channels import ChannelHealthWorkflow, ChannelTaskWorkflow
 from workflows.job import GenerationJobWorkflow
 from workflows.lookup import CompanyLookupWorkflow
 from workflows.pipeline import ContentPipelineWorkflow
-from workflows.policies import AI_QUEUE, MEDIA_QUEUE, PIPELINE_QUEUE, PUBLISH_QUEUE
+from workflows.policies import AI_QUEUE, CHANNEL_HEALTH_SCHEDULE_ID, MEDIA_QUEUE, PIPELINE_QUEUE, PUBLISH_QUEUE
 from workflows.republish import PublishAgainWorkflow
 
 logger = logging.getLogger("worker")
 
-WORKFLOWS = [GenerationJobWorkflow, ContentPipelineWorkflow, TopicBranchWorkflow, PublishAgainWorkflow]
+WORKFLOWS = [
+    GenerationJobWorkflow,
+    ContentPipelineWorkflow,
+    TopicBranchWorkflow,
+    PublishAgainWorkflow,
+    ChannelTaskWorkflow,
+    ChannelHealthWorkflow,
+]
 # The "New company" search runs on the ai queue, its workflow as well as its activity: someone waits for it.
 AI_WORKFLOWS = [CompanyLookupWorkflow]
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
@@ -63,6 +84,7 @@ def build_workers(
     jobs = JobActivities(deps.db)
     pipeline = PipelineActivities(deps.db)
     publish = PublishActivities(deps)
+    channels = ChannelActivities(deps)
     media = MediaStage(deps)
     ai_stages: list[Callable[..., Any]] = [
         DnaStage(deps).generate_dna,
@@ -106,10 +128,46 @@ def build_workers(
         ),
         queue_worker(
             PUBLISH_QUEUE,
-            [publish.publish_post, publish.notify_tenant, publish.reschedule_post, publish.reopen_post],
+            [
+                publish.publish_post,
+                publish.notify_tenant,
+                publish.reschedule_post,
+                publish.reopen_post,
+                channels.run_channel_task,
+                channels.check_channels,
+            ],
             settings.worker_publish_concurrency,
         ),
     ]
+
+
+async def ensure_channel_health_schedule(client: Client, settings: Settings) -> None:
+    """The Temporal Schedule that checks every channel once a day (made once per deployment; a worker that finds it
+    leaves it as it is, so an operator's pause in the Web UI holds). A failure is logged, never fatal: publishing
+    checks each channel before its posts anyway."""
+    schedule_id = CHANNEL_HEALTH_SCHEDULE_ID + settings.task_queue_suffix
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ChannelHealthWorkflow.run,
+            ChannelHealthRequest(),
+            id=f"{schedule_id}-run",
+            task_queue=PIPELINE_QUEUE + settings.task_queue_suffix,
+        ),
+        spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(settings.channel_check_hour_utc)])]),
+        # A run that finds the previous one still going is skipped: the next day's comes anyway.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+        logger.info(
+            "made the schedule %s: every channel is checked daily at %02d:00 UTC",
+            schedule_id,
+            settings.channel_check_hour_utc,
+        )
+    except ScheduleAlreadyRunningError:
+        pass
+    except RPCError as exc:
+        logger.warning("the channel check schedule %s could not be made: %s", schedule_id, exc)
 
 
 async def run(settings: Settings) -> None:
@@ -132,6 +190,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     runs = [asyncio.create_task(w.run()) for w in workers]
+    await ensure_channel_health_schedule(client, settings)
     # Rows whose workflow ended without recording it (terminated in the Web UI) follow Temporal: reads never ask it.
     reconciler = start_reconciler(
         client, db, PIPELINE_QUEUE + settings.task_queue_suffix, settings.reconcile_every_seconds

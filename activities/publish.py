@@ -47,11 +47,14 @@ from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.channels import ChannelStore, Trouble, trouble_of
 from activities.deps import StageDeps
 from activities.jobs import heartbeating
 from activities.schedule import plan_publish_times
+from models.channels import ChannelInputError, ChannelState
+from models.credentials import CredentialsUnreadable
 from models.db import Database
-from models.enums import MediaKind, PublishState
+from models.enums import MediaKind, Platform, PublishState
 from models.media_store import signed_media_url
 from models.names import ErrorType
 from models.pipeline import (
@@ -66,7 +69,8 @@ from models.pipeline import (
     TenantNotice,
 )
 from models.settings import Settings
-from models.tables import Company, MediaAsset, SocialPost, Tenant
+from models.tables import BlogPost, Channel, Company, MediaAsset, SocialPost, Tenant
+from publishers import platforms
 from publishers.base import (
     Delivery,
     MediaRef,
@@ -75,15 +79,18 @@ from publishers.base import (
     PublishNotSent,
     PublishOutcomeUnknown,
     PublishRejected,
+    Receipt,
     usable_external_id,
 )
+from publishers.channel import ChannelCredentialsRejected, ChannelUnavailable
 from publishers.webhook import WebhookPublisher, derived_webhook_id, new_webhook_id, send_notification
 
 EARLIER_ATTEMPT_MESSAGE = "an earlier attempt may have delivered it; check the receiver before re-sending"
 CHECK_RECEIVER = "check the receiver before re-sending"
 NO_PUBLISHER_MESSAGE = (
-    "no publisher is configured for this tenant; an admin sets a webhook with PUT /api/v1/tenant/webhook. "
-    "The post was not sent."
+    "connect a {platform} channel: the company has no {label} channel and the tenant has no webhook "
+    "(POST /api/v1/companies/{company}/channels, or the studio's Channels page; or an admin sets a webhook with "
+    "PUT /api/v1/tenant/webhook). The post was not sent."
 )
 # Sends of one post in all (the first and the re-sends), then it is UNCONFIRMED (or FAILED if none can have
 # arrived). With the backoff below the last one goes about ten minutes after the first.
@@ -94,6 +101,10 @@ BACKOFF_CAP = timedelta(minutes=5)
 MAX_RETRY_AFTER = timedelta(hours=1)
 # When another attempt holds the post (it is sending it now), look again after this.
 HELD_ELSEWHERE_DELAY = timedelta(seconds=5)
+# A post whose channel needs reconnecting looks again this often (a reconnect is seen within it).
+CHANNEL_WAIT_DELAY = timedelta(minutes=1)
+# The link card's description: the blog post's first words.
+SUMMARY_CHARS = 300
 # A notice is a courtesy: one short attempt, never long enough to hold up the pipeline.
 NOTICE_TIMEOUT_SECONDS = 5.0
 
@@ -246,6 +257,13 @@ class PostStore:
             publish_error=reason,
         )
 
+    async def note(self, post_id: uuid.UUID, reason: str) -> bool:
+        """Why a post that has not gone yet waits (its state unchanged), for the studio and the API."""
+        waiting = (PublishState.DRAFT, PublishState.SCHEDULED, PublishState.PUBLISHING)
+        return await self._update(
+            post_id, [self._in(waiting), col(SocialPost.external_id).is_(None)], publish_error=reason
+        )
+
     async def pending(self, post_id: uuid.UUID, reason: str) -> bool:
         """Still PUBLISHING (the receiver may hold it) and to be sent again; the reason says why and when."""
         return await self._update(
@@ -284,6 +302,7 @@ class PublishActivities:
     def __init__(self, deps: StageDeps) -> None:
         self.deps = deps
         self.posts = PostStore(deps.db)
+        self.channels = ChannelStore(deps)
 
     # ---- scheduling ----------------------------------------------------------------------------------
 
@@ -398,13 +417,26 @@ class PublishActivities:
 
         async with self.deps.db.session() as session:
             tenant = await session.get(Tenant, post.tenant_id)
-        publisher = self.publisher_for(tenant, post)
+        channel = await self.channels.for_company(post.company_id, Platform(post.platform))
+        publisher = await self._channel_publisher(channel, post) if channel else self.publisher_for(tenant, post)
         if publisher is None:
-            activity.logger.warning("post %s not published: tenant %s has no webhook", post.id, post.tenant_id)
+            activity.logger.warning(
+                "post %s not published: no %s channel and no webhook for tenant %s",
+                post.id,
+                post.platform,
+                post.tenant_id,
+            )
             if maybe_received:
                 reason = f"the tenant's webhook was removed while the post was being sent; {EARLIER_ATTEMPT_MESSAGE}"
                 return await self._final(post.id, PublishState.UNCONFIRMED, reason, (seen,))
-            return await self._final(post.id, PublishState.FAILED, NO_PUBLISHER_MESSAGE, (seen,))
+            platform = Platform(post.platform)
+            reason = NO_PUBLISHER_MESSAGE.format(platform=platform.value, label=platform.label, company=post.company_id)
+            return await self._final(post.id, PublishState.FAILED, reason, (seen,))
+        if maybe_received and publisher.checkable and post.delivery_id:
+            # The receiver can say whether the earlier attempt's post arrived: asked, not guessed.
+            found = await self._ask(publisher, await self._delivery(post), post.delivery_id)
+            if found is not None:
+                return await self._published(post.id, found, post.delivery_attempts)
         # Without a delivery id it was claimed by the version before Standard Webhooks, whose send a receiver
         # cannot recognise again: that one is not repeated either.
         if maybe_received and (not publisher.repeatable or not post.delivery_id):
@@ -441,12 +473,25 @@ class PublishActivities:
 
         try:
             receipt = await publisher.publish(delivery, claim.delivery_id)
+        except ChannelCredentialsRejected as error:
+            # Nothing was posted; the channel needs a person. The post waits for it, it does not fail.
+            if channel is not None:
+                await self.channels.record_trouble(channel, trouble_of(error))
+            if maybe_received:
+                await self.posts.pending(post.id, self._waiting_reason(channel, error.reason))
+            else:
+                await self.posts.release(post.id, seen, self._waiting_reason(channel, error.reason))
+            raise self._wait_for(channel, error.reason) from None
         except PublishNotSent as error:
             return await self._not_acknowledged(post.id, seen, claim, error, maybe_received=maybe_received)
         except PublishRejected as error:
             activity.logger.warning("post %s rejected: %s", post.id, error.reason)
             return await self._final(post.id, PublishState.FAILED, error.reason, HELD_BY_SENDER)
         except PublishOutcomeUnknown as error:
+            if publisher.checkable:
+                found = await self._ask(publisher, delivery, claim.delivery_id)
+                if found is not None:
+                    return await self._published(post.id, found, claim.sends)
             if not publisher.repeatable:
                 activity.logger.warning("post %s may or may not have been published: %s", post.id, error.reason)
                 reason = f"{error.reason}; {CHECK_RECEIVER}"
@@ -459,18 +504,75 @@ class PublishActivities:
             reason = f"the {publisher.name} publisher failed unexpectedly ({type(error).__name__}); {CHECK_RECEIVER}"
             return await self._final(post.id, PublishState.UNCONFIRMED, reason, HELD_BY_SENDER)
 
+        return await self._published(post.id, receipt, claim.sends)
+
+    async def _published(self, post_id: uuid.UUID, receipt: Receipt, sends: int) -> PublishOutcome:
         external_id = usable_external_id(receipt.external_id)
         # Logged first: if the database is unreachable now, the log still tells where the post went.
         activity.logger.info(
             "post %s delivered (send %d, %s): the receiver's id is %s%s",
-            post.id,
-            claim.sends,
+            post_id,
+            sends,
             receipt.status_code,
             external_id,
             f"; {receipt.note}" if receipt.note else "",
         )
-        await self.posts.mark_published(post.id, external_id)
-        return outcome_of(await self._load(post.id))
+        await self.posts.mark_published(post_id, external_id)
+        return outcome_of(await self._load(post_id))
+
+    async def _ask(self, publisher: Publisher, delivery: Delivery, delivery_id: str) -> Receipt | None:
+        """The receiver's receipt when it holds the post; None when it does not or cannot say now."""
+        try:
+            return await publisher.find(delivery, delivery_id)
+        except PublishError as error:
+            activity.logger.warning("post %s: could not ask %s: %s", delivery.social_post_id, publisher.name, error)
+            return None
+
+    # ---- channels ------------------------------------------------------------------------------------
+
+    def _waiting_reason(self, channel: Channel | None, why: str) -> str:
+        if channel is None:
+            return f"waiting: {why}"
+        label = Platform(channel.platform).label
+        return (
+            f"waiting for the {label} channel ({channel.handle}) to be connected again: {why}. The post goes out "
+            "once it is reconnected (studio: Channels), or a supervisor decides otherwise"
+        )
+
+    def _wait_for(self, channel: Channel | None, why: str) -> ApplicationError:
+        return ApplicationError(
+            self._waiting_reason(channel, why),
+            type=ErrorType.CHANNEL_NEEDS_RECONNECT,
+            next_retry_delay=CHANNEL_WAIT_DELAY,
+        )
+
+    async def _channel_publisher(self, channel: Channel, post: SocialPost) -> Publisher:
+        """The channel's publisher; a channel that needs a person makes the post wait (a retryable error), one
+        whose address cannot be reached now makes it try again later."""
+        state = ChannelState(channel.state)
+        if state != ChannelState.CONNECTED:
+            reason = channel.last_error or state.label
+            await self.posts.note(post.id, self._waiting_reason(channel, reason))
+            raise self._wait_for(channel, reason)
+        try:
+            session = self.channels.session_for(channel)
+            return await platforms.publisher_for(
+                Platform(channel.platform), channel.service, session, self.channels.options
+            )
+        except CredentialsUnreadable as exc:
+            await self.channels.record_trouble(channel, Trouble(ChannelState.NEEDS_RECONNECT, str(exc)))
+            await self.posts.note(post.id, self._waiting_reason(channel, str(exc)))
+            raise self._wait_for(channel, str(exc)) from None
+        except ChannelUnavailable as exc:
+            await self.posts.note(post.id, f"not sent yet, will retry: {exc.reason}")
+            raise ApplicationError(
+                exc.reason, type=PublishNotSent.__name__, next_retry_delay=backoff(1, exc.retry_after)
+            ) from None
+        except ChannelInputError as exc:
+            # The address is not allowed (any more): the channel needs a person as much as a refused password.
+            await self.channels.record_trouble(channel, Trouble(ChannelState.NEEDS_RECONNECT, str(exc)))
+            await self.posts.note(post.id, self._waiting_reason(channel, str(exc)))
+            raise self._wait_for(channel, str(exc)) from None
 
     async def _not_acknowledged(
         self, post_id: uuid.UUID, seen: PublishState, claim: Claim, error: PublishError, *, maybe_received: bool
@@ -558,6 +660,7 @@ class PublishActivities:
                 .order_by(col(MediaAsset.created_at))
             )
             assets = [*own.all(), *videos.all()]
+            blog = await session.get(BlogPost, post.blog_post_id)
         return Delivery(
             social_post_id=post.id,
             tenant_id=post.tenant_id,
@@ -574,7 +677,8 @@ class PublishActivities:
                     url=media_file_url(self.deps.settings, asset.id, tenant.webhook_secret if tenant else None),
                     kind=asset.kind,
                     mime_type=asset.mime_type,
-                    alt_text=asset.alt_text,
+                    # Alt text as the image model was asked for it when the stage wrote none.
+                    alt_text=asset.alt_text or asset.prompt[:1000],
                     width=asset.width,
                     height=asset.height,
                     duration_seconds=asset.duration_seconds,
@@ -582,6 +686,8 @@ class PublishActivities:
                 for asset in assets
             ],
             is_sample=post.is_sample,
+            blog_title=blog.title if blog else "",
+            blog_summary=(blog.meta_description if blog else "")[:SUMMARY_CHARS],
         )
 
     # ---- notices -------------------------------------------------------------------------------------

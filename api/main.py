@@ -17,7 +17,19 @@ from api.errors import ProblemDetail, install_error_handlers
 from api.events import JobEventHub
 from api.limits import install_limits
 from api.logcontext import RequestLogScope, bind_route_ids
-from api.routes import approvals, artifacts, companies, health, job_starts, jobs, media, pipelines, streams, tenant
+from api.routes import (
+    approvals,
+    artifacts,
+    channels,
+    companies,
+    health,
+    job_starts,
+    jobs,
+    media,
+    pipelines,
+    streams,
+    tenant,
+)
 from api.routes.company_lookup import router as company_lookup_router
 from api.studio.pages import install_studio
 from models.db import Database
@@ -130,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(company_lookup_router, prefix=API_PREFIX)  # before companies: /companies/{id}
     app.include_router(companies.router, prefix=API_PREFIX)
+    app.include_router(channels.company_router, prefix=API_PREFIX)
+    app.include_router(channels.router, prefix=API_PREFIX)
     app.include_router(artifacts.router, prefix=API_PREFIX)
     app.include_router(job_starts.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)

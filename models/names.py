@@ -21,6 +21,14 @@ class WorkflowName(StrEnum):
     JOB = "GenerationJobWorkflow"
     PUBLISH_AGAIN = "PublishAgainWorkflow"
     COMPANY_LOOKUP = "CompanyLookupWorkflow"
+    CHANNEL_TASK = "ChannelTaskWorkflow"
+    CHANNEL_HEALTH = "ChannelHealthWorkflow"
+
+
+class Patch(StrEnum):
+    """`workflow.patched` ids: a workflow change that a history recorded before it replays without."""
+
+    CHANNEL_CHECK = "channel-check-before-post"
 
 
 class Activity(StrEnum):
@@ -49,6 +57,9 @@ class Activity(StrEnum):
     # the company search of "New company"
     LOOKUP_COMPANY = "lookup_company"
     NOTIFY_TENANT = "notify_tenant"
+    # channels: connect, check, disconnect (the API waits), the daily check and the check before a post is due
+    RUN_CHANNEL_TASK = "run_channel_task"
+    CHECK_CHANNELS = "check_channels"
 
     @classmethod
     def stage(cls, job_type: JobType) -> "Activity":
@@ -122,6 +133,8 @@ class ErrorType(StrEnum):
     INVALID_SCHEDULE = "InvalidSchedule"
     PUBLISH_IN_PROGRESS = "PublishInProgress"
     PUBLISH_CLAIM_LOST = "PublishClaimLost"
+    # a post whose channel needs reconnecting waits (retried until a person reconnects it or decides)
+    CHANNEL_NEEDS_RECONNECT = "ChannelNeedsReconnect"
 
 
 # Provider errors that no retry can fix: the stage fails at once.

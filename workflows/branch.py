@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models.channels import ChannelHealthReport, ChannelHealthRequest
     from models.enums import BranchState, Count, Gate, JobType, PipelineStage, Platform, PublishState, Tier
     from models.job_params import BlogPostParams, ImageParams, SocialParams, VideoParams
-    from models.names import PIPELINE_STAGE, Activity, ErrorType, Refusal, WorkflowName
+    from models.names import PIPELINE_STAGE, Activity, ErrorType, Patch, Refusal, WorkflowName
     from models.pipeline import (
         BlogPostDecision,
         BlogVerdict,
@@ -35,7 +36,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.decisions import check_blog_decision, check_failure_decision
     from workflows.gates import GateExpired, Gates, refuse
     from workflows.job import failure_message
-    from workflows.policies import DEFAULT_TIMEOUT, HEARTBEAT_TIMEOUT, PUBLISH_QUEUE, PUBLISH_RETRY, priority_for
+    from workflows.policies import (
+        CHANNEL_CHECK_AHEAD,
+        CHANNEL_CHECK_RETRY,
+        CHANNEL_CHECK_TIMEOUT,
+        DEFAULT_TIMEOUT,
+        HEARTBEAT_TIMEOUT,
+        PUBLISH_QUEUE,
+        PUBLISH_RETRY,
+        priority_for,
+    )
     from workflows.stages import StageFailed, Stages, all_or_fail, queue, settle
 
 SETTLED = (PublishState.PUBLISHED, PublishState.UNCONFIRMED)
@@ -235,6 +245,23 @@ class TopicBranchWorkflow:
         self._enter_beside(BranchState.SCHEDULED)
         return schedule
 
+    async def _check_channel(self, post_id: uuid.UUID, platform: Platform) -> None:
+        """The post's channel checked with its platform before the post is due: one that needs reconnecting shows
+        in the studio and reaches the tenant's webhook now, not when the post fails to go. Never fails the branch."""
+        try:
+            await workflow.execute_activity(
+                Activity.CHECK_CHANNELS,
+                ChannelHealthRequest(social_post_id=post_id),
+                result_type=ChannelHealthReport,
+                task_queue=queue(PUBLISH_QUEUE),
+                start_to_close_timeout=CHANNEL_CHECK_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=CHANNEL_CHECK_RETRY,
+                summary=f"check the {platform.label} channel before its post",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("the %s channel check before post %s failed: %s", platform.label, post_id, error)
+
     async def _publish(self, schedule: Schedule) -> None:
         """Each post on its own durable timer, published at its time through the publisher. A post that was
         not delivered fails the branch (a person decides); an UNCONFIRMED one is counted, never re-sent."""
@@ -244,6 +271,7 @@ class TopicBranchWorkflow:
             post_id, platform = post.social_post_id, post.platform
             self._post_times.setdefault(post_id, post.publish_at)
             self._local_times.setdefault(post_id, post.local_time or f"{post.publish_at:%Y-%m-%d %H:%M} UTC")
+            checked = False
             while True:
                 when = self._local_times[post_id]
                 wait = self._wait_until(self._post_times[post_id])
@@ -253,15 +281,24 @@ class TopicBranchWorkflow:
                 def moved(seen: int = self._moves.get(post_id, 0)) -> bool:
                     return self._moves.get(post_id, 0) != seen
 
+                # An hour before the post is due its channel is checked, so that a person has time to reconnect it.
+                check_first = not checked and wait > CHANNEL_CHECK_AHEAD and workflow.patched(Patch.CHANNEL_CHECK)
                 try:
                     # The post's timer; a person moving the post (reschedule_post) ends it and a new one starts.
                     await workflow.wait_condition(
                         moved,
-                        timeout=wait,
-                        timeout_summary=f"until the {platform.label} post at {when}",
+                        timeout=wait - CHANNEL_CHECK_AHEAD if check_first else wait,
+                        timeout_summary=(
+                            f"until the channel check before the {platform.label} post at {when}"
+                            if check_first
+                            else f"until the {platform.label} post at {when}"
+                        ),
                     )
                 except TimeoutError:
-                    break
+                    if not check_first:
+                        break
+                    checked = True
+                    await self._check_channel(post_id, platform)
             self._sending.add(post_id)
             when = self._local_times[post_id]
             if view.state != BranchState.PUBLISHING:

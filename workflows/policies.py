@@ -77,6 +77,20 @@ LOOKUP_RETRY = RetryPolicy(
     non_retryable_error_types=[LookupErrorType.SEARCH_REJECTED, *(str(error) for error in PERMANENT_PROVIDER_ERRORS)],
 )
 
+# Channel operations a person waits for (connect, test, disconnect) on the publish queue: one attempt of 45 s (the
+# platform's own requests time out sooner, CHANNEL_TIMEOUT_SECONDS), a worker lost mid-way tried again once, and
+# the workflow gone after two minutes if no worker took it. The API stops waiting before that (api/services).
+CHANNEL_TASK_TIMEOUT = timedelta(seconds=45)
+CHANNEL_TASK_EXECUTION_TIMEOUT = timedelta(minutes=2)
+CHANNEL_TASK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
+# The daily check of every channel and the check of a post's channel before it is due; a check that cannot be
+# made is simply made again next time.
+CHANNEL_CHECK_TIMEOUT = timedelta(minutes=10)
+CHANNEL_CHECK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)
+# How long before a post is due its channel is checked: time for a person to reconnect it.
+CHANNEL_CHECK_AHEAD = timedelta(hours=1)
+CHANNEL_HEALTH_SCHEDULE_ID = "channel-health"
+
 
 @dataclass(frozen=True)
 class StageSchedule:

@@ -23,13 +23,13 @@ from api.errors import Problem, not_found
 from api.routes.companies import company_of_tenant
 from api.services.decisions import decide
 from api.services.pipelines import FINISHED, open_gates
-from models.text_limits import HASHTAG, LIMITS, counted_length, unit_of
 from models.enums import Gate, Platform, PublishState, Role
 from models.generation import PLATFORM_LIMITS
 from models.names import COMPANY_ID, TENANT_ID, branch_workflow_id
 from models.pipeline import PublishAgain, Rescheduled, ReschedulePost
 from models.settings import Settings
 from models.tables import AIJob, BlogPost, Company, Pipeline, SocialPost
+from models.text_limits import HASHTAG, LIMITS, counted_length, unit_of
 from workflows.branch import TopicBranchWorkflow
 from workflows.policies import PIPELINE_QUEUE, priority_for
 from workflows.republish import PublishAgainWorkflow, publish_again_workflow_id

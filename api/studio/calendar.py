@@ -28,10 +28,10 @@ from api.deps import SessionDep, SettingsDep
 from api.studio import ics
 from api.studio.pages import StudioNotFound, page
 from api.studio.sessions import StudioUserDep
-from models.text_limits import HASHTAG, LIMITS, X_URL_LENGTH, counted_length, unit_of, url_spans
 from models.enums import MediaKind, Platform, PublishState
 from models.media_store import EXTENSIONS, media_file
 from models.tables import ApiKey, BlogPost, Company, MediaAsset, SocialPost, Tenant
+from models.text_limits import HASHTAG, LIMITS, X_URL_LENGTH, counted_length, unit_of, url_spans
 
 router = APIRouter(prefix="/studio", include_in_schema=False)
 

@@ -68,8 +68,11 @@ REQUIRED_ROLE: dict[tuple[str, str], Role] = {
     ("DELETE", "/api/v1/companies/{company_id}"): Role.ADMIN,
 }
 
-# The routes anyone may call, without a key: the probes outside /api/v1.
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+# The routes anyone may call, without a key: the probes outside /api/v1, and the platforms' OAuth callback (its
+# `state`, good once, is its credential: tests/api/test_channels_mastodon.py).
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/channels/callback/{platform}")}
+# A public route that answers a problem to a caller without its credential (the callback without a `state`).
+PUBLIC_REFUSALS = {("GET", "/api/v1/channels/callback/{platform}"): 400}
 
 
 def role_by_contract(method: str, path: str) -> Role:
@@ -317,7 +320,10 @@ async def test_matrix(world: World, operation: Operation, caller: str) -> None:
     answer = await send(world.http, operation.method, url, headers_of(world, caller, operation), body, params)
 
     if caller == "anyone":
-        assert 200 <= answer.status < 300, describe(operation, caller, answer)
+        if operation.key in PUBLIC_REFUSALS:
+            assert_problem(operation, caller, answer, PUBLIC_REFUSALS[operation.key])
+        else:
+            assert 200 <= answer.status < 300, describe(operation, caller, answer)
         assert_nothing_of(a, operation, caller, answer)
     elif caller in UNAUTHENTICATED:
         assert_problem(operation, caller, answer, 401)

@@ -30,6 +30,7 @@ from models.tables import (
     ApiKey,
     BlogPost,
     BlogPostRevision,
+    Channel,
     Company,
     MediaAsset,
     Persona,
@@ -71,6 +72,7 @@ class SeededTenant:
     job_id: uuid.UUID
     pipeline_id: uuid.UUID
     key_id: uuid.UUID  # a spare marketer key, for the routes that take a key id
+    channel_id: uuid.UUID
     revoked_key: str  # an admin key, revoked
     workflow_ids: list[str] = field(default_factory=list)
 
@@ -94,12 +96,15 @@ class SeededTenant:
             "job_id": str(self.job_id),
             "pipeline_id": str(self.pipeline_id),
             "key_id": str(self.key_id),
+            "channel_id": str(self.channel_id),
+            "platform": "mastodon",
         }
 
     def fingerprints(self) -> set[str]:
         """Every string that would show this tenant's data in a response: ids, workflow ids, the marker."""
         ids = {self.tenant.id, self.company_id, self.dna_id, *self.persona_ids, self.topic_id, self.blog_post_id}
         ids |= {self.revision_id, self.social_post_id, self.media_id, self.job_id, self.pipeline_id, self.key_id}
+        ids |= {self.channel_id}
         return {str(i) for i in ids} | {i.hex for i in ids} | {self.marker, *self.workflow_ids}
 
 
@@ -214,6 +219,19 @@ async def seed_tenant(db: Database, tenant: Tenant, media_dir: Path) -> SeededTe
         job.workflow_id = job_workflow_id(job.id)
         session.add(job)
 
+        # A connected Bluesky account whose credentials no deployment key reads: enough for the routes that name it.
+        channel = Channel(
+            tenant_id=t,
+            company_id=c,
+            platform=Platform.BLUESKY,
+            service="https://bsky.social",
+            account_id=f"did:plc:{marker}",
+            handle=f"{marker}.bsky.social",
+            display_name=marker,
+            credentials=f"unreadable-{marker}",
+        )
+        session.add(channel)
+
         _, spare = await add_key(session, tenant.id, Role.MARKETER)
         revoked_key, revoked = await add_key(session, tenant.id, Role.ADMIN)
         revoked.revoked_at = now
@@ -252,6 +270,7 @@ async def seed_tenant(db: Database, tenant: Tenant, media_dir: Path) -> SeededTe
         job_id=job.id,
         pipeline_id=pipeline.id,
         key_id=spare.id,
+        channel_id=channel.id,
         revoked_key=revoked_key,
         workflow_ids=[pipeline.workflow_id, job.workflow_id],
     )
@@ -282,6 +301,14 @@ def minimal_bodies(owner: SeededTenant) -> dict[str, dict[str, Any]]:
         "PublishAgainIn": {"receiverChecked": True},
         # A public address as a literal: it resolves offline, and nothing is sent to it when it is set.
         "WebhookConfig": {"url": "https://93.184.215.14/matrix"},
+        # Public literal addresses that answer nothing here: the worker finds the platform unreachable.
+        "ChannelCreate": {
+            "platform": "bluesky",
+            "handle": "matrix.bsky.social",
+            "appPassword": "abcd-efgh-ijkl-mnop",
+            "service": "https://93.184.215.14",
+        },
+        "ChannelConnect": {"platform": "mastodon", "instance": "https://93.184.215.14"},
     }
 
 
