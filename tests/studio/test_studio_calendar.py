@@ -14,11 +14,11 @@ from playwright.async_api import expect
 from api.keys import add_key
 from api.studio import ics
 from api.studio.calendar import ics_token
-from models.text_limits import LIMITS, counted_length, grapheme_count
 from models.db import Database
 from models.enums import MediaKind, Platform, PublishState, Role
 from models.media_store import media_path
 from models.tables import ApiKey, BlogPost, Company, MediaAsset, Persona, SocialPost, Topic
+from models.text_limits import LIMITS, counted_length, grapheme_count
 from tests.studio.conftest import OpenContext
 from tests.studio.test_studio_browser import PHONE, assert_no_sideways_scroll, assert_one_main_heading, sign_in
 from tests.studio.test_studio_http import signed_in
