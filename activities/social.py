@@ -14,11 +14,12 @@ from activities.deps import StageDeps
 from activities.jobs import INVALID_INPUT, ArtifactWriter, ParamProblems, StageRun, execute_stage, fail_job
 from activities.personas import company_context, persona_profile
 from activities.prompts import render
+from models.channels import PlatformRules
 from models.contracts import StageInput, StageResult
 from models.enums import JobType, Platform, PublishState
-from models.generation import PLATFORM_ASPECT_RATIOS, PLATFORM_LIMITS, SocialPostDraft
+from models.generation import PLATFORM_ASPECT_RATIOS, PLATFORM_LIMITS, PlatformLimit, SocialPostDraft
 from models.job_params import SocialParams
-from models.tables import BlogPost, BlogPostRevision, Persona, SocialPost, Topic
+from models.tables import BlogPost, BlogPostRevision, Channel, Persona, SocialPost, Topic
 from providers.base import AIInvalidOutputError
 
 ELLIPSIS = "\u2026"
@@ -79,10 +80,10 @@ def shorten_at_word(text: str, max_chars: int) -> str:
     return head.rstrip(_TRAILING) + ELLIPSIS
 
 
-def fit_to_limit(text: str, hashtags: list[str], platform: Platform) -> FittedText:
+def fit_to_limit(text: str, hashtags: list[str], platform: Platform, limit: PlatformLimit | None = None) -> FittedText:
     """A post the platform accepts: excess hashtags dropped (Instagram: 30), then the prose shortened at a word
     boundary so that the trailing link and hashtags survive."""
-    limit = PLATFORM_LIMITS[platform]
+    limit = limit or PLATFORM_LIMITS[platform]
     original = text.strip()
     text = original
     tags = list(dict.fromkeys(t.strip().lstrip("#") for t in hashtags if t.strip().lstrip("#")))
@@ -114,8 +115,8 @@ def fit_to_limit(text: str, hashtags: list[str], platform: Platform) -> FittedTe
     return FittedText(text=text, hashtags=[t for t in tags if t.casefold() not in cut_out])
 
 
-def check_draft(draft: SocialPostDraft, platform: Platform) -> list[str]:
-    problems = draft.check_limits()
+def check_draft(draft: SocialPostDraft, platform: Platform, limit: PlatformLimit | None = None) -> list[str]:
+    problems = draft.check_limits(limit)
     if draft.platform != platform:
         problems.insert(0, f"platform is {draft.platform.value!r}; this post is for {platform.value!r}")
     return problems
@@ -227,9 +228,11 @@ class SocialStage:
         total = len(request.platforms)
         done = 0
 
+        limits = await self._limits(run.company.id, request.platforms)
+
         async def write_post(platform: Platform) -> SocialPostDraft:
             nonlocal done
-            limit = PLATFORM_LIMITS[platform]
+            limit = limits[platform]
             platform_values = {
                 **values,
                 "platform": platform.value,
@@ -246,7 +249,7 @@ class SocialStage:
 
             def validate(draft: SocialPostDraft) -> list[str]:
                 parsed.append(draft)
-                return check_draft(draft, platform)
+                return check_draft(draft, platform, limit)
 
             try:
                 draft = await self.deps.router.generate_json(
@@ -259,7 +262,7 @@ class SocialStage:
                 if not parsed:
                     raise
                 draft = await self._rewrite(
-                    parsed[-1].model_copy(update={"platform": platform}), platform_values, platform_sample
+                    parsed[-1].model_copy(update={"platform": platform}), platform_values, platform_sample, limit
                 )
             done += 1
             await run.progress(
@@ -270,7 +273,7 @@ class SocialStage:
         await run.progress(10, f"writing posts for {', '.join(p.value for p in request.platforms)}")
         drafts = await gather_or_cancel(write_post(p) for p in request.platforms)
         for draft, platform in zip(drafts, request.platforms, strict=True):
-            problems = check_draft(draft, platform)
+            problems = check_draft(draft, platform, limits[platform])
             if problems:
                 await fail_job(
                     run, f"the {platform.value} post does not fit the platform: {'; '.join(problems)}", "InvalidOutput"
@@ -312,12 +315,31 @@ class SocialStage:
 
         return write, summary
 
-    async def _rewrite(self, draft: SocialPostDraft, values: dict[str, Any], sample: dict[str, Any]) -> SocialPostDraft:
+    async def _limits(self, company_id: uuid.UUID, platforms: list[Platform]) -> dict[Platform, PlatformLimit]:
+        """Each platform's limit as the company's connected channel counts it (a Mastodon instance says its own),
+        else the platform's. Measured in code points, which never undercounts Bluesky's graphemes or Mastodon's
+        links (23 characters each, however long)."""
+        limits = {platform: PLATFORM_LIMITS[platform] for platform in platforms}
+        async with self.deps.db.session() as session:
+            rows = await session.exec(
+                select(Channel).where(
+                    col(Channel.company_id) == company_id, col(Channel.platform).in_([p.value for p in platforms])
+                )
+            )
+            for channel in rows.all():
+                rules = PlatformRules.model_validate(channel.rules) if channel.rules else None
+                platform = Platform(channel.platform)
+                if rules is not None and rules.max_chars > 0:
+                    limits[platform] = limits[platform].model_copy(update={"max_chars": rules.max_chars})
+        return limits
+
+    async def _rewrite(
+        self, draft: SocialPostDraft, values: dict[str, Any], sample: dict[str, Any], limit: PlatformLimit
+    ) -> SocialPostDraft:
         """Over the limit after the repair request: one explicit rewrite, then shortening in code as the last resort."""
         platform = draft.platform
-        if not draft.check_limits():
+        if not draft.check_limits(limit):
             return draft
-        limit = PLATFORM_LIMITS[platform]
         try:
             rewritten = await self.deps.router.generate_json(
                 render(
@@ -334,11 +356,11 @@ class SocialStage:
                 sample_context=sample,
             )
             rewritten = rewritten.model_copy(update={"platform": platform})
-            if not rewritten.check_limits():
+            if not rewritten.check_limits(limit):
                 return rewritten
             if len(rewritten.text) < len(draft.text):
                 draft = rewritten
         except AIInvalidOutputError:
             activity.logger.warning("the %s rewrite came back unusable; shortening the draft instead", platform.value)
-        fitted = fit_to_limit(draft.text, draft.hashtags, platform)
+        fitted = fit_to_limit(draft.text, draft.hashtags, platform, limit)
         return draft.model_copy(update={"text": fitted.text, "hashtags": fitted.hashtags})

@@ -216,9 +216,10 @@ class SocialPostDraft(BaseModel):
     hashtags: list[str] = Field(default_factory=list, max_length=30, description="hashtags used, without '#'")
     image_prompt: str = Field(default="", max_length=1000, description="a prompt for an image that fits the post")
 
-    def check_limits(self) -> list[str]:
-        """Platform limits that pydantic alone cannot see: characters and hashtag count."""
-        limit = PLATFORM_LIMITS[self.platform]
+    def check_limits(self, limit: PlatformLimit | None = None) -> list[str]:
+        """Platform limits that pydantic alone cannot see: characters and hashtag count. `limit`: a connected
+        channel's own (a Mastodon instance's), else the platform's."""
+        limit = limit or PLATFORM_LIMITS[self.platform]
         problems: list[str] = []
         if len(self.text) > limit.max_chars:
             problems.append(f"text has {len(self.text)} characters; {self.platform.value} allows {limit.max_chars}")
