@@ -61,6 +61,17 @@ async def _apikey_revoke(prefix: str) -> dict[str, int]:
         await db.close()
 
 
+async def _rotate_channel_keys() -> dict[str, int]:
+    from models.credentials import rotate_stored, vault_for
+    from models.db import Database
+
+    db = Database.from_url(_database_url(), pool_size=1)
+    try:
+        return await rotate_stored(db, vault_for(get_settings()))
+    finally:
+        await db.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="content-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "revoke", help="revoke every key with this prefix (the 8 hex characters after cpk_)"
     )
     apikey_revoke.add_argument("--prefix", required=True)
+
+    channels = commands.add_parser("channels", help="connected channels").add_subparsers(dest="action", required=True)
+    channels.add_parser(
+        "rotate-keys",
+        help="encrypt every stored channel credential again under the first key of CHANNEL_KEYS (see README)",
+    )
     return parser
 
 
@@ -118,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "apikey" and args.action == "revoke":
             print(json.dumps(asyncio.run(_apikey_revoke(args.prefix))))
+            return 0
+        if args.command == "channels" and args.action == "rotate-keys":
+            print(json.dumps(asyncio.run(_rotate_channel_keys())))
             return 0
     except (LookupError, ValueError) as exc:
         print(f"content-pipeline: {exc}", file=sys.stderr)

@@ -19,11 +19,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from models.db import Database
 from models.settings import Settings
+from models.tables import Channel, ChannelAttempt, OAuthClient
 
 KEY_FILE_NAME = "channel-keys"
 
@@ -91,7 +95,7 @@ def _keys_from_file(path: Path) -> list[str]:
     key = Fernet.generate_key()
     # Written under another name and linked into place: two processes starting at once agree on one key (the
     # link of the second fails and it reads the first's), and nobody ever reads a half-written file.
-    scratch = path.with_name(f".{path.name}.{os.getpid()}")
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
     fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, key + b"\n")
@@ -113,3 +117,33 @@ def _read_keys(path: Path) -> list[str]:
     if not lines:
         raise ValueError(f"{path} holds no key; remove it to have one made, or set CHANNEL_KEYS")
     return lines
+
+
+async def rotate_stored(db: Database, vault: Vault) -> dict[str, int]:
+    """Every stored credential under the vault's first key: rows already under it are left alone, each other row
+    is written with a conditional update (only if unchanged since it was read), so a session a worker renews
+    meanwhile is never overwritten with an older one (it is written under the first key anyway). Rows no key reads
+    are counted, not changed."""
+    counts = {"rotated": 0, "current": 0, "unreadable": 0}
+    for table, column in ((Channel, "credentials"), (ChannelAttempt, "secrets"), (OAuthClient, "secrets")):
+        async with db.session() as session:
+            rows = (await session.exec(sa.select(table.id, getattr(table, column)))).all()  # type: ignore[call-overload]
+        for row_id, token in rows:
+            if vault.is_current(token):
+                counts["current"] += 1
+                continue
+            try:
+                renewed = vault.rotate(token)
+            except CredentialsUnreadable:
+                counts["unreadable"] += 1
+                continue
+            statement = (
+                sa.update(table)
+                .where(table.id == row_id, getattr(table, column) == token)  # type: ignore[attr-defined]
+                .values({column: renewed})
+            )
+            async with db.session() as session:
+                await session.exec(statement)  # type: ignore[call-overload]
+                await session.commit()
+            counts["rotated"] += 1
+    return counts

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import uvicorn
+from cryptography.fernet import Fernet
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -179,7 +180,13 @@ async def running_stack(database_url: str, client: Client, **overrides: object) 
         ai_provider="offline",
         public_base_url=f"http://127.0.0.1:{port}",
         _env_file=None,  # type: ignore[call-arg]
-        **{"webhook_allow_private_networks": True, **overrides},  # type: ignore[arg-type]
+        **{  # type: ignore[arg-type]
+            "webhook_allow_private_networks": True,
+            # The local PDS and Mastodon server of the tests; a key of the stack's own, not one under .data.
+            "channels_allow_private_networks": True,
+            "channel_keys": Fernet.generate_key().decode(),
+            **overrides,
+        },
     )
     worker_db = Database.from_url(database_url, pool_size=5)
     router = ProviderRouter.from_settings(settings, db=worker_db)
