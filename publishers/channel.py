@@ -34,7 +34,7 @@ ReadMedia = Callable[[MediaRef], Awaitable[bytes]]
 class ChannelSession:
     """One channel's credentials in memory, for one publish or check, and how to keep what changed."""
 
-    credentials: Credentials
+    credentials: Credentials = field(repr=False)  # never printed: it holds tokens
     save: SaveCredentials
     read_media: ReadMedia
     # The channel's own rules (Mastodon reads them from the instance at connect time); None: the platform's.

@@ -451,7 +451,9 @@ async def test_without_a_webhook_the_post_fails_with_what_to_do(
     post = await scheduled_post(db, tenant)
     await set_webhook(db, tenant.id, None, None)
     outcome = await publish(acts, post.id)
-    assert outcome.state == PublishState.FAILED and outcome.message == NO_PUBLISHER_MESSAGE
+    expected = NO_PUBLISHER_MESSAGE.format(platform="linkedin", label="LinkedIn", company=post.company_id)
+    assert outcome.state == PublishState.FAILED and outcome.message == expected
+    assert outcome.message.startswith("connect a linkedin channel")
     assert "PUT /api/v1/tenant/webhook" in outcome.message
     row = await reload(db, post.id)
     assert row.publish_state == PublishState.FAILED and row.external_id is None

@@ -5,6 +5,7 @@ import uuid
 from datetime import datetime
 
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 from sqlmodel import col, select
 
 from activities.deps import StageDeps
@@ -17,6 +18,9 @@ from providers.router import ProviderRouter
 
 PUBLIC_BASE_URL = "http://cp.test"
 WEBHOOK_TIMEOUT_SECONDS = 0.5
+# The publish tests' own channel key (never the one under .data), and a platform's time to answer on a busy machine.
+CHANNEL_KEY = Fernet.generate_key().decode()
+CHANNEL_TIMEOUT_SECONDS = 20.0
 
 
 def publish_activities(
@@ -34,6 +38,9 @@ def publish_activities(
         webhook_timeout_seconds=timeout_seconds,
         webhook_allow_private_networks=allow_private_networks,
         public_base_url=PUBLIC_BASE_URL,
+        channels_allow_private_networks=allow_private_networks,
+        channel_keys=CHANNEL_KEY,
+        channel_timeout_seconds=CHANNEL_TIMEOUT_SECONDS,
         _env_file=None,  # type: ignore[call-arg]
     )
     return PublishActivities(StageDeps(db=db, router=ProviderRouter.from_settings(settings), settings=settings))
