@@ -27,6 +27,7 @@ test: $(STAMP)  ## format and lint checks, type check, import contracts and the 
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
 	sh tests/support/ensure_browser.sh  # the studio's browser tests drive Debian's chromium: installed if missing
+	sh tests/support/ensure_pds.sh >/dev/null  # a real Bluesky PDS for the channel tests: installed and cached once
 	$(BIN)/pytest -q
 
 dev: $(STAMP)  ## API :8000, Temporal :7233, Web UI :8233 until Ctrl-C

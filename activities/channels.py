@@ -45,7 +45,7 @@ from models.media_store import media_file
 from models.names import Activity
 from models.tables import Channel, ChannelAttempt, MediaAsset, OAuthClient, SocialPost, Tenant
 from publishers import platforms
-from publishers.base import MediaRef, PublishError
+from publishers.base import MediaRef, PublishError, PublishRejected
 from publishers.channel import ChannelCredentialsRejected, ChannelSession, ChannelUnavailable, Credentials
 from publishers.platforms import PlatformOptions
 from publishers.webhook import derived_webhook_id, send_notification
@@ -124,12 +124,19 @@ class ChannelStore:
         return ChannelSession(credentials=credentials, save=save, read_media=self.read_media, rules=rules)
 
     async def read_media(self, ref: MediaRef) -> bytes:
+        """The file of a post's media; PublishRejected when it is gone (nothing was posted, and waiting will not
+        bring it back: a person regenerates the image or publishes without it)."""
         async with self.deps.db.session() as session:
             asset = await session.get(MediaAsset, ref.id)
         if asset is None:
-            raise FileNotFoundError(f"media asset {ref.id} no longer exists")
-        path = media_file(self.deps.settings, asset)
-        return await asyncio.to_thread(path.read_bytes)
+            raise PublishRejected(f"the post's media {ref.id} no longer exists; nothing was posted")
+        try:
+            path = media_file(self.deps.settings, asset)
+            return await asyncio.to_thread(path.read_bytes)
+        except (OSError, ValueError) as exc:
+            raise PublishRejected(
+                f"the post's {asset.kind} file cannot be read ({type(exc).__name__}); nothing was posted"
+            ) from None
 
     async def record_ok(self, channel: Channel, account: ChannelAccount) -> None:
         await self._update(

