@@ -6,6 +6,7 @@ revoked token seen as such (with `channel.needs_reconnect` to the tenant's webho
 the channel with an Idempotency-Key and the instance's own character limit, and disconnecting revokes the token.
 """
 
+import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ from tests.support.mastodon_server import STATUSES, MastodonServer, dropped_afte
 from tests.support.publish_rows import make_posts, reload, set_webhook
 from tests.support.stack import RunningStack, Tenant
 from tests.support.webhook_receiver import SECRET, receiving
+from worker import ensure_channel_health_schedule
+from workflows.policies import CHANNEL_HEALTH_SCHEDULE_ID
 
 PROBLEM = "application/problem+json"
 
@@ -264,3 +267,30 @@ async def test_a_post_for_a_platform_without_a_channel_or_webhook_fails_saying_w
         publisher_acts(stack, db).publish_post, PublishPost(social_post_id=post.id)
     )
     assert outcome.state == PublishState.FAILED and outcome.message.startswith("connect a mastodon channel")
+
+
+async def test_the_daily_schedule_checks_every_channel(
+    stack: RunningStack, tenant: Tenant, db: Database, mastodon: MastodonServer
+) -> None:
+    company_id = await new_company(stack, tenant)
+    channel = await connect(stack, tenant, company_id, mastodon)
+    await ensure_channel_health_schedule(stack.client, stack.settings)
+    await ensure_channel_health_schedule(stack.client, stack.settings)  # a second worker leaves it as it is
+    handle = stack.client.get_schedule_handle(CHANNEL_HEALTH_SCHEDULE_ID + stack.settings.task_queue_suffix)
+    try:
+        described = await handle.describe()
+        [calendar] = described.schedule.spec.calendars
+        assert [r.start for r in calendar.hour] == [stack.settings.channel_check_hour_utc]
+
+        mastodon.revoke_all_tokens()
+        await handle.trigger()  # what the schedule does once a day, now
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            [row] = await channel_rows(db, company_id)
+            if row.state != "CONNECTED" or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert row.id == uuid.UUID(channel["id"]) and row.state in ("NEEDS_RECONNECT", "REVOKED"), row.state
+        assert row.last_checked_at is not None and row.last_error
+    finally:
+        await handle.delete()

@@ -12,9 +12,10 @@ from temporalio.worker import Worker
 from activities.deps import StageDeps
 from models.db import Database
 from models.enums import PipelineStatus, Platform, PublishState, Tier
+from models.names import Activity, branch_workflow_id
 from models.pipeline import PipelineOptions, PipelineRequest, PipelineState, month_after, month_bounds
 from models.settings import Settings
-from models.tables import Company, Pipeline, SocialPost
+from models.tables import Company, Pipeline, SocialPost, Topic
 from models.tables import Tenant as TenantRow
 from providers.router import ProviderRouter
 from tests.support.stack import Tenant
@@ -104,3 +105,21 @@ async def test_posts_wait_for_their_real_publish_times_and_are_delivered_once(
     due = {str(p.id): p.publish_at for p in posts if p.publish_at is not None}
     order = [due[r.idempotency_key or ""] for r in published]
     assert order == sorted(order)
+
+    # An hour before each post was due, its channel was checked (CHANNEL_CHECK_AHEAD): one check per post, each
+    # scheduled before that post's publish.
+    async with db.session() as session:
+        topics = (await session.exec(select(Topic.id).where(col(Topic.company_id) == company.id))).all()
+    for topic_id in topics:
+        branch = skipping_temporal.client.get_workflow_handle(branch_workflow_id(pipeline.workflow_id, topic_id))
+        history = await branch.fetch_history()
+        kinds = [
+            event.activity_task_scheduled_event_attributes.activity_type.name
+            for event in history.events
+            if event.HasField("activity_task_scheduled_event_attributes")
+        ]
+        relevant = [kind for kind in kinds if kind in (Activity.CHECK_CHANNELS, Activity.PUBLISH_POST)]
+        assert relevant == [Activity.CHECK_CHANNELS, Activity.PUBLISH_POST] * 2 or (
+            relevant.count(Activity.CHECK_CHANNELS) == relevant.count(Activity.PUBLISH_POST) == 2
+            and relevant.index(Activity.PUBLISH_POST) > relevant.index(Activity.CHECK_CHANNELS)
+        ), relevant
