@@ -3,6 +3,7 @@ password through the API, the credentials only encrypted at rest, a wrong passwo
 pipeline whose Bluesky and Mastodon posts go out through the company's channels (read back from the PDS with their
 images and facets), and publishing that survives the PDS going away mid-way without a duplicate or a lost post."""
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import StageDeps
 from activities.publish import PublishActivities
+from models.credentials import vault_for
 from models.db import Database
 from models.enums import Platform, PublishState, Role, Tier
 from models.pipeline import PublishPost
@@ -61,8 +63,9 @@ async def channel_rows(db: Database, company_id: str) -> list[Channel]:
 
 
 async def test_connect_with_an_app_password_keeps_only_encrypted_credentials(
-    stack: RunningStack, tenant: Tenant, db: Database, pds: PdsServer
+    stack: RunningStack, tenant: Tenant, db: Database, pds: PdsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     account = pds.create_account("acme")
     password = pds.create_app_password(account)
     company_id = await new_company(stack, tenant)
@@ -114,8 +117,20 @@ async def test_connect_with_an_app_password_keeps_only_encrypted_credentials(
         assert answer.json()["errors"][0]["field"] == field
     assert await channel_rows(db, other) == []
 
+    # Nothing the API, the worker, the SDKs or Temporal's client logged holds the password or a session token.
+    stored = acts_vault_open(stack, row)
+    # The SDK's session string: handle:::did:::access JWT:::refresh JWT:::PDS.
+    session_tokens = [part for part in stored["session"].split(":::") if part.startswith("eyJ")]
+    assert len(session_tokens) == 2 and stored["appPassword"] == password
+    assert password not in caplog.text and not [t for t in session_tokens if t.split(".")[2] in caplog.text]
+
     gone = await stack.http.delete(f"/api/v1/channels/{channel['id']}", headers=tenant.headers(Role.ADMIN))
     assert gone.status_code == 204 and await channel_rows(db, company_id) == []
+
+
+def acts_vault_open(stack: RunningStack, row: Channel) -> dict[str, str]:
+    """The channel's credentials as the stack's worker reads them."""
+    return vault_for(stack.settings).open(row.credentials)
 
 
 def publisher_acts(stack: RunningStack, db: Database) -> PublishActivities:
