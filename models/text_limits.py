@@ -14,12 +14,15 @@ already holds the link and the hashtags (the social stage writes the whole post,
   cluster before them; an emoji joined by a ZWJ to the next emoji is one cluster; regional indicators pair into
   one flag; CR LF is one. Indic conjuncts and Hangul leading-jamo runs are not merged (rare in posts here).
   A URL counts in full: the publisher sends it as written.
+- Mastodon: the instance's limit (500 by default), every link counting 23 (`mastodon_length`, with a connected
+  channel's rules).
 - LinkedIn 3,000, Instagram 2,200, Facebook 63,206, Threads 500: code points.
 """
 
 import re
 import unicodedata
 
+from models.channels import PlatformRules
 from models.enums import Platform
 from models.generation import PLATFORM_LIMITS
 
@@ -125,3 +128,24 @@ def grapheme_count(text: str) -> int:
             open_flag = _is_regional_indicator(char)
         previous = char
     return count
+
+
+# A remote mention `@user@domain` counts as `@user` on Mastodon (Account::MENTION_RE in its StatusLengthValidator).
+MASTODON_MENTION = re.compile(r"(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(?:@[\w]+(?:[.-]+[\w]+)*)?", re.IGNORECASE)
+
+
+def mastodon_length(text: str, rules: PlatformRules) -> int:
+    """The length of `text` as a Mastodon instance with these rules counts it against `rules.max_chars`: every http(s)
+    link counts `rules.url_length` (23 on Mastodon, however long it is; as written when None), a remote mention
+    `@user@domain` counts as `@user`, and the rest counts in code points. Mastodon itself counts grapheme clusters,
+    which are never more than code points, so a text within the limit here is within it on the instance (a text
+    full of emoji sequences may be refused here a little early); with `rules.unit == "graphemes"` the rest counts
+    in (approximate) graphemes. The publisher checks with it before sending and the studio's preview shows it."""
+    count = grapheme_count if rules.unit == "graphemes" else len
+    length = 0
+    start = 0
+    for url_start, url_end in url_spans(text):
+        length += count(MASTODON_MENTION.sub(r"@\1", text[start:url_start]))
+        length += rules.url_length if rules.url_length is not None else count(text[url_start:url_end])
+        start = url_end
+    return length + count(MASTODON_MENTION.sub(r"@\1", text[start:]))

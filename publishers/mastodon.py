@@ -32,7 +32,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -45,7 +44,7 @@ import httpx
 
 from models.destinations import Destination, DestinationError, NonPublicAddress, UnresolvedHost, check_url
 from models.enums import MediaKind
-from models.text_limits import grapheme_count, url_spans
+from models.text_limits import mastodon_length
 from publishers.base import (
     Delivery,
     MediaRef,
@@ -92,9 +91,6 @@ MAX_ADDRESSES_TRIED = 3
 # Polling a media attachment that is still processing: the first wait, and how long a wait may grow.
 MEDIA_POLL_FIRST_SECONDS = 0.25
 MEDIA_POLL_MAX_SECONDS = 2.0
-
-# Mastodon counts a remote mention `@user@domain` as `@user` (Account::MENTION_RE in its StatusLengthValidator).
-MENTION = re.compile(r"(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(?:@[\w]+(?:[.-]+[\w]+)*)?", re.IGNORECASE)
 
 
 class InstanceRefused(ValueError):
@@ -183,19 +179,8 @@ def authorization_url(instance: str, client_id: str, redirect_uri: str, state: s
 
 
 def counted_length(text: str, rules: PlatformRules) -> int:
-    """The length of `text` as a Mastodon instance counts it against `rules.max_chars`: every http(s) link counts
-    `rules.url_length` (23 on Mastodon, however long it is), a remote mention `@user@domain` counts as `@user`, and
-    the rest counts in code points. Mastodon itself counts grapheme clusters, which are never more than code
-    points, so a text within the limit here is within it on the instance (a text full of emoji sequences may be
-    refused here a little early); with `rules.unit == "graphemes"` the rest counts in (approximate) graphemes."""
-    count = grapheme_count if rules.unit == "graphemes" else len
-    length = 0
-    start = 0
-    for url_start, url_end in url_spans(text):
-        length += count(MENTION.sub(r"@\1", text[start:url_start]))
-        length += rules.url_length if rules.url_length is not None else count(text[url_start:url_end])
-        start = url_end
-    return length + count(MENTION.sub(r"@\1", text[start:]))
+    """The length of `text` as a Mastodon instance counts it (models.text_limits.mastodon_length)."""
+    return mastodon_length(text, rules)
 
 
 def handle_of(acct: str, instance: str) -> str:

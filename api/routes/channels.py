@@ -107,11 +107,15 @@ async def start_oauth(
     vault: VaultDep,
 ) -> ChannelAuthorization:
     attempt, state, challenge = await new_oauth_attempt(session, settings, vault, principal, company, body)
-    result = await run_channel_task(
-        temporal,
-        settings,
-        ChannelTask(kind=ChannelTaskKind.AUTHORIZE, tenant_id=principal.tenant_id, attempt_id=attempt.id),
-    )
+    try:
+        result = await run_channel_task(
+            temporal,
+            settings,
+            ChannelTask(kind=ChannelTaskKind.AUTHORIZE, tenant_id=principal.tenant_id, attempt_id=attempt.id),
+        )
+    except Problem:
+        await forget_attempt(session, attempt.id)  # no sign-in to come back to: nothing is left behind
+        raise
     if result.outcome != ChannelOutcome.OK or not result.client_id:
         await forget_attempt(session, attempt.id)
         raise problem_for(result, body.platform)

@@ -5,7 +5,8 @@
   The token is `<key id hex>.<HMAC-SHA256 hex, keyed by the key's stored hash, of "studio-ics.<key id hex>">`: it
   never expires, and dies with the key (the feed looks the key up by id among the live ones).
 - /studio/blogposts/{id}/social: each social post as its audience would see it, with its length counted the way
-  the platform counts (models/text_limits.py).
+  the platform counts (models/text_limits.py), and a Mastodon post the way the company's Mastodon channel's
+  instance counts (its own limit; every link 23 characters).
 - /studio/media/{id}: a media file for the studio's pages (the API's media route wants a bearer key, which a
   browser's <img> cannot send).
 """
@@ -17,26 +18,31 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+from pydantic import ValidationError
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.deps import SessionDep, SettingsDep
+from api.services.channels import company_channels
 from api.studio import ics
 from api.studio.pages import StudioNotFound, page
+from api.studio.render import aware, zone_of
 from api.studio.sessions import StudioUserDep
+from models.channels import PlatformRules
 from models.enums import MediaKind, Platform, PublishState
 from models.media_store import EXTENSIONS, media_file
-from models.tables import ApiKey, BlogPost, Company, MediaAsset, SocialPost, Tenant
-from models.text_limits import HASHTAG, LIMITS, X_URL_LENGTH, counted_length, unit_of, url_spans
+from models.tables import ApiKey, BlogPost, Channel, Company, MediaAsset, SocialPost, Tenant
+from models.text_limits import HASHTAG, LIMITS, X_URL_LENGTH, counted_length, mastodon_length, unit_of, url_spans
 
 router = APIRouter(prefix="/studio", include_in_schema=False)
 
 ICS_PURPOSE = "studio-ics"
 EXCERPT_CHARS = 80
+MASTODON_URL_LENGTH = 23  # every link on Mastodon counts as 23 characters, however long it is
 # The feed's window: from this many months back to this many ahead of now.
 FEED_MONTHS_BACK = 3
 FEED_MONTHS_AHEAD = 12
@@ -77,17 +83,6 @@ def shift_moment(moment: datetime, months: int) -> datetime:
     next_year, next_month = shift_month(year, month, 1)
     last_day = (date(next_year, next_month, 1) - timedelta(days=1)).day
     return moment.replace(year=year, month=month, day=min(moment.day, last_day))
-
-
-def zone_of(company: Company | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(company.timezone) if company is not None and company.timezone else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def month_label(year: int, month: int) -> str:
@@ -386,7 +381,49 @@ def count_note(platform: Platform) -> str:
     return f"as {platform.label} counts"
 
 
-def preview_card(post: SocialPost, zone: ZoneInfo, image: MediaAsset | None, video: MediaAsset | None) -> PreviewCard:
+@dataclass(frozen=True)
+class Counting:
+    """How a post is counted for its card: against which limit, in what unit, and the sentence that says so.
+    `rules`: a Mastodon instance's (its channel's, else Mastodon's defaults), whose links count a fixed length."""
+
+    limit: int
+    unit: str
+    note: str
+    rules: PlatformRules | None = None
+
+    def length(self, platform: Platform, text: str) -> int:
+        return mastodon_length(text, self.rules) if self.rules is not None else counted_length(platform, text)
+
+
+MASTODON_DEFAULT_RULES = PlatformRules(max_chars=LIMITS[Platform.MASTODON], url_length=MASTODON_URL_LENGTH)
+
+
+def counting_for(platform: Platform, channel: Channel | None) -> Counting:
+    """How the company's channel for the platform counts (Mastodon: its instance's limit), else the platform."""
+    if platform != Platform.MASTODON:
+        return Counting(LIMITS[platform], unit_of(platform), count_note(platform))
+    rules = None
+    if channel is not None and channel.rules:
+        try:
+            rules = PlatformRules.model_validate(channel.rules)
+        except ValidationError:
+            rules = None  # rules this version cannot read: Mastodon's defaults, rather than no page
+    if channel is None or rules is None:
+        rules = MASTODON_DEFAULT_RULES
+        note = (
+            f"as Mastodon counts: every link counts as {MASTODON_URL_LENGTH}; {rules.max_chars} is Mastodon's "
+            "default, no Mastodon channel with its instance's limit is connected"
+        )
+    else:
+        host = urlsplit(channel.service).hostname or channel.service
+        links = f"every link counts as {rules.url_length}" if rules.url_length is not None else "links as written"
+        note = f"as {host} counts: its own limit, {links}"
+    return Counting(rules.max_chars, rules.unit, note, rules)
+
+
+def preview_card(
+    post: SocialPost, zone: ZoneInfo, image: MediaAsset | None, video: MediaAsset | None, counting: Counting
+) -> PreviewCard:
     platform = Platform(post.platform)
     state = PublishState(post.publish_state)
     text = post.text  # exactly what the publisher sends (publishers.base.Delivery.text): hashtags included
@@ -406,10 +443,10 @@ def preview_card(post: SocialPost, zone: ZoneInfo, image: MediaAsset | None, vid
         image=image,
         image_alt=alt or "An image for this post (no description was written)",
         video=video,
-        count=counted_length(platform, text),
-        limit=LIMITS[platform],
-        unit=unit_of(platform),
-        count_note=count_note(platform),
+        count=counting.length(platform, text),
+        limit=counting.limit,
+        unit=counting.unit,
+        count_note=counting.note,
         hashtags_not_in_text=[tag for tag in post.hashtags if tag.casefold() not in in_text],
     )
 
@@ -452,8 +489,15 @@ async def social_previews(
         elif kind == MediaKind.VIDEO and asset.social_post_id is None and video is None:
             video = asset  # as the publisher does: the blog post's video goes with each of its social posts
     zone = zone_of(company)
+    # Each post is counted as its company's channel for the platform counts (a Mastodon instance has its own limit).
+    channels = {
+        Platform(channel.platform): channel for channel in await company_channels(session, blog_post.company_id)
+    }
+    countings = {platform: counting_for(platform, channels.get(platform)) for platform in Platform}
     ordered = sorted(posts, key=lambda p: (PLATFORM_ORDER.get(Platform(p.platform), 99), aware(p.created_at)))
-    cards = [preview_card(post, zone, images.get(post.id), video) for post in ordered]
+    cards = [
+        preview_card(post, zone, images.get(post.id), video, countings[Platform(post.platform)]) for post in ordered
+    ]
     return page(
         request,
         "social_previews.html",

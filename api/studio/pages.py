@@ -1,4 +1,5 @@
-"""The studio's pages: sign-in, the approvals inbox, a pipeline, and its three gates.
+"""The studio's pages: sign-in, the approvals inbox (with the channels that need a person), a pipeline, and its
+three gates.
 
 Every page reads the tenant's rows through the API's own services and answers another tenant's object with the
 404 page, as the API does. Decisions go through api/services/decisions.py: the workflow's validator is the judge,
@@ -23,6 +24,7 @@ from api.services.artifacts import add_person_revision
 from api.services.decisions import approvals_of_tenant, blog_post_branch, branch_of, decide
 from api.services.pipelines import FINISHED, open_gates, pipeline_of_tenant, read_pipeline, request_pipeline_cancel
 from api.services.stream_tokens import mint_stream_token
+from api.studio.channel_inbox import POSTS_SHOWN, channels_in_trouble, posts_without_channel
 from api.studio.render import TEMPLATES, diff_lines, markdown_html, pages_of, post_body
 from api.studio.sessions import (
     SESSION_COOKIE,
@@ -145,8 +147,18 @@ async def sign_out(request: Request, user: StudioUserDep) -> Response:
 
 @router.get("/approvals", response_class=HTMLResponse)
 async def approvals(request: Request, user: StudioUserDep, session: SessionDep, settings: SettingsDep) -> Response:
-    inbox = await approvals_of_tenant(session, settings, user.principal.tenant_id)
-    return page(request, "approvals.html", user, inbox=inbox, gate_paths=GATE_PATHS)
+    tenant_id = user.principal.tenant_id
+    inbox = await approvals_of_tenant(session, settings, tenant_id)
+    return page(
+        request,
+        "approvals.html",
+        user,
+        inbox=inbox,
+        gate_paths=GATE_PATHS,
+        troubles=await channels_in_trouble(session, tenant_id),
+        waiting_posts=await posts_without_channel(session, tenant_id),
+        posts_shown=POSTS_SHOWN,
+    )
 
 
 GATE_PATHS = {Gate.PERSONAS: "personas", Gate.TOPICS: "topics"}
@@ -526,6 +538,7 @@ def install_studio(app: Any) -> None:
     from fastapi.staticfiles import StaticFiles
 
     from api.studio.calendar import router as calendar_router
+    from api.studio.channels import router as channels_router
     from api.studio.companies_new import router as companies_new_router
     from api.studio.company import router as company_router
     from api.studio.render import STATIC_DIR
@@ -554,6 +567,7 @@ def install_studio(app: Any) -> None:
     app.mount("/studio/static", StaticFiles(directory=STATIC_DIR), name="studio-static")
     app.include_router(companies_new_router)  # first: /studio/companies/new is no company id
     app.include_router(company_router)
+    app.include_router(channels_router)
     app.include_router(router)
     app.include_router(calendar_router)
     app.include_router(social_router)

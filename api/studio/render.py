@@ -7,10 +7,10 @@ post's sources become links to the numbered source list.
 
 import difflib
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from models.pipeline import PAGE_WORDS
 from models.prose import CITATION
+from models.tables import Company
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
@@ -25,10 +26,22 @@ STATIC_DIR = Path(__file__).parent / "static"
 _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
 
 
-def _when(value: datetime | None, zone: str = "UTC") -> str:
+def zone_of(company: Company | None) -> ZoneInfo:
+    """The company's time zone; UTC when it has none the system knows."""
+    try:
+        return ZoneInfo(company.timezone) if company is not None and company.timezone else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _when(value: datetime | None, zone: str | ZoneInfo = "UTC") -> str:
     if value is None:
         return ""
-    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+    return aware(value).astimezone(zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 TEMPLATES.env.filters["when"] = _when

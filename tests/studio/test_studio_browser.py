@@ -19,7 +19,7 @@ from api.keys import hash_key
 from models.db import Database
 from models.enums import Role
 from models.tables import ApiKey, BlogPost, Persona, Topic
-from tests.api.test_pipeline_api import new_company, start, wait_for
+from tests.api.test_pipeline_api import TERMINAL, new_company, start, wait_for
 from tests.support.browser import DESKTOP, PHONE, OpenContext, assert_accessible, collected_findings, screenshot
 from tests.support.stack import RunningStack, Tenant
 
@@ -65,13 +65,31 @@ def gate_items(state: dict[str, Any], gate: str) -> list[dict[str, Any]]:
     return [item for group in state["pendingApprovals"] if group["gate"] == gate for item in group["items"]]
 
 
+async def wait_for_open_gate(stack: RunningStack, tenant: Tenant, pipeline: str, gate: str) -> dict[str, Any]:
+    """Until `gate` is among the pipeline's open gates; its state. Not only the first one (`pendingApproval`):
+    once topics are approved, their branches' blog posts open a gate of their own, in whichever order the workers
+    finish, while a topic sent back is still being written again."""
+    deadline = asyncio.get_running_loop().time() + PIPELINE_SECONDS
+    while True:
+        response = await stack.http.get(f"/api/v1/ai/pipelines/{pipeline}/", headers=tenant.headers())
+        assert response.status_code == 200, response.text
+        state: dict[str, Any] = response.json()
+        if gate_items(state, gate):
+            return state
+        if state["status"] in TERMINAL:
+            raise AssertionError(f"the pipeline ended while waiting for {gate}: {state['status']} {state['reason']}")
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still waiting for {gate}: {state}")
+        await asyncio.sleep(0.2)
+
+
 async def wait_for_topics(
     stack: RunningStack, tenant: Tenant, pipeline: str, decided: Collection[str] = ()
 ) -> list[str]:
     """Until the topic gate is open with topics not yet decided; their ids."""
     deadline = asyncio.get_running_loop().time() + PIPELINE_SECONDS
     while True:
-        state = await wait_for(stack.http, tenant, pipeline, "topics", seconds=PIPELINE_SECONDS)
+        state = await wait_for_open_gate(stack, tenant, pipeline, "topics")
         fresh = [item["id"] for item in gate_items(state, "topics") if item["id"] not in decided]
         if fresh:
             return fresh
@@ -87,7 +105,7 @@ async def wait_for_blog_post(
     the first; the gate item's own `revision` counts the rewrites, from 0); its gate item."""
     deadline = asyncio.get_running_loop().time() + PIPELINE_SECONDS
     while True:
-        state = await wait_for(stack.http, tenant, pipeline, "blogpost", seconds=PIPELINE_SECONDS)
+        state = await wait_for_open_gate(stack, tenant, pipeline, "blogpost")
         for item in gate_items(state, "blogpost"):
             if post is None or item["id"] == post:
                 async with db.session() as session:

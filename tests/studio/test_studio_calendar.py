@@ -440,6 +440,7 @@ def test_limits_are_the_platforms() -> None:
         Platform.FACEBOOK: 63206,
         Platform.THREADS: 500,
         Platform.BLUESKY: 300,
+        Platform.MASTODON: 500,  # Mastodon's default: a connected instance may allow more (the previews use its own)
     }
 
 
