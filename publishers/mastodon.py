@@ -31,7 +31,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -63,7 +62,7 @@ from publishers.channel import (
     Credentials,
     PlatformRules,
 )
-from publishers.webhook import retry_after_seconds
+from publishers.webhook import json_or_none, read_limited, retry_after_seconds
 
 # Only what posting needs: the account (to show who the channel posts as), statuses and media.
 SCOPES = "read:accounts write:statuses write:media"
@@ -288,7 +287,7 @@ class InstanceApi:
                 )
                 response = await self.client.send(request, stream=True)
                 try:
-                    raw = await _read_limited(response)
+                    raw = await read_limited(response, MAX_RESPONSE_BYTES)
                 finally:
                     await response.aclose()
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
@@ -304,7 +303,7 @@ class InstanceApi:
             except httpx.TransportError as exc:
                 raise NoAnswer(f"the connection to {where} broke after the request was sent: {_describe(exc)}") from exc
             return InstanceAnswer(
-                response.status_code, response.headers, _json_or_none(raw), raw.decode("utf-8", "replace")
+                response.status_code, response.headers, json_or_none(raw), raw.decode("utf-8", "replace")
             )
         raise NothingSent(f"could not connect to {self.instance}: no address to connect to")
 
@@ -322,24 +321,6 @@ async def open_instance(
     client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds), follow_redirects=False, trust_env=False)
     async with client:
         yield InstanceApi(base, destination, client, timeout_seconds)
-
-
-async def _read_limited(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_RESPONSE_BYTES:
-            break
-    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
-
-
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw.strip() else None
-    except ValueError:
-        return None
 
 
 def rate_limit_wait(headers: httpx.Headers) -> float | None:

@@ -210,9 +210,9 @@ async def post_signed(
                 target = parsed.copy_with(scheme=destination.scheme, host=address, port=destination.port)
                 request = client.stream("POST", target, content=body, headers=headers, extensions=tls_name)
                 async with request as response:
-                    raw = await _read_limited(response)
+                    raw = await read_limited(response)
                     text = raw.decode("utf-8", "replace")
-                    return WebhookAnswer(response.status_code, response.headers, text, _json_or_none(raw))
+                    return WebhookAnswer(response.status_code, response.headers, text, json_or_none(raw))
             except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
                 raise PublishRejected(f"the webhook URL cannot be used: {exc}") from exc
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
@@ -232,18 +232,19 @@ async def post_signed(
     raise PublishNotSent(f"could not connect to {where}: no address to connect to")
 
 
-async def _read_limited(response: httpx.Response) -> bytes:
+async def read_limited(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+    """The answer's body up to `limit` bytes: a receiver cannot make a publisher read without end."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         chunks.append(chunk)
         size += len(chunk)
-        if size >= MAX_RESPONSE_BYTES:
+        if size >= limit:
             break
-    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
+    return b"".join(chunks)[:limit]
 
 
-def _json_or_none(raw: bytes) -> Any:
+def json_or_none(raw: bytes) -> Any:
     try:
         return json.loads(raw) if raw.strip() else None
     except ValueError:
@@ -381,8 +382,10 @@ __all__ = [
     "WebhookAnswer",
     "WebhookPublisher",
     "derived_webhook_id",
+    "json_or_none",
     "new_webhook_id",
     "post_signed",
+    "read_limited",
     "receipt_from",
     "send_notification",
     "sign",

@@ -8,10 +8,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.social import SocialStage, fit_to_limit, read_platforms, shorten_at_word, split_tail
+from models.channels import PlatformRules
 from models.db import Database
 from models.enums import JobStatus, JobType, Platform, PublishState
 from models.generation import PLATFORM_LIMITS, SocialPostDraft
-from models.tables import BlogPost, Company, SocialPost
+from models.tables import BlogPost, Channel, Company, SocialPost
 from providers.structured import SchemaArg
 from tests.support.stack import Tenant
 from tests.support.stage_rows import (
@@ -257,3 +258,30 @@ def test_instagram_keeps_at_most_30_hashtags() -> None:
     assert fitted.text.count("#") == 30 and fitted.hashtags == tags[:30]
     assert fitted.text.startswith("Five habits") and "#tag29" in fitted.text and "#tag30" not in fitted.text
     assert SocialPostDraft(platform=Platform.INSTAGRAM, text=fitted.text, hashtags=fitted.hashtags).check_limits() == []
+
+
+async def test_a_mastodon_post_is_written_to_its_instances_own_limit(db: Database, tenant: Tenant) -> None:
+    company, post = await post_to_share(db, tenant)
+    async with db.session() as session:
+        session.add(
+            Channel(
+                tenant_id=tenant.id,
+                company_id=company.id,
+                platform=Platform.MASTODON,
+                service="https://small.example",
+                account_id="1",
+                handle="@acme@small.example",
+                credentials="(not read by the social stage)",
+                rules=PlatformRules(max_chars=200, url_length=23).model_dump(mode="json", by_alias=True),
+            )
+        )
+        await session.commit()
+    job = await new_job(
+        db, company, JobType.GENERATE_SOCIAL, blog_post_id=post.id, params={"platforms": ["mastodon"], "link_url": LINK}
+    )
+    provider = RecordingProvider()
+    await run_stage(SocialStage(stage_deps(db, provider)).generate_social, job.id)
+    (row,) = await rows(db, SocialPost, SocialPost.job_id == job.id)
+    # The instance allows 200 (not Mastodon's default 500): the prompt says so and the post fits.
+    assert "at most 200 characters" in provider.sent('- `platform`: "mastodon"')[0]
+    assert len(row.text) <= 200 and LINK in row.text

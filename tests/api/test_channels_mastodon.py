@@ -75,6 +75,21 @@ async def channel_rows(db: Database, company_id: str) -> list[Channel]:
         return list(rows.scalars().all())
 
 
+async def channel_histories(stack: RunningStack, tenant: Tenant, *, at_least: int) -> list[str]:
+    """The JSON histories of the tenant's ChannelTaskWorkflows (visibility catches up within moments)."""
+    query = f"WorkflowType = 'ChannelTaskWorkflow' AND TenantId = '{tenant.id}'"
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        executions = [execution async for execution in stack.client.list_workflows(query)]
+        if len(executions) >= at_least or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert len(executions) >= at_least, executions
+    return [
+        (await stack.client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()).to_json() for e in executions
+    ]
+
+
 def live_tokens(mastodon: MastodonServer) -> list[str]:
     return [value for value, token in mastodon.tokens.items() if not token.revoked]
 
@@ -112,6 +127,13 @@ async def test_a_marketer_connects_mastodon_through_the_instances_sign_in(
     tested = await stack.http.post(f"/api/v1/channels/{channel['id']}/test", headers=tenant.headers())
     assert tested.status_code == 200 and tested.json()["ok"] is True
     assert mastodon.statuses == []
+
+    # Nor in Temporal's histories: the channel workflows (authorize, connect, test) carry ids only.
+    [grant] = mastodon.grants.values()
+    histories = await channel_histories(stack, tenant, at_least=3)
+    for history in histories:
+        for secret in (token, app.client_secret, grant.code):
+            assert secret not in history
 
 
 async def test_the_callback_is_good_once_and_a_declined_sign_in_connects_nothing(

@@ -321,7 +321,7 @@ async def test_start_refuses_bad_input_and_free_tenants_get_text_only(
         assert state["status"] not in TERMINAL, state
         for gate in state["pendingApprovals"]:
             for item in gate["items"] if gate["gate"] == "failure" else []:
-                assert "no publisher is configured" in item["detail"]
+                assert "connect a linkedin channel" in item["detail"]
                 answer = await http.post(
                     f"/api/v1/ai/pipelines/{pipeline}/approvals/failures/{item['id']}/",
                     json={"decision": "drop"},
@@ -337,4 +337,4 @@ async def test_start_refuses_bad_input_and_free_tenants_get_text_only(
     assert "generate_image" not in types and "generate_video" not in types
     # No webhook is set: the posts are not sent, and say why.
     assert final["counts"].get("publishFailed") == 6
-    assert final["status"] == "FAILED" and "no publisher is configured" in final["reason"]
+    assert final["status"] == "FAILED" and "connect a linkedin channel" in final["reason"]
