@@ -18,15 +18,15 @@ from api.services.channels import (
     ChannelTestResult,
     VaultDep,
     attempt_for_callback,
-    authorization_url,
     channel_of_tenant,
     channel_public,
+    connect_password_channel,
     forget_attempt,
     list_channels,
-    new_oauth_attempt,
-    new_password_attempt,
     problem_for,
     run_channel_task,
+    run_on_channel,
+    start_sign_in,
 )
 from models.channels import ChannelOutcome, ChannelPublic, ChannelsPublic, ChannelTask, ChannelTaskKind
 from models.enums import Platform
@@ -71,19 +71,8 @@ async def connect_with_password(
     temporal: TemporalDep,
     vault: VaultDep,
 ) -> ChannelPublic:
-    attempt = await new_password_attempt(session, settings, vault, principal, company, body)
-    try:
-        result = await run_channel_task(
-            temporal,
-            settings,
-            ChannelTask(kind=ChannelTaskKind.CONNECT, tenant_id=principal.tenant_id, attempt_id=attempt.id),
-        )
-    finally:
-        # The password is not kept past this request, whatever happened to the worker.
-        await forget_attempt(session, attempt.id)
-    if result.outcome != ChannelOutcome.OK or result.channel_id is None:
-        raise problem_for(result, body.platform)
-    return channel_public(await channel_of_tenant(session, principal.tenant_id, result.channel_id))
+    channel = await connect_password_channel(session, temporal, settings, vault, principal, company, body)
+    return channel_public(channel)
 
 
 @company_router.post(
@@ -106,23 +95,7 @@ async def start_oauth(
     temporal: TemporalDep,
     vault: VaultDep,
 ) -> ChannelAuthorization:
-    attempt, state, challenge = await new_oauth_attempt(session, settings, vault, principal, company, body)
-    try:
-        result = await run_channel_task(
-            temporal,
-            settings,
-            ChannelTask(kind=ChannelTaskKind.AUTHORIZE, tenant_id=principal.tenant_id, attempt_id=attempt.id),
-        )
-    except Problem:
-        await forget_attempt(session, attempt.id)  # no sign-in to come back to: nothing is left behind
-        raise
-    if result.outcome != ChannelOutcome.OK or not result.client_id:
-        await forget_attempt(session, attempt.id)
-        raise problem_for(result, body.platform)
-    return ChannelAuthorization(
-        authorization_url=authorization_url(settings, attempt, result.client_id, state, challenge),
-        expires_at=attempt.expires_at,
-    )
+    return await start_sign_in(session, temporal, settings, vault, principal, company, body)
 
 
 @company_router.get(
@@ -144,14 +117,7 @@ async def get_channels(company: OwnCompanyDep, session: SessionDep) -> ChannelsP
 async def test_channel(
     channel_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
 ) -> ChannelTestResult:
-    await channel_of_tenant(session, principal.tenant_id, channel_id)
-    result = await run_channel_task(
-        temporal,
-        settings,
-        ChannelTask(kind=ChannelTaskKind.CHECK, tenant_id=principal.tenant_id, channel_id=channel_id),
-    )
-    if result.outcome == ChannelOutcome.GONE:
-        raise Problem(404, "the channel was not found")
+    result = await run_on_channel(session, temporal, settings, principal, channel_id, ChannelTaskKind.CHECK)
     channel = await channel_of_tenant(session, principal.tenant_id, channel_id)
     return ChannelTestResult(
         ok=result.outcome == ChannelOutcome.OK, message=result.message, channel=channel_public(channel)
@@ -171,14 +137,7 @@ async def test_channel(
 async def disconnect_channel(
     channel_id: uuid.UUID, principal: MarketerDep, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
 ) -> Response:
-    await channel_of_tenant(session, principal.tenant_id, channel_id)
-    result = await run_channel_task(
-        temporal,
-        settings,
-        ChannelTask(kind=ChannelTaskKind.DISCONNECT, tenant_id=principal.tenant_id, channel_id=channel_id),
-    )
-    if result.outcome == ChannelOutcome.GONE:
-        raise Problem(404, "the channel was not found")
+    await run_on_channel(session, temporal, settings, principal, channel_id, ChannelTaskKind.DISCONNECT)
     return Response(status_code=204)
 
 

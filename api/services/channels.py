@@ -34,6 +34,7 @@ from models.channels import (
     ChannelPublic,
     ChannelsPublic,
     ChannelTask,
+    ChannelTaskKind,
     ChannelTaskResult,
     PlatformRules,
     Wire,
@@ -326,6 +327,74 @@ async def run_channel_task(temporal: Client, settings: Settings, task: ChannelTa
         ) from None
     except RPCError:
         raise Problem(503, "the workflow engine is not reachable; try again shortly", headers=RETRY_AFTER) from None
+
+
+async def connect_password_channel(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    vault: Vault,
+    principal: Principal,
+    company: Company,
+    body: ChannelCreate,
+) -> Channel:
+    """The company's channel, connected with an app password by a worker; a Problem otherwise (422 with `errors`
+    for input, 422 for refused credentials, 5xx for a platform or engine away). The password is not kept past
+    this call, whatever happened to the worker."""
+    attempt = await new_password_attempt(session, settings, vault, principal, company, body)
+    try:
+        task = ChannelTask(kind=ChannelTaskKind.CONNECT, tenant_id=principal.tenant_id, attempt_id=attempt.id)
+        result = await run_channel_task(temporal, settings, task)
+    finally:
+        await forget_attempt(session, attempt.id)
+    if result.outcome != ChannelOutcome.OK or result.channel_id is None:
+        raise problem_for(result, body.platform)
+    return await channel_of_tenant(session, principal.tenant_id, result.channel_id)
+
+
+async def start_sign_in(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    vault: Vault,
+    principal: Principal,
+    company: Company,
+    body: ChannelConnect,
+) -> ChannelAuthorization:
+    """Where to send the person to sign in at the platform (its app registered first when needed); a Problem
+    otherwise, leaving no attempt behind."""
+    attempt, state, challenge = await new_oauth_attempt(session, settings, vault, principal, company, body)
+    try:
+        task = ChannelTask(kind=ChannelTaskKind.AUTHORIZE, tenant_id=principal.tenant_id, attempt_id=attempt.id)
+        result = await run_channel_task(temporal, settings, task)
+    except Problem:
+        await forget_attempt(session, attempt.id)  # no sign-in to come back to
+        raise
+    if result.outcome != ChannelOutcome.OK or not result.client_id:
+        await forget_attempt(session, attempt.id)
+        raise problem_for(result, body.platform)
+    return ChannelAuthorization(
+        authorization_url=authorization_url(settings, attempt, result.client_id, state, challenge),
+        expires_at=attempt.expires_at,
+    )
+
+
+async def run_on_channel(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    principal: Principal,
+    channel_id: uuid.UUID,
+    kind: ChannelTaskKind,
+) -> ChannelTaskResult:
+    """A test or a disconnect of the tenant's channel by a worker; 404 for a channel that is not (or no longer)
+    the tenant's."""
+    await channel_of_tenant(session, principal.tenant_id, channel_id)
+    task = ChannelTask(kind=kind, tenant_id=principal.tenant_id, channel_id=channel_id)
+    result = await run_channel_task(temporal, settings, task)
+    if result.outcome == ChannelOutcome.GONE:
+        raise Problem(404, "the channel was not found")
+    return result
 
 
 def problem_for(result: ChannelTaskResult, platform: Platform) -> Problem:

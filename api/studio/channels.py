@@ -24,15 +24,12 @@ from api.services.channels import (
     ChannelConnect,
     ChannelCreate,
     VaultDep,
-    authorization_url,
     channel_of_tenant,
     channel_public,
     company_channels,
-    forget_attempt,
-    new_oauth_attempt,
-    new_password_attempt,
-    problem_for,
-    run_channel_task,
+    connect_password_channel,
+    run_on_channel,
+    start_sign_in,
 )
 from api.studio.company import owned_company, web_link
 from api.studio.pages import StudioNotFound, page, see_other
@@ -44,12 +41,9 @@ from models.channels import (
     ChannelOutcome,
     ChannelPublic,
     ChannelState,
-    ChannelTask,
     ChannelTaskKind,
-    ChannelTaskResult,
 )
 from models.enums import Platform
-from models.settings import Settings
 from models.tables import Channel, Company
 
 router = APIRouter(prefix="/studio", include_in_schema=False)
@@ -212,12 +206,6 @@ async def owned_channel(session: AsyncSession, user: StudioUser, channel_id: uui
         raise StudioNotFound() from None
 
 
-async def run_task(request: Request, settings: Settings, task: ChannelTask) -> ChannelTaskResult:
-    """The worker's answer to a channel task; a Problem when the engine or the worker did not answer."""
-    temporal = await get_temporal(request)
-    return await run_channel_task(temporal, settings, task)
-
-
 def text_of(form: FormData, name: str) -> str:
     return str(form.get(name) or "").strip()
 
@@ -262,24 +250,14 @@ async def connect_bluesky(
         state.values = typed
         return await channels_page(request, user, session, company, status=422, bluesky=state)
     try:
-        attempt = await new_password_attempt(session, settings, vault, user.principal, company, body)
+        temporal = await get_temporal(request)
+        channel = await connect_password_channel(session, temporal, settings, vault, user.principal, company, body)
     except Problem as refused:
-        state = form_of(refused, BLUESKY_FIELDS)
-        state.values = typed
-        return await channels_page(request, user, session, company, status=refused.status, bluesky=state)
-    try:
-        task = ChannelTask(kind=ChannelTaskKind.CONNECT, tenant_id=user.principal.tenant_id, attempt_id=attempt.id)
-        result = await run_task(request, settings, task)
-    except Problem as away:
-        return await channels_page(
-            request, user, session, company, status=away.status, bluesky=FormState(typed), alert=nothing_changed(away)
-        )
-    finally:
-        # The password is not kept past this request, whatever happened to the worker.
-        await forget_attempt(session, attempt.id)
-    if result.outcome != ChannelOutcome.OK or result.channel_id is None:
-        return await refused_connect(request, user, session, company, problem_for(result, Platform.BLUESKY), typed)
-    channel = await owned_channel(session, user, result.channel_id)
+        if refused.extra.get("errors"):
+            state = form_of(refused, BLUESKY_FIELDS)
+            state.values = typed
+            return await channels_page(request, user, session, company, status=refused.status, bluesky=state)
+        return await refused_connect(request, user, session, company, refused, typed)
     notice = f"The Bluesky account {channel.handle} is connected: its posts go out through it."
     return see_other(channels_url(company.id, notice=notice, anchor=f"channel-{channel.id}"))
 
@@ -305,26 +283,15 @@ async def connect_mastodon(
         state.values = typed
         return await channels_page(request, user, session, company, status=422, mastodon=state)
     try:
-        attempt, oauth_state, challenge = await new_oauth_attempt(
-            session, settings, vault, user.principal, company, body
-        )
+        temporal = await get_temporal(request)
+        sign_in = await start_sign_in(session, temporal, settings, vault, user.principal, company, body)
     except Problem as refused:
-        state = form_of(refused, MASTODON_FIELDS)
-        state.values = typed
-        return await channels_page(request, user, session, company, status=refused.status, mastodon=state)
-    try:
-        task = ChannelTask(kind=ChannelTaskKind.AUTHORIZE, tenant_id=user.principal.tenant_id, attempt_id=attempt.id)
-        result = await run_task(request, settings, task)
-    except Problem as away:
-        await forget_attempt(session, attempt.id)  # no one can be sent to sign in with it now
-        return await channels_page(
-            request, user, session, company, status=away.status, mastodon=FormState(typed), alert=nothing_changed(away)
-        )
-    if result.outcome != ChannelOutcome.OK or not result.client_id:
-        await forget_attempt(session, attempt.id)
-        problem = problem_for(result, Platform.MASTODON)
-        return await refused_connect(request, user, session, company, problem, typed, platform=Platform.MASTODON)
-    return see_other(authorization_url(settings, attempt, result.client_id, oauth_state, challenge))
+        if refused.extra.get("errors"):
+            state = form_of(refused, MASTODON_FIELDS)
+            state.values = typed
+            return await channels_page(request, user, session, company, status=refused.status, mastodon=state)
+        return await refused_connect(request, user, session, company, refused, typed, platform=Platform.MASTODON)
+    return see_other(sign_in.authorization_url)
 
 
 async def refused_connect(
@@ -362,17 +329,17 @@ async def test_channel(
     company_id, label, handle = channel.company_id, Platform(channel.platform).label, channel.handle
     anchor = f"channel-{channel.id}"
     try:
-        task = ChannelTask(kind=ChannelTaskKind.CHECK, tenant_id=user.principal.tenant_id, channel_id=channel.id)
-        result = await run_task(request, settings, task)
+        temporal = await get_temporal(request)
+        result = await run_on_channel(session, temporal, settings, user.principal, channel.id, ChannelTaskKind.CHECK)
     except Problem as away:
+        if away.status == 404:
+            return see_other(channels_url(company_id, error="That channel no longer exists: it was disconnected."))
         return see_other(channels_url(company_id, error=nothing_changed(away), anchor=anchor))
     said = f": {result.message.rstrip('.')}" if result.message else ""
     if result.outcome == ChannelOutcome.OK:
         return see_other(
             channels_url(company_id, notice=f"Tested {label} {handle}: it works (nothing was posted).", anchor=anchor)
         )
-    if result.outcome == ChannelOutcome.GONE:
-        return see_other(channels_url(company_id, error="That channel no longer exists: it was disconnected."))
     if result.outcome == ChannelOutcome.REJECTED:
         error = f"Tested {label} {handle}: the credentials were refused{said}. Connect the account again below."
     elif result.outcome == ChannelOutcome.UNAVAILABLE:
@@ -395,12 +362,13 @@ async def disconnect_channel(
         error = f"Tick the box to confirm disconnecting {label} {handle}. {NOTHING_CHANGED}"
         return see_other(channels_url(company_id, error=error, anchor=f"channel-{channel.id}"))
     try:
-        task = ChannelTask(kind=ChannelTaskKind.DISCONNECT, tenant_id=user.principal.tenant_id, channel_id=channel.id)
-        result = await run_task(request, settings, task)
+        temporal = await get_temporal(request)
+        kind = ChannelTaskKind.DISCONNECT
+        result = await run_on_channel(session, temporal, settings, user.principal, channel.id, kind)
     except Problem as away:
+        if away.status == 404:
+            return see_other(channels_url(company_id, notice=f"{label} {handle} was already disconnected."))
         return see_other(channels_url(company_id, error=nothing_changed(away), anchor=f"channel-{channel.id}"))
-    if result.outcome == ChannelOutcome.GONE:
-        return see_other(channels_url(company_id, notice=f"{label} {handle} was already disconnected."))
     revoked = f" ({result.message})" if result.message else ""
     notice = (
         f"Disconnected {label} {handle}{revoked}. The company's {label} posts now go to the account's webhook, or "
