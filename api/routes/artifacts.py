@@ -20,7 +20,7 @@ from api.services.artifacts import (
     media_public,
     social_posts_public,
 )
-from api.services.social_posts import edit_text, publish_again, reschedule
+from api.services.social_posts import edit_text, hold_back, publish_again, reschedule
 from models.api import CompanyDNAPublic, Page
 from models.artifacts import (
     BlogPostDetail,
@@ -301,6 +301,29 @@ async def publish_social_post_again(
         )
     workflow_id = await publish_again(session, temporal, settings, principal, company_id, social_post_id)
     return PublishAgainAccepted(social_post_id=social_post_id, workflow_id=workflow_id)
+
+
+@router.post(
+    "/{company_id}/social-posts/{social_post_id}/hold-back/",
+    response_model=SocialPostPublic,
+    responses={**PROBLEMS, **problems(_409="the post has started going out (or has gone): it cannot be held back")},
+    summary="Do not publish a post that has not gone out (a supervisor's decision)",
+    description="For a post that waits, typically for its channel to be reconnected: it becomes FAILED with a "
+    "message saying a supervisor decided not to publish it, and is never sent. Its topic's branch then asks for a "
+    "decision as for any post that did not go out (retry it once the channel is back, or drop it). Supervisor or "
+    "admin; 409 once the post is being sent or has gone.",
+)
+async def hold_back_social_post(
+    company_id: uuid.UUID,
+    social_post_id: uuid.UUID,
+    principal: KeyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Annotated[SocialPost, Depends(resent_social_post)],
+) -> SocialPostPublic:
+    post = await hold_back(session, principal, company_id, social_post_id)
+    [public] = await social_posts_public(session, settings, [post])
+    return public
 
 
 @read(

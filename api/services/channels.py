@@ -144,6 +144,21 @@ async def list_channels(session: AsyncSession, company_id: uuid.UUID) -> Channel
     return ChannelsPublic(data=channels, count=len(channels))
 
 
+async def channel_rules(session: AsyncSession, company_id: uuid.UUID, platform: Platform) -> PlatformRules | None:
+    """How the company's channel for the platform counts a post, when it has its own rules (a Mastodon instance's
+    limit); None: the platform's."""
+    if platform != Platform.MASTODON:
+        return None
+    rows = await session.exec(
+        select(Channel.rules).where(col(Channel.company_id) == company_id, col(Channel.platform) == platform.value)
+    )
+    found = rows.first()
+    try:
+        return PlatformRules.model_validate(found) if found else None
+    except ValueError:
+        return None  # rules this version cannot read: the platform's
+
+
 async def channel_of_tenant(session: AsyncSession, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> Channel:
     channel = await session.get(Channel, channel_id)
     # Another tenant's channel is a 404, like one that does not exist.

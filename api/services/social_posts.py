@@ -21,15 +21,17 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.deps import Principal, check_role
 from api.errors import Problem, not_found
 from api.routes.companies import company_of_tenant
+from api.services.channels import channel_rules
 from api.services.decisions import decide
 from api.services.pipelines import FINISHED, open_gates
+from models.channels import PlatformRules
 from models.enums import Gate, Platform, PublishState, Role
 from models.generation import PLATFORM_LIMITS
 from models.names import COMPANY_ID, TENANT_ID, branch_workflow_id
 from models.pipeline import PublishAgain, Rescheduled, ReschedulePost
 from models.settings import Settings
 from models.tables import AIJob, BlogPost, Company, Pipeline, SocialPost
-from models.text_limits import HASHTAG, LIMITS, counted_length, unit_of
+from models.text_limits import HASHTAG, LIMITS, counted_length, mastodon_length, unit_of
 from workflows.branch import TopicBranchWorkflow
 from workflows.policies import PIPELINE_QUEUE, priority_for
 from workflows.republish import PublishAgainWorkflow, publish_again_workflow_id
@@ -54,10 +56,14 @@ def hashtags_in(text: str) -> list[str]:
     return list(dict.fromkeys(tag.lstrip("#") for tag in HASHTAG.findall(text)))
 
 
-def check_text(platform: Platform, text: str) -> None:
-    """422 when the platform would refuse the text: too long as it counts, or too many hashtags."""
+def check_text(platform: Platform, text: str, rules: PlatformRules | None = None) -> None:
+    """422 when the platform would refuse the text: too long as it counts (a Mastodon instance with its own `rules`,
+    from the company's channel), or too many hashtags."""
     problems = []
-    length, limit = counted_length(platform, text), LIMITS[platform]
+    if rules is not None:
+        length, limit = mastodon_length(text, rules), rules.max_chars
+    else:
+        length, limit = counted_length(platform, text), LIMITS[platform]
     if length > limit:
         problems.append(
             f"{length} {unit_of(platform)}; {platform.label} allows {limit} (counted as {platform.label} counts)"
@@ -79,7 +85,8 @@ async def edit_text(
     """The post's new text (its hashtags are the ones in it), while it has not gone out."""
     _, post = await post_of_company(session, principal, company_id, post_id)
     text, state = text.strip(), post.publish_state
-    check_text(Platform(post.platform), text)
+    platform = Platform(post.platform)
+    check_text(platform, text, await channel_rules(session, company_id, platform))
     changed = await session.exec(  # type: ignore[call-overload]
         sa.update(SocialPost)
         .where(col(SocialPost.id) == post.id, col(SocialPost.publish_state).in_([s.value for s in EDITABLE]))
@@ -88,6 +95,41 @@ async def edit_text(
     if not changed.rowcount:
         await session.rollback()
         raise Problem(409, f"the post is {state}: a post being sent or published can no longer change")
+    await session.commit()
+    await session.refresh(post)
+    return post
+
+
+# A post waiting for its channel that a supervisor decides not to publish: its message says who decided and why.
+NOT_PUBLISHED_MESSAGE = "not published: a supervisor decided so while it waited for its {label} channel"
+
+
+async def hold_back(
+    session: AsyncSession, principal: Principal, company_id: uuid.UUID, post_id: uuid.UUID
+) -> SocialPost:
+    """The supervisor's decision for a post that waits (its channel needs reconnecting, or any post not yet sent):
+    it is not published. FAILED with that reason, in one conditional update: a post that is being sent now (or may
+    have been) cannot be held back (409). Its publishing then ends as any FAILED post's does: the branch asks for a
+    decision (retry once the channel is back, or drop)."""
+    _, post = await post_of_company(session, principal, company_id, post_id)
+    check_role(principal, Role.SUPERVISOR)
+    label, state = Platform(post.platform).label, post.publish_state  # read now: a rollback expires the row
+    changed = await session.exec(  # type: ignore[call-overload]
+        sa.update(SocialPost)
+        .where(
+            col(SocialPost.id) == post.id,
+            col(SocialPost.publish_state).in_([PublishState.DRAFT.value, PublishState.SCHEDULED.value]),
+            col(SocialPost.external_id).is_(None),
+        )
+        .values(publish_state=PublishState.FAILED.value, publish_error=NOT_PUBLISHED_MESSAGE.format(label=label))
+    )
+    if not changed.rowcount:
+        await session.rollback()
+        raise Problem(
+            409,
+            f"the post is {state}: only a post that has not started going out can be held back "
+            "(a post being sent may already be on the platform: check it there)",
+        )
     await session.commit()
     await session.refresh(post)
     return post

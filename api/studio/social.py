@@ -1,5 +1,5 @@
 """The studio's changes to a social post, from its preview card: edit the text, move it to another time, and
-publish again after checking the receiver. Each goes through the same service as the API
+publish again after checking the receiver, or hold back a post that waits for its channel. Each goes through the same service as the API
 (api/services/social_posts.py) and comes back to the previews with what happened."""
 
 import uuid
@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import Problem
-from api.services.social_posts import edit_text, publish_again, reschedule
+from api.services.social_posts import edit_text, hold_back, publish_again, reschedule
 from api.studio.pages import StudioNotFound, see_other
 from api.studio.sessions import StudioUserDep, checked_form
 from models.tables import SocialPost
@@ -77,3 +77,17 @@ async def social_publish_again(
     except Problem as refusal:
         return back(post, error=f"{refusal.detail}. Nothing was sent.")
     return back(post, notice="Publishing again: the state below follows.")
+
+
+@router.post("/social-posts/{post_id}/hold-back", response_class=HTMLResponse)
+async def social_hold_back(request: Request, post_id: uuid.UUID, user: StudioUserDep, session: SessionDep) -> Response:
+    """A supervisor's decision for a post that waits (for its channel, typically): it is not published."""
+    form = await checked_form(request, user)
+    post = await post_of(session, user.principal.tenant_id, post_id)
+    if form.get("confirm") != "yes":
+        return back(post, error="Tick the box to confirm that this post is not to be published. Nothing was changed.")
+    try:
+        await hold_back(session, user.principal, post.company_id, post.id)
+    except Problem as refusal:
+        return back(post, error=f"{refusal.detail}. Nothing was changed.")
+    return back(post, notice="Held back: this post will not be published. Its topic now asks for a decision.")

@@ -316,3 +316,27 @@ async def test_the_daily_schedule_checks_every_channel(
         assert row.last_checked_at is not None and row.last_error
     finally:
         await handle.delete()
+
+
+async def test_a_supervisor_holds_back_a_post_that_waits_for_its_channel(
+    stack: RunningStack, tenant: Tenant, db: Database, mastodon: MastodonServer
+) -> None:
+    [post] = await make_posts(db, tenant.id, [Platform.MASTODON], publish_at=datetime(2026, 3, 12, 9, tzinfo=UTC))
+    await connect(stack, tenant, str(post.company_id), mastodon)
+    mastodon.revoke_all_tokens()
+    acts = publisher_acts(stack, db)
+    with pytest.raises(ApplicationError) as waiting:
+        await ActivityEnvironment().run(acts.publish_post, PublishPost(social_post_id=post.id))
+    assert waiting.value.type == ErrorType.CHANNEL_NEEDS_RECONNECT
+
+    url = f"/api/v1/companies/{post.company_id}/social-posts/{post.id}/hold-back/"
+    assert (await stack.http.post(url, headers=tenant.headers())).status_code == 403  # a supervisor's decision
+    held = await stack.http.post(url, headers=tenant.headers(Role.SUPERVISOR))
+    assert held.status_code == 200, held.text
+    assert held.json()["publishState"] == "FAILED" and "a supervisor decided" in held.json()["publishError"]
+    # The waiting publish sees the decision at its next attempt and sends nothing.
+    outcome = await ActivityEnvironment().run(acts.publish_post, PublishPost(social_post_id=post.id))
+    assert outcome.state == PublishState.FAILED and "a supervisor decided" in outcome.message
+    assert mastodon.statuses == []
+    # Once it has ended (or gone out), there is nothing to hold back.
+    assert (await stack.http.post(url, headers=tenant.headers(Role.SUPERVISOR))).status_code == 409

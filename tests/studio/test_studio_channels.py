@@ -76,6 +76,13 @@ async def a_channel(
         return channel
 
 
+async def post_row(db: Database, post_id: uuid.UUID) -> SocialPost:
+    async with db.session() as session:
+        post = await session.get(SocialPost, post_id)
+    assert post is not None
+    return post
+
+
 async def channel_row(db: Database, channel_id: uuid.UUID) -> Channel | None:
     async with db.session() as session:
         return await session.get(Channel, channel_id)
@@ -438,6 +445,20 @@ async def test_the_inbox_lists_channels_and_posts_that_need_a_person(
         assert "Mastodon" in second and "waiting" in second and "waiting for the Mastodon channel" in second
         assert f"#post-{waiting.id}" in second
         assert "the receiver answered 500" not in section and "old news" not in section
+        # The supervisor may decide for a waiting post: hold it back (a failed one has nothing to hold back).
+        assert f'action="/studio/social-posts/{waiting.id}/hold-back"' in second and "hold-back" not in first
+        token = csrf_of(html)
+        unconfirmed = await client.post(f"/studio/social-posts/{waiting.id}/hold-back", data={"csrf_token": token})
+        assert (
+            "Tick+the+box" in unconfirmed.headers["location"] or "Tick%20the%20box" in unconfirmed.headers["location"]
+        )
+        assert (await post_row(db, waiting.id)).publish_state == PublishState.SCHEDULED
+        held = await client.post(
+            f"/studio/social-posts/{waiting.id}/hold-back", data={"csrf_token": token, "confirm": "yes"}
+        )
+        assert held.status_code == 303 and "Held%20back" in held.headers["location"]
+        row = await post_row(db, waiting.id)
+        assert row.publish_state == PublishState.FAILED and "a supervisor decided" in (row.publish_error or "")
 
     async with signed_in(stack, other_tenant.keys[Role.SUPERVISOR]) as client:
         html = (await client.get("/studio/approvals")).text
