@@ -340,3 +340,23 @@ async def test_a_supervisor_holds_back_a_post_that_waits_for_its_channel(
     assert mastodon.statuses == []
     # Once it has ended (or gone out), there is nothing to hold back.
     assert (await stack.http.post(url, headers=tenant.headers(Role.SUPERVISOR))).status_code == 409
+
+
+async def test_an_edit_of_a_mastodon_post_is_checked_against_the_instances_limit(
+    stack: RunningStack, tenant: Tenant, db: Database, mastodon: MastodonServer
+) -> None:
+    mastodon.config.max_characters = 1000
+    [post] = await make_posts(db, tenant.id, [Platform.MASTODON], publish_at=datetime(2026, 3, 12, 9, tzinfo=UTC))
+    url = f"/api/v1/companies/{post.company_id}/social-posts/{post.id}"
+    long_text = "Parcel robots " * 50  # 700 characters: over Mastodon's default 500, within this instance's 1000
+    before = await stack.http.patch(url, json={"text": long_text}, headers=tenant.headers())
+    assert before.status_code == 422  # no channel yet: Mastodon's default limit
+    await connect(stack, tenant, str(post.company_id), mastodon)
+    within = await stack.http.patch(url, json={"text": long_text}, headers=tenant.headers())
+    assert within.status_code == 200, within.text
+    # A link counts 23 however long it is, as the instance counts it.
+    link = "https://acme.example/" + "a" * 200
+    with_link = await stack.http.patch(url, json={"text": f"{'x' * 970} {link}"}, headers=tenant.headers())
+    assert with_link.status_code == 200, with_link.text
+    over = await stack.http.patch(url, json={"text": "x" * 1001}, headers=tenant.headers())
+    assert over.status_code == 422 and "1001" in over.text
