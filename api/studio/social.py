@@ -1,6 +1,6 @@
-"""The studio's changes to a social post, from its preview card: edit the text, move it to another time, and
-publish again after checking the receiver, or hold back a post that waits for its channel. Each goes through the same service as the API
-(api/services/social_posts.py) and comes back to the previews with what happened."""
+"""The studio's changes to a social post, from its preview card: edit the text, move it to another time, publish
+again after checking the receiver, or hold back a post that waits for its channel. Each goes through the same service
+as the API (api/services/social_posts.py) and comes back to the previews with what happened."""
 
 import uuid
 from datetime import datetime
