@@ -314,7 +314,7 @@ class ChannelActivities:
             return ChannelTaskResult(
                 outcome=ChannelOutcome.UNAVAILABLE, message=exc.reason, retry_after=exc.retry_after
             )
-        except (ChannelInputError, ValueError) as exc:
+        except ValueError as exc:  # ChannelInputError, or a handle or address a publisher refused
             await self._forget(attempt.id)
             return ChannelTaskResult(outcome=ChannelOutcome.INVALID, message=str(exc))
         channel_id = await self._keep(attempt, account, credentials, rules)
@@ -394,7 +394,7 @@ class ChannelActivities:
             return ChannelTaskResult(
                 outcome=ChannelOutcome.UNAVAILABLE, message=exc.reason, retry_after=exc.retry_after
             )
-        except (ChannelInputError, ValueError, CredentialsUnreadable) as exc:
+        except (ValueError, CredentialsUnreadable) as exc:  # ChannelInputError and InstanceRefused are ValueErrors
             await self._forget(attempt.id)
             return ChannelTaskResult(outcome=ChannelOutcome.INVALID, message=str(exc))
         statement = (

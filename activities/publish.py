@@ -606,7 +606,7 @@ class PublishActivities:
         return outcome_of(await self._load(post_id))
 
     def publisher_for(self, tenant: Tenant | None, post: SocialPost) -> Publisher | None:
-        """The tenant's webhook for every platform, for now; platform APIs will be chosen here by `post.platform`."""
+        """The tenant's webhook, for a post whose company has no channel for its platform (None without one)."""
         if tenant is None or not tenant.webhook_url or not tenant.webhook_secret:
             return None
         settings = self.deps.settings

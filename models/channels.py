@@ -27,7 +27,6 @@ BLUESKY_DEFAULT_SERVICE = "https://bsky.social"
 # (POST .../channels/connect, then the platform calls back).
 PASSWORD_PLATFORMS = frozenset({Platform.BLUESKY})
 OAUTH_PLATFORMS = frozenset({Platform.MASTODON})
-CONNECTABLE_PLATFORMS = PASSWORD_PLATFORMS | OAUTH_PLATFORMS
 MASTODON_SCOPES = "read:accounts write:statuses write:media"
 # An OAuth sign-in at the platform must come back within this.
 AUTHORIZATION_MINUTES = 15
@@ -149,32 +148,47 @@ class ChannelInputError(ValueError):
     """Input that cannot be used; the message says why and is safe to show (it never holds a secret)."""
 
 
-def normalize_service(value: str, *, allow_private_networks: bool, what: str) -> str:
-    """`https://host[:port]` from a PDS address or a Mastodon instance ("mastodon.social", "https://x.y/").
-    No path, query, credentials or fragment; http only for private networks (local tests and servers)."""
-    text = (value or "").strip()
+def normalize_service(value: str, *, allow_private_networks: bool, what: str, example: str = "mastodon.social") -> str:
+    """The server's base URL, `https://host[:port]`, from what a person typed for `what` (a PDS, an instance):
+    "mastodon.social" and "https://Mastodon.Social/" are both "https://mastodon.social". ChannelInputError, in words
+    for that person, for anything else: a path, a query, credentials, an account handle, a scheme other than https
+    (http only with `allow_private_networks`, for a server on this machine or network)."""
+    text = value.strip() if isinstance(value, str) else ""
     if not text:
-        raise ChannelInputError(f"{what} is empty")
+        raise ChannelInputError(f"name {what}, for example {example}")
+    if any(char.isspace() for char in text):
+        raise ChannelInputError(f"{what}'s address cannot contain spaces")
     if "://" not in text:
-        text = "https://" + text
+        if "@" in text:
+            raise ChannelInputError(f"name {what}, not the account: for @alice@{example} that is {example}")
+        text = f"https://{text}"
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise ChannelInputError(f"{what} is not an address: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ChannelInputError(f"{what} must be an https address, got {parts.scheme}://")
-    if parts.username or parts.password:
-        raise ChannelInputError(f"{what} must not hold a user name or password")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ChannelInputError(f"{what} must be the server's address alone (like https://mastodon.social)")
-    host = (parts.hostname or "").lower().rstrip(".")
-    if not host or any(c in host for c in " @\\"):
-        raise ChannelInputError(f"{what} has no host name")
-    if parts.scheme == "http" and not allow_private_networks:
-        raise ChannelInputError(f"{what} must use https")
-    shown_host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{shown_host}" + (f":{port}" if port else "")
+        raise ChannelInputError(f"{what}'s address is not valid: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        raise ChannelInputError(f"{what} must be an https address (https://{example})")
+    if scheme == "http" and not allow_private_networks:
+        raise ChannelInputError(f"{what} must be reached over https://")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ChannelInputError(f"{what}'s address cannot carry a user name or password")
+    if parts.path not in ("", "/"):
+        raise ChannelInputError(f"give {what}'s address without a path, for example https://{example}")
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise ChannelInputError(f"give {what}'s address without a query or fragment")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise ChannelInputError(f"{what}'s address must name a host")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ChannelInputError(f"the host name {host!r} is not valid") from None
+    shown = f"[{host}]" if ":" in host else host
+    default_port = 443 if scheme == "https" else 80
+    return f"{scheme}://{shown}" + (f":{port}" if port is not None and port != default_port else "")
 
 
 def normalize_handle(value: str) -> str:

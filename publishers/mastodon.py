@@ -3,10 +3,11 @@
 Every call is Mastodon's documented client API (docs.joinmastodon.org):
 
 - Connect: `POST /api/v1/apps` registers the app on the instance (`register_app`); the person authorizes it at
-  `GET /oauth/authorize` with PKCE (`authorization_url`, `pkce_pair`); the code comes back to our redirect URI and
-  `POST /oauth/token` exchanges it for an access token (`exchange_code`), which does not expire. The account comes
-  from `GET /api/v1/accounts/verify_credentials`, the instance's limits from `GET /api/v2/instance`
-  (`instance_rules`; `/api/v1/instance` on an older server). `POST /oauth/revoke` on disconnect (`revoke`).
+  `GET /oauth/authorize` with PKCE (models.channels: `mastodon_authorization_url`, `pkce_pair`); the code comes
+  back to our redirect URI and `POST /oauth/token` exchanges it for an access token (`exchange_code`), which does
+  not expire. The account comes from `GET /api/v1/accounts/verify_credentials`, the instance's limits from
+  `GET /api/v2/instance` (`instance_rules`; `/api/v1/instance` on an older server). `POST /oauth/revoke` on
+  disconnect (`revoke`).
 - Post: each image goes to `POST /api/v2/media` (multipart, the alt text as `description`); the instance answers
   202 with `url: null` while it processes the file, and `GET /api/v1/media/:id` answers 206 until it is done.
   Then `POST /api/v1/statuses` with `Idempotency-Key: <delivery id>`: Mastodon keeps the key for an hour and
@@ -28,19 +29,17 @@ or a repr.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
+from models.channels import MASTODON_SCOPES, normalize_service
 from models.destinations import Destination, DestinationError, NonPublicAddress, UnresolvedHost, check_url
 from models.enums import MediaKind
 from models.text_limits import mastodon_length
@@ -65,7 +64,7 @@ from publishers.channel import (
 from publishers.webhook import json_or_none, read_limited, retry_after_seconds
 
 # Only what posting needs: the account (to show who the channel posts as), statuses and media.
-SCOPES = "read:accounts write:statuses write:media"
+SCOPES = MASTODON_SCOPES
 CLIENT_NAME = "content-pipeline"
 USER_AGENT = "content-pipeline-mastodon/1"
 
@@ -105,76 +104,8 @@ class InstanceRefused(ValueError):
 
 
 def normalize_instance(value: str, *, allow_private_networks: bool = False) -> str:
-    """The instance's base URL, `https://host[:port]`, from what a person typed: "mastodon.social" and
-    "https://Mastodon.Social/" are both "https://mastodon.social". `ValueError` (in words for that person) for
-    anything else: a path, a query, credentials, an account handle, a scheme other than https (http only with
-    `allow_private_networks`, for a local instance)."""
-    text = value.strip() if isinstance(value, str) else ""
-    if not text:
-        raise ValueError("name the Mastodon instance, for example mastodon.social")
-    if any(char.isspace() for char in text):
-        raise ValueError("the instance's address cannot contain spaces")
-    if "://" not in text:
-        if "@" in text:
-            raise ValueError("name the instance, not the account: for @alice@mastodon.social that is mastodon.social")
-        text = f"https://{text}"
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"the instance's address is not valid: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http"):
-        raise ValueError("the instance's address must start with https://")
-    if scheme == "http" and not allow_private_networks:
-        raise ValueError("the instance must be reached over https://")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise ValueError("the instance's address cannot carry a user name or password")
-    if parts.path not in ("", "/"):
-        raise ValueError("give the instance's address without a path, for example https://mastodon.social")
-    if parts.query or parts.fragment or text.endswith(("?", "#")):
-        raise ValueError("give the instance's address without a query or fragment")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise ValueError("the instance's address must name a host")
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"the host name {host!r} is not valid") from None
-    shown = f"[{host}]" if ":" in host else host
-    default_port = 443 if scheme == "https" else 80
-    return f"{scheme}://{shown}" + (f":{port}" if port is not None and port != default_port else "")
-
-
-def pkce_pair() -> tuple[str, str]:
-    """(verifier, challenge) for PKCE with S256 (RFC 7636): the challenge goes in the authorization URL, the
-    verifier, kept by us until the code comes back, in the token request."""
-    verifier = secrets.token_urlsafe(64)  # 86 characters of [A-Za-z0-9_-], within RFC 7636's 43 to 128
-    return verifier, _s256(verifier)
-
-
-def _s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def authorization_url(instance: str, client_id: str, redirect_uri: str, state: str, code_challenge: str) -> str:
-    """Where the person authorizes the app on their instance; the instance then redirects to `redirect_uri` with
-    `code` and `state`."""
-    query = urlencode(
-        {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "scope": SCOPES,
-            "state": state,
-            "code_challenge": code_challenge,
-            "code_challenge_method": "S256",
-        },
-        quote_via=quote,
-    )
-    return f"{instance.rstrip('/')}/oauth/authorize?{query}"
+    """The instance's base URL from what a person typed (models.channels.normalize_service); ValueError in words."""
+    return normalize_service(value, allow_private_networks=allow_private_networks, what="the Mastodon instance")
 
 
 def counted_length(text: str, rules: PlatformRules) -> int:
@@ -780,13 +711,11 @@ __all__ = [
     "SCOPES",
     "InstanceRefused",
     "MastodonPublisher",
-    "authorization_url",
     "check",
     "counted_length",
     "exchange_code",
     "instance_rules",
     "normalize_instance",
-    "pkce_pair",
     "register_app",
     "revoke",
 ]

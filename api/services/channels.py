@@ -25,7 +25,6 @@ from api.errors import Problem
 from models.channels import (
     AUTHORIZATION_MINUTES,
     BLUESKY_DEFAULT_SERVICE,
-    CONNECTABLE_PLATFORMS,
     OAUTH_PLATFORMS,
     PASSWORD_PLATFORMS,
     ChannelAccount,
@@ -429,7 +428,3 @@ def problem_for(result: ChannelTaskResult, platform: Platform) -> Problem:
             errorType="platform_unavailable",
         )
     return Problem(410, result.message or "the connection attempt expired; start again", errorType="attempt_gone")
-
-
-def connectable(platform: Platform) -> bool:
-    return platform in CONNECTABLE_PLATFORMS

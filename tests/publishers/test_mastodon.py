@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from models.channels import mastodon_authorization_url as authorization_url
+from models.channels import pkce_pair
 from models.enums import MediaKind, Platform
 from publishers.base import Delivery, MediaRef, PublishError, PublishNotSent, PublishOutcomeUnknown, PublishRejected
 from publishers.channel import (
@@ -26,13 +28,11 @@ from publishers.mastodon import (
     SCOPES,
     InstanceRefused,
     MastodonPublisher,
-    authorization_url,
     check,
     counted_length,
     exchange_code,
     instance_rules,
     normalize_instance,
-    pkce_pair,
     register_app,
     revoke,
 )
